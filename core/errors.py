@@ -1,0 +1,62 @@
+"""Errors a person can act on. Each names what was wrong and where (file, line, field, setting).
+
+The CLI prints `str(error)` as its one-line reason and the GUI shows it in a dialog, so messages
+are written for people: what was found, where, and what was expected instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WorkbenchError(Exception):
+    """Base of every error the core raises on purpose. Anything else is a bug."""
+
+
+class ProjectError(WorkbenchError):
+    """A folder is not a usable project: missing, not ours, too new, or corrupt."""
+
+
+class InputError(WorkbenchError):
+    """Bad outside data: names the file, the line or row, and the field."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ):
+        self.reason = reason
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.field = field
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(str(self.path))
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field is not None:
+            where.append(f"field '{self.field}'")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+class FieldError(WorkbenchError):
+    """Raised by a format's row parser; the import pipeline adds the file and line."""
+
+    def __init__(self, field: str | None, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"field '{field}': {reason}" if field else reason)
+
+
+class ConfigError(WorkbenchError):
+    """A setting outside its allowed values: names the setting and what is allowed."""
+
+
+class Cancelled(WorkbenchError):
+    """The person asked to stop; whatever was in progress was rolled back."""

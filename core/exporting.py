@@ -1,0 +1,63 @@
+"""Exporting a project's pairs to an outside format.
+
+Each pair goes out with the verdict `store.settle_verdict` gives it (one judgment: that verdict;
+several: the strict majority; skips ignored). Formats that can only say "chosen/rejected" skip
+pairs without a decisive verdict and say how many and why. The file is written to a temporary
+name and renamed into place, so a failed export never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import WorkbenchError
+from .formats import WriteReport, get_format
+from .project import Project
+from .store import Store
+
+
+@dataclass
+class ExportReport:
+    path: str
+    format: str
+    written: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text = f"{self.written:,} pairs written to {self.path} ({self.format})"
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{n:,} {reason}" for reason, n in self.skipped.items())
+        return text
+
+
+def export_file(
+    target: Project | Store,
+    path: str | Path,
+    *,
+    format: str,
+    annotators: Sequence[str] | None = None,
+) -> ExportReport:
+    store = target.store if isinstance(target, Project) else target
+    fmt = get_format(format)
+    if fmt.write is None:
+        raise WorkbenchError(f"the {fmt.name} format can be imported but not exported")
+    path = Path(path)
+    if path.is_dir():
+        raise WorkbenchError(f"{path}: is a folder; give a file name to export to")
+    if not path.parent.exists():
+        raise WorkbenchError(f"{path.parent}: no such folder")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            report: WriteReport = fmt.write(store.iter_export_pairs(annotators=annotators), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return ExportReport(str(path), fmt.name, report.written, dict(report.skipped))

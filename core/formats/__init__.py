@@ -1,0 +1,180 @@
+"""Outside data formats: one module per format, each a `Format` registered here.
+
+A format is a mapping from rows (dicts read by `rows.RowSource`) to records (`PairRecord`,
+`PromptRecord`), a `detect` score for automatic detection, and where it makes sense a writer.
+`parse_row` raises `FieldError` naming the field; the import pipeline adds the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import FieldError, InputError
+from ..records import ExportPair, Record
+from .rows import RowSource, Sample
+
+# Texts longer than this are almost certainly a mistake (a whole file in one field); the labelling
+# view is built to stay responsive well past 200,000 characters, so the limit sits far above that.
+MAX_TEXT_CHARS = 1_000_000
+
+
+@dataclass
+class ReadOptions:
+    mapping: dict[str, str] = field(default_factory=dict)  # target field -> column (the `mapped` format)
+    annotator: str | None = None  # overrides who the data's own verdicts are attributed to
+    max_chars: int = MAX_TEXT_CHARS
+
+
+@dataclass
+class WriteReport:
+    written: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> how many pairs
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    description: str
+    # 0 = not this format; higher = surer. Detection picks the highest; a tie is reported as ambiguous.
+    detect: Callable[[Sample], int]
+    parse_row: Callable[[dict[str, Any], ReadOptions], Iterable[Record]] | None = None
+    write: Callable[[Iterable[ExportPair], TextIO], WriteReport] | None = None
+    write_suffix: str = ".jsonl"
+    annotator: str | None = None  # who the data's own verdicts are attributed to, e.g. "dataset:hh-rlhf"
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def get_format(name: str) -> Format:
+    _load_all()
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise InputError(f"unknown format {name!r}; choose one of: {', '.join(sorted(FORMATS))}") from None
+
+
+def readable_formats() -> list[Format]:
+    _load_all()
+    return [f for f in FORMATS.values() if f.parse_row is not None]
+
+
+def writable_formats() -> list[Format]:
+    _load_all()
+    return [f for f in FORMATS.values() if f.write is not None]
+
+
+@dataclass
+class Detection:
+    format: Format
+    source: RowSource
+    sample: Sample
+    scores: dict[str, int]
+
+
+def detect(path: str | Path, *, container: str | None = None) -> Detection:
+    """Which format a file is in, judged from its first rows. Raises InputError when unsure."""
+    source = RowSource(path, container)
+    sample = source.sample()
+    if not sample.rows:
+        # Every sampled row was bad: read again to surface the first problem with its line.
+        for item in source.rows():
+            raise InputError(str(item), path=source.path)
+        raise InputError("has no rows", path=source.path)
+    scores = {f.name: f.detect(sample) for f in readable_formats() if f.name != "mapped"}
+    scores = {name: s for name, s in scores.items() if s > 0}
+    if not scores:
+        columns = ", ".join(sample.columns[:12])
+        raise InputError(
+            f"the format could not be recognised (columns: {columns}); name it with --format, "
+            f"or map the columns with --map prompt=...,chosen=...,rejected=...",
+            path=source.path,
+        )
+    best = max(scores.values())
+    winners = sorted(name for name, s in scores.items() if s == best)
+    if len(winners) > 1:
+        raise InputError(f"could be any of {', '.join(winners)}; choose one with --format", path=source.path)
+    return Detection(get_format(winners[0]), source, sample, scores)
+
+
+# -- helpers for parse_row -------------------------------------------------------------------------
+
+
+def text_field(row: dict[str, Any], name: str, *, allow_empty: bool = True, column: str | None = None) -> str:
+    """row[column or name] as text; FieldError naming the field if missing or not text."""
+    key = column or name
+    if key not in row:
+        close = _close_match(key, row)
+        hint = f" (there is a '{close}': misspelled?)" if close else ""
+        raise FieldError(key, f"is missing; expected text{hint}")
+    value = row[key]
+    if value is None:
+        raise FieldError(key, "is null; expected text")
+    if not isinstance(value, str):
+        raise FieldError(key, f"is {_kind(value)}; expected text")
+    if not allow_empty and not value.strip():
+        raise FieldError(key, "is empty")
+    return value
+
+
+def optional_number(row: dict[str, Any], name: str) -> float | None:
+    value = row.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise FieldError(name, f"is {_kind(value)}; expected a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise FieldError(name, f"is {value!r}; expected a number") from None
+    if not math.isfinite(number):
+        raise FieldError(name, f"is {value!r}; expected a finite number")
+    return number
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _close_match(key: str, row: dict[str, Any]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(key, [k for k in row if isinstance(k, str)], n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+_loaded = False
+
+
+def _load_all() -> None:
+    """Import every format module once, so that each registers itself."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in ("rows",) and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")

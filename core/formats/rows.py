@@ -1,0 +1,244 @@
+"""Reading rows out of outside files: JSON lines, a JSON array, CSV/TSV, or plain text lines.
+
+Formats never open files themselves: they receive rows (dicts) from here, with line numbers, so
+that every error names the file and the line, and so that each format is only a mapping from a
+row to records. Problems that belong to one row (bad JSON on line 7, invalid UTF-8 on line 9,
+a CSV row with too many fields) come out as `Rejected` items; problems with the whole file (empty,
+binary) raise `InputError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..records import Rejected
+
+CONTAINERS = ("jsonl", "json", "csv", "tsv", "text")
+_SNIFF_BYTES = 64 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class Row:
+    line: int  # 1-based line where the row starts (for a JSON array: the item's 1-based index)
+    data: dict[str, Any]
+
+
+@dataclass
+class Sample:
+    """The first rows of a file, for format detection."""
+
+    path: Path
+    container: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+
+
+class RowSource:
+    """A file opened for row reading. `bytes_read` / `total_bytes` give progress while iterating."""
+
+    def __init__(self, path: str | Path, container: str | None = None):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError("no such file", path=self.path)
+        if self.path.is_dir():
+            raise InputError("is a folder; choose a file", path=self.path)
+        self.total_bytes = self.path.stat().st_size
+        self.bytes_read = 0
+        self.container = container or self._sniff_container()
+        if self.container not in CONTAINERS:
+            raise InputError(f"unknown container {self.container!r}; use one of {', '.join(CONTAINERS)}", path=self.path)
+
+    def _sniff_container(self) -> str:
+        with open(self.path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+        if not head.strip():
+            raise InputError("the file is empty", path=self.path)
+        if b"\x00" in head:
+            raise InputError("looks like a binary file, not text; expected JSON lines, JSON or CSV", path=self.path)
+        if head.startswith(_BOM):
+            head = head[len(_BOM):]
+        try:
+            # A multi-byte character may be cut at the end of the sniffed block; that is not an error.
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:
+                if _looks_binary(head):
+                    raise InputError(
+                        "looks like a binary file, not text; expected JSON lines, JSON or CSV", path=self.path
+                    ) from None
+        suffix = self.path.suffix.lower()
+        first = head.lstrip()[:1]
+        if first == b"[":
+            return "json"
+        if first == b"{":
+            first_line = head.lstrip().split(b"\n", 1)[0].strip()
+            # A pretty-printed JSON document starts with a lone "{"; JSON lines never do.
+            return "json" if first_line == b"{" else "jsonl"
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            return "jsonl"
+        if suffix == ".tsv":
+            return "tsv"
+        if suffix == ".txt":
+            return "text"
+        return "csv"
+
+    def sample(self, n: int = 50) -> Sample:
+        sample = Sample(self.path, self.container)
+        columns: dict[str, None] = {}
+        for item in self.rows():
+            if isinstance(item, Row):
+                sample.rows.append(item.data)
+                columns.update(dict.fromkeys(item.data))
+                if len(sample.rows) >= n:
+                    break
+        sample.columns = list(columns)
+        self.bytes_read = 0
+        return sample
+
+    def rows(self) -> Iterator[Row | Rejected]:
+        reader = {
+            "jsonl": self._jsonl_rows,
+            "json": self._json_rows,
+            "csv": self._csv_rows,
+            "tsv": self._csv_rows,
+            "text": self._text_rows,
+        }[self.container]
+        yield from reader()
+
+    # -- containers -------------------------------------------------------------------------------
+
+    def _jsonl_rows(self) -> Iterator[Row | Rejected]:
+        seen_content = False
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                self.bytes_read += len(raw)
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                if not raw.strip():
+                    continue
+                seen_content = True
+                try:
+                    # json.loads takes bytes and decodes them as UTF-8 itself: one pass, not two.
+                    data = json.loads(raw)
+                except UnicodeDecodeError as exc:
+                    yield Rejected(number, None, f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8")
+                    continue
+                except json.JSONDecodeError as exc:
+                    hint = "; the file may be truncated" if not raw.endswith(b"\n") else ""
+                    yield Rejected(number, None, f"is not valid JSON ({exc.msg} at column {exc.colno}){hint}")
+                    continue
+                if not isinstance(data, dict):
+                    yield Rejected(number, None, f"expected a JSON object {{...}}, found {_json_kind(data)}")
+                    continue
+                yield Row(number, data)
+        if not seen_content:
+            raise InputError("the file is empty", path=self.path)
+
+    def _json_rows(self) -> Iterator[Row | Rejected]:
+        raw = self.path.read_bytes()
+        self.bytes_read = len(raw)
+        if raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        try:
+            document = json.loads(raw)
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise InputError("is not valid UTF-8; save the file as UTF-8", path=self.path, line=line) from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"is not valid JSON ({exc.msg}); the file may be truncated", path=self.path, line=exc.lineno) from None
+        if isinstance(document, dict):
+            # {"data": [...]} / {"rows": [...]}: a common wrapper; a lone object is one row.
+            lists = [v for v in document.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+            document = lists[0] if len(lists) == 1 and len(document) <= 3 else [document]
+        if not isinstance(document, list):
+            raise InputError(f"expected a JSON array of objects, found {_json_kind(document)}", path=self.path)
+        if not document:
+            raise InputError("the JSON array is empty", path=self.path)
+        for index, item in enumerate(document, start=1):
+            if isinstance(item, dict):
+                yield Row(index, item)
+            else:
+                yield Rejected(index, None, f"item {index} of the array: expected a JSON object, found {_json_kind(item)}")
+
+    def _decoded_text(self) -> str:
+        raw = self.path.read_bytes()
+        self.bytes_read = len(raw)
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise InputError(
+                f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8", path=self.path, line=line
+            ) from None
+
+    def _csv_rows(self) -> Iterator[Row | Rejected]:
+        text = self._decoded_text()
+        delimiter = "\t" if self.container == "tsv" else _sniff_delimiter(text)
+        csv.field_size_limit(1 << 30)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise InputError("the file is empty", path=self.path) from None
+        except csv.Error as exc:
+            raise InputError(f"is not valid CSV ({exc})", path=self.path, line=1) from None
+        header = [h.strip() for h in header]
+        if not any(header):
+            raise InputError("the first line should be a header naming the columns, but it is empty", path=self.path, line=1)
+        duplicates = {h for h in header if header.count(h) > 1}
+        if duplicates:
+            raise InputError(f"the header names a column twice: {', '.join(sorted(duplicates))}", path=self.path, line=1)
+        line = reader.line_num + 1
+        any_row = False
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield Rejected(line, None, f"is not valid CSV ({exc})")
+                line = reader.line_num + 1
+                continue
+            start, line = line, reader.line_num + 1
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue
+            any_row = True
+            if len(values) != len(header):
+                yield Rejected(start, None, f"has {len(values)} fields but the header has {len(header)} ({', '.join(header)})")
+                continue
+            yield Row(start, dict(zip(header, values)))
+        if not any_row:
+            raise InputError("has a header but no rows", path=self.path)
+
+    def _text_rows(self) -> Iterator[Row | Rejected]:
+        text = self._decoded_text()
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                yield Row(number, {"prompt": line.rstrip("\r")})
+
+
+def _sniff_delimiter(text: str) -> str:
+    first_line = text.split("\n", 1)[0]
+    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+
+
+def _looks_binary(head: bytes) -> bool:
+    # Control characters other than whitespace are rare in text of any encoding.
+    controls = sum(1 for b in head[:4096] if b < 32 and b not in (9, 10, 13))
+    return controls > len(head[:4096]) * 0.01
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,738 @@
+"""The project database: its schema, its migrations, and every SQL statement the workbench runs.
+
+One SQLite file per project, in WAL mode (readers never block the labeller's writes), with
+foreign keys on and a busy timeout so that a training child process and the GUI can share it.
+The schema is versioned with `PRAGMA user_version` and migrated forward one step at a time; a
+file whose version is newer than this code knows is refused rather than guessed at.
+
+Every import is idempotent through content hashes: a prompt is identified by its messages, a
+response by its prompt and text, a pair by its prompt and the *unordered* set of its two
+responses (so the same two responses shown the other way round are the same pair), and a
+judgment that came with data by its pair, annotator and verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import ProjectError, WorkbenchError
+from .records import (
+    DATASET_ANNOTATOR_PREFIX,
+    SWAPPED_VERDICT,
+    VERDICTS,
+    Conversation,
+    ExportPair,
+    conversation_from_json,
+    conversation_to_json,
+)
+
+# "RLHW" in the SQLite header, so that a stray database is never mistaken for a project.
+APPLICATION_ID = 0x524C4857
+BUSY_TIMEOUT_MS = 10_000
+# SQLite's default limit on bound parameters is 999 on old builds; stay under it.
+_IN_CHUNK = 500
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def content_hash(*parts: str | bytes) -> bytes:
+    """16-byte digest of the parts, unambiguous about where one part ends and the next begins."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+def prompt_hash(messages_json: str) -> bytes:
+    return content_hash(b"prompt", messages_json)
+
+
+def response_hash(prompt_digest: bytes, text: str) -> bytes:
+    return content_hash(b"response", prompt_digest, text)
+
+
+def pair_hash(prompt_digest: bytes, response_digest_1: bytes, response_digest_2: bytes) -> bytes:
+    low, high = sorted((response_digest_1, response_digest_2))
+    return content_hash(b"pair", prompt_digest, low, high)
+
+
+def judgment_import_key(pair_digest: bytes, annotator: str, verdict: str) -> bytes:
+    return content_hash(b"judgment", pair_digest, annotator, verdict)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema and migrations
+# --------------------------------------------------------------------------------------------
+
+_VERDICT_LIST = ", ".join(f"'{v}'" for v in VERDICTS)
+
+_SCHEMA_V1 = f"""
+CREATE TABLE project (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE imports (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    summary     TEXT            -- JSON: counts added, duplicates, rejected rows
+);
+CREATE TABLE prompts (
+    id         INTEGER PRIMARY KEY,
+    hash       BLOB NOT NULL UNIQUE,
+    messages   TEXT NOT NULL,   -- JSON list of {{role, content}}
+    created_at TEXT NOT NULL
+);
+CREATE TABLE responses (
+    id          INTEGER PRIMARY KEY,
+    hash        BLOB NOT NULL UNIQUE,
+    prompt_id   INTEGER NOT NULL REFERENCES prompts(id),
+    text        TEXT NOT NULL,
+    source      TEXT NOT NULL CHECK (source IN ('dataset', 'model', 'checkpoint', 'human', 'demo')),
+    source_name TEXT,           -- dataset file, model folder or run that wrote it
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX responses_prompt ON responses(prompt_id);
+CREATE TABLE pairs (
+    id            INTEGER PRIMARY KEY,
+    hash          BLOB NOT NULL UNIQUE,
+    prompt_id     INTEGER NOT NULL REFERENCES prompts(id),
+    response_a_id INTEGER NOT NULL REFERENCES responses(id),
+    response_b_id INTEGER NOT NULL REFERENCES responses(id),
+    origin        TEXT NOT NULL,  -- hh-rlhf, trl, oasst, arena, demo, policy-vs-reference, ...
+    margin        REAL,
+    meta          TEXT,           -- JSON: ids from the source, for traceability
+    import_id     INTEGER REFERENCES imports(id),
+    created_at    TEXT NOT NULL,
+    CHECK (response_a_id != response_b_id)
+);
+CREATE INDEX pairs_prompt ON pairs(prompt_id);
+CREATE INDEX pairs_origin ON pairs(origin);
+CREATE TABLE judgments (
+    id         INTEGER PRIMARY KEY,
+    pair_id    INTEGER NOT NULL REFERENCES pairs(id),
+    annotator  TEXT NOT NULL,
+    verdict    TEXT NOT NULL CHECK (verdict IN ({_VERDICT_LIST})),
+    shown_left TEXT CHECK (shown_left IN ('a', 'b')),  -- which response was on the left; NULL for imports
+    rationale  TEXT,
+    seconds    REAL,
+    created_at TEXT NOT NULL,
+    undone     INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
+    undone_at  TEXT,
+    import_key BLOB UNIQUE,     -- set for judgments that came with data: makes re-imports no-ops
+    import_id  INTEGER REFERENCES imports(id)
+);
+CREATE INDEX judgments_pair ON judgments(pair_id, undone);
+CREATE INDEX judgments_annotator ON judgments(annotator);
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,  -- reward, ppo, generate, ...
+    name        TEXT NOT NULL,
+    config      TEXT NOT NULL,  -- JSON of the job's config dataclass
+    status      TEXT NOT NULL CHECK (status IN ('created', 'running', 'finished', 'failed', 'cancelled')),
+    created_at  TEXT NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT,
+    error       TEXT,
+    output_dir  TEXT
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step   INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL NOT NULL,
+    time   REAL NOT NULL
+);
+CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step);
+CREATE TABLE samples (
+    id       INTEGER PRIMARY KEY,
+    run_id   TEXT NOT NULL REFERENCES runs(id),
+    step     INTEGER NOT NULL,
+    prompt   TEXT NOT NULL,
+    response TEXT NOT NULL,
+    score    REAL,
+    time     REAL NOT NULL,
+    extra    TEXT
+);
+CREATE INDEX samples_run_step ON samples(run_id, step);
+"""
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _split_sql(_SCHEMA_V1):
+        conn.execute(statement)
+
+
+def _split_sql(script: str) -> list[str]:
+    """executescript() would COMMIT our transaction; run the statements one by one instead."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        if sqlite3.complete_statement("\n".join(current)):
+            statements.append("\n".join(current))
+            current = []
+    return [s for s in statements if s.strip()]
+
+
+# MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# Opening
+# --------------------------------------------------------------------------------------------
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a verdict acknowledged to the labeller survives a power cut, not only a crash.
+    conn.execute("PRAGMA synchronous = FULL")
+
+
+def inspect_database(path: Path) -> tuple[int, int]:
+    """(application_id, user_version) of an existing file, read without changing anything.
+
+    Raises ProjectError for a file that is not an SQLite database or is damaged.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ProjectError(f"{path}: cannot be opened: {exc}") from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{path}: is not a readable project database ({exc})") from exc
+    finally:
+        conn.close()
+    if check != "ok":
+        raise ProjectError(f"{path}: the database is damaged ({check}); restore it from a backup")
+    return app_id, version
+
+
+class Store:
+    """One connection to a project's database. Use one Store per thread."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, *, name: str) -> "Store":
+        if path.exists():
+            raise ProjectError(f"{path}: already exists")
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        store = cls(conn, path)
+        _configure(conn)
+        with store.transaction():
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            store._migrate(0)
+            conn.executemany(
+                "INSERT INTO project(key, value) VALUES (?, ?)",
+                [("name", name), ("created_at", now_iso())],
+            )
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> "Store":
+        app_id, version = inspect_database(path)
+        if app_id != APPLICATION_ID:
+            raise ProjectError(f"{path}: is an SQLite database, but not an RLHF Workbench project")
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{path}: was written by a newer RLHF Workbench (schema {version}; this version "
+                f"reads up to {SCHEMA_VERSION}). Update the workbench to open it."
+            )
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        store = cls(conn, path)
+        _configure(conn)
+        if version < SCHEMA_VERSION:
+            with store.transaction():
+                store._migrate(version)
+        return store
+
+    def _migrate(self, from_version: int) -> None:
+        for version in range(from_version, SCHEMA_VERSION):
+            MIGRATIONS[version](self.conn)
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a cancel included)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self.conn.execute("ROLLBACK")
+                raise WorkbenchError(f"{self.path}: could not save ({exc}); nothing was changed") from exc
+
+    # -- project metadata ----------------------------------------------------------------------
+
+    def project_info(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM project"))
+
+    # -- counts and statistics -----------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            """SELECT (SELECT count(*) FROM prompts), (SELECT count(*) FROM responses),
+                      (SELECT count(*) FROM pairs), (SELECT count(*) FROM judgments WHERE undone = 0),
+                      (SELECT count(*) FROM runs)"""
+        ).fetchone()
+        return dict(zip(("prompts", "responses", "pairs", "judgments", "runs"), row))
+
+    def pairs_by_origin(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT origin, count(*) FROM pairs GROUP BY origin ORDER BY origin"))
+
+    def judgments_by_annotator_and_verdict(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        for annotator, verdict, n in self.conn.execute(
+            """SELECT annotator, verdict, count(*) FROM judgments WHERE undone = 0
+               GROUP BY annotator, verdict ORDER BY annotator, verdict"""
+        ):
+            result.setdefault(annotator, {})[verdict] = n
+        return result
+
+    def unlabelled_pair_count(self) -> int:
+        """Pairs that no person has judged yet (labels that came with data do not count)."""
+        return self.conn.execute(
+            f"""SELECT count(*) FROM pairs p WHERE NOT EXISTS (
+                    SELECT 1 FROM judgments j WHERE j.pair_id = p.id AND j.undone = 0
+                    AND j.annotator NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%')"""
+        ).fetchone()[0]
+
+    # -- labelling -----------------------------------------------------------------------------
+
+    def next_unlabelled_pair_id(self, after_id: int = 0) -> int | None:
+        """The next pair (in id order) that no person has judged yet, or None."""
+        row = self.conn.execute(
+            f"""SELECT p.id FROM pairs p WHERE p.id > ? AND NOT EXISTS (
+                    SELECT 1 FROM judgments j WHERE j.pair_id = p.id AND j.undone = 0
+                    AND j.annotator NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%')
+                ORDER BY p.id LIMIT 1""",
+            (after_id,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def add_judgment(
+        self,
+        pair_id: int,
+        annotator: str,
+        verdict: str,
+        *,
+        shown_left: str | None = None,
+        rationale: str | None = None,
+        seconds: float | None = None,
+    ) -> int:
+        """Record a verdict and commit it before returning (it is acknowledged once this returns)."""
+        if verdict not in VERDICTS:
+            raise WorkbenchError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+        with self.transaction():
+            cur = self.conn.execute(
+                """INSERT INTO judgments(pair_id, annotator, verdict, shown_left, rationale, seconds, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (pair_id, annotator, verdict, shown_left, rationale, seconds, now_iso()),
+            )
+        return cur.lastrowid
+
+    def undo_judgment(self, judgment_id: int) -> None:
+        """Marks a verdict undone. Nothing is deleted, so history and agreement stay computable."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE judgments SET undone = 1, undone_at = ? WHERE id = ? AND undone = 0",
+                (now_iso(), judgment_id),
+            )
+
+    # -- reading pairs -------------------------------------------------------------------------
+
+    _PAIR_SELECT = """
+        SELECT p.id, pr.messages, ra.text, rb.text, p.origin, p.margin
+        FROM pairs p
+        JOIN prompts pr ON pr.id = p.prompt_id
+        JOIN responses ra ON ra.id = p.response_a_id
+        JOIN responses rb ON rb.id = p.response_b_id
+    """
+
+    def pair(self, pair_id: int) -> ExportPair | None:
+        row = self.conn.execute(self._PAIR_SELECT + " WHERE p.id = ?", (pair_id,)).fetchone()
+        if row is None:
+            return None
+        pair = _export_pair(row)
+        pair.judgments = self.active_judgments(pair_id)
+        return pair
+
+    def active_judgments(self, pair_id: int) -> list[tuple[str, str]]:
+        return list(
+            self.conn.execute(
+                "SELECT annotator, verdict FROM judgments WHERE pair_id = ? AND undone = 0 ORDER BY id",
+                (pair_id,),
+            )
+        )
+
+    def pair_ids(self, *, origin: str | None = None) -> list[int]:
+        if origin is None:
+            return [r[0] for r in self.conn.execute("SELECT id FROM pairs ORDER BY id")]
+        return [r[0] for r in self.conn.execute("SELECT id FROM pairs WHERE origin = ? ORDER BY id", (origin,))]
+
+    def pairs_page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """One page of pairs for a table view: short texts and a summary of the active verdicts."""
+        rows = self.conn.execute(
+            """SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300),
+                      (SELECT group_concat(j.annotator || '=' || j.verdict, '; ') FROM judgments j
+                       WHERE j.pair_id = p.id AND j.undone = 0)
+               FROM pairs p
+               JOIN prompts pr ON pr.id = p.prompt_id
+               JOIN responses ra ON ra.id = p.response_a_id
+               JOIN responses rb ON rb.id = p.response_b_id
+               ORDER BY p.id LIMIT ? OFFSET ?""",
+            (limit, offset),
+        ).fetchall()
+        return [
+            {
+                "id": pid,
+                "origin": origin,
+                "prompt": conversation_from_json(messages),
+                "response_a": a,
+                "response_b": b,
+                "judgments": verdicts or "",
+            }
+            for pid, origin, messages, a, b, verdicts in rows
+        ]
+
+    def prompts_page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            """SELECT pr.id, pr.messages, (SELECT count(*) FROM pairs p WHERE p.prompt_id = pr.id)
+               FROM prompts pr ORDER BY pr.id LIMIT ? OFFSET ?""",
+            (limit, offset),
+        ).fetchall()
+        return [{"id": i, "prompt": conversation_from_json(m), "pairs": n} for i, m, n in rows]
+
+    def iter_export_pairs(self, *, annotators: Sequence[str] | None = None) -> Iterator[ExportPair]:
+        """Every pair with its active judgments (optionally only those of some annotators).
+
+        The verdict each exporter writes is settled by `settle_verdict`, not here, so that every
+        format applies the same rule.
+        """
+        judgments: dict[int, list[tuple[str, str]]] = {}
+        sql = "SELECT pair_id, annotator, verdict FROM judgments WHERE undone = 0"
+        params: list[Any] = []
+        if annotators is not None:
+            sql += f" AND annotator IN ({', '.join('?' * len(annotators))})"
+            params = list(annotators)
+        for pair_id, annotator, verdict in self.conn.execute(sql + " ORDER BY id", params):
+            judgments.setdefault(pair_id, []).append((annotator, verdict))
+        for row in self.conn.execute(self._PAIR_SELECT + " ORDER BY p.id"):
+            pair = _export_pair(row)
+            pair.judgments = judgments.get(pair.pair_id, [])
+            pair.verdict, pair.annotator = settle_verdict(pair.judgments)
+            yield pair
+
+    # -- runs, metrics and samples -------------------------------------------------------------
+
+    def create_run(self, run_id: str, *, kind: str, name: str, config: dict[str, Any], output_dir: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                """INSERT INTO runs(id, kind, name, config, status, created_at, output_dir)
+                   VALUES (?, ?, ?, ?, 'created', ?, ?)""",
+                (run_id, kind, name, json.dumps(config), now_iso(), output_dir),
+            )
+
+    def set_run_status(self, run_id: str, status: str, *, error: str | None = None) -> None:
+        column = {"running": "started_at"}.get(status, "finished_at")
+        with self.transaction():
+            self.conn.execute(
+                f"UPDATE runs SET status = ?, error = ?, {column} = ? WHERE id = ?",
+                (status, error, now_iso(), run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM runs ORDER BY created_at"))
+
+    def add_metrics(self, run_id: str, step: int, values: dict[str, float]) -> None:
+        t = time.time()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO metrics(run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, name, float(value), t) for name, value in values.items()],
+            )
+
+    def metric_series(self, run_id: str, name: str) -> list[tuple[int, float]]:
+        return list(
+            self.conn.execute(
+                "SELECT step, value FROM metrics WHERE run_id = ? AND name = ? ORDER BY step", (run_id, name)
+            )
+        )
+
+    def add_samples(self, run_id: str, step: int, samples: Iterable[tuple[str, str, float | None]]) -> None:
+        t = time.time()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO samples(run_id, step, prompt, response, score, time) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, step, p, r, s, t) for p, r, s in samples],
+            )
+
+
+def settle_verdict(judgments: Sequence[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The verdict a pair carries into exports and training, and who gave it.
+
+    Skips say nothing about the pair and are ignored. One judgment: its verdict and annotator.
+    Several: the strict majority verdict, attributed to "consensus"; no strict majority means
+    people disagree and the pair has no settled verdict (None).
+    """
+    votes = [(a, v) for a, v in judgments if v != "skip"]
+    if not votes:
+        return None, None
+    if len(votes) == 1:
+        return votes[0][1], votes[0][0]
+    tally: dict[str, int] = {}
+    for _, v in votes:
+        tally[v] = tally.get(v, 0) + 1
+    verdict, n = max(tally.items(), key=lambda kv: kv[1])
+    if n * 2 <= len(votes):
+        return None, None
+    annotators = {a for a, v in votes if v == verdict}
+    return verdict, annotators.pop() if len(annotators) == 1 else "consensus"
+
+
+def _export_pair(row: tuple) -> ExportPair:
+    pair_id, messages, a, b, origin, margin = row
+    return ExportPair(
+        pair_id=pair_id,
+        prompt=conversation_from_json(messages),
+        response_a=a,
+        response_b=b,
+        origin=origin,
+        margin=margin,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bulk writing for imports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BulkCounts:
+    prompts_added: int = 0
+    responses_added: int = 0
+    pairs_added: int = 0
+    pairs_existing: int = 0
+    judgments_added: int = 0
+    judgments_existing: int = 0
+
+
+@dataclass(slots=True)
+class _PendingPair:
+    prompt_json: str
+    response_a: str
+    response_b: str
+    origin: str
+    margin: float | None
+    meta: str | None
+    verdict: str | None
+    annotator: str | None
+
+
+class BulkWriter:
+    """Adds many prompts, responses, pairs and judgments inside the caller's transaction.
+
+    Rows are buffered and resolved against the database a batch at a time: one `hash IN (...)`
+    query per few hundred rows instead of one SELECT per row, and ids assigned here so that the
+    inserts are plain executemany calls. This is what keeps a 100,000-record import within a
+    small multiple of the time it takes merely to parse the file.
+    """
+
+    BATCH = 4096
+
+    def __init__(self, store: Store, *, import_id: int | None, source: str, source_name: str | None):
+        self.conn = store.conn
+        self.import_id = import_id
+        self.source = source
+        self.source_name = source_name
+        self.created_at = now_iso()
+        self.counts = BulkCounts()
+        self._pending: list[_PendingPair] = []
+        self._pending_prompts: list[str] = []
+        self._prompt_ids: dict[bytes, int] = {}
+        self._response_ids: dict[bytes, int] = {}
+        self._pair_ids: dict[bytes, tuple[int, bytes]] = {}  # hash -> (id, digest of stored response A)
+        self._next_id = {
+            table: (self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0] + 1)
+            for table in ("prompts", "responses", "pairs")
+        }
+
+    def add_pair(
+        self,
+        prompt: Conversation,
+        response_a: str,
+        response_b: str,
+        *,
+        origin: str,
+        margin: float | None = None,
+        meta: dict[str, Any] | None = None,
+        verdict: str | None = None,
+        annotator: str | None = None,
+    ) -> None:
+        self._pending.append(
+            _PendingPair(
+                conversation_to_json(prompt),
+                response_a,
+                response_b,
+                origin,
+                margin,
+                json.dumps(meta, ensure_ascii=False) if meta else None,
+                verdict,
+                annotator,
+            )
+        )
+        if len(self._pending) >= self.BATCH:
+            self.flush()
+
+    def add_prompt(self, prompt: Conversation) -> None:
+        self._pending_prompts.append(conversation_to_json(prompt))
+        if len(self._pending_prompts) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        prompt_jsons, self._pending_prompts = self._pending_prompts, []
+        prompt_jsons += [p.prompt_json for p in pending]
+
+        prompt_digests = [prompt_hash(j) for j in prompt_jsons]
+        self._resolve(
+            "prompts",
+            self._prompt_ids,
+            prompt_digests,
+            [(j,) for j in prompt_jsons],
+            "INSERT INTO prompts(id, hash, messages, created_at) VALUES (?, ?, ?, ?)",
+            lambda i, h, values: (i, h, values[0], self.created_at),
+            "prompts_added",
+        )
+        pair_prompt_digests = prompt_digests[len(prompt_jsons) - len(pending):]
+
+        response_digests: list[bytes] = []
+        response_values: list[tuple] = []
+        for p, pdigest in zip(pending, pair_prompt_digests):
+            pid = self._prompt_ids[pdigest]
+            for text in (p.response_a, p.response_b):
+                response_digests.append(response_hash(pdigest, text))
+                response_values.append((pid, text))
+        self._resolve(
+            "responses",
+            self._response_ids,
+            response_digests,
+            response_values,
+            "INSERT INTO responses(id, hash, prompt_id, text, source, source_name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            lambda i, h, v: (i, h, v[0], v[1], self.source, self.source_name, self.created_at),
+            "responses_added",
+        )
+
+        pair_digests = []
+        for n, (p, pdigest) in enumerate(zip(pending, pair_prompt_digests)):
+            pair_digests.append(pair_hash(pdigest, response_digests[2 * n], response_digests[2 * n + 1]))
+        self._lookup_pairs(pair_digests)
+
+        new_pairs, judgments = [], []
+        for n, (p, pdigest, digest) in enumerate(zip(pending, pair_prompt_digests, pair_digests)):
+            ra_digest, rb_digest = response_digests[2 * n], response_digests[2 * n + 1]
+            known = self._pair_ids.get(digest)
+            if known is None:
+                pair_id = self._next_id["pairs"]
+                self._next_id["pairs"] += 1
+                self._pair_ids[digest] = (pair_id, ra_digest)
+                new_pairs.append(
+                    (
+                        pair_id, digest, self._prompt_ids[pdigest], self._response_ids[ra_digest],
+                        self._response_ids[rb_digest], p.origin, p.margin, p.meta, self.import_id,
+                        self.created_at,
+                    )
+                )
+                stored_a = ra_digest
+            else:
+                pair_id, stored_a = known
+                self.counts.pairs_existing += 1
+            if p.verdict is not None:
+                # The verdict was given relative to this record's order; store it relative to the pair's.
+                verdict = p.verdict if stored_a == ra_digest else SWAPPED_VERDICT[p.verdict]
+                key = judgment_import_key(digest, p.annotator or "", verdict)
+                judgments.append((pair_id, p.annotator, verdict, self.created_at, key, self.import_id))
+        self.conn.executemany(
+            """INSERT INTO pairs(id, hash, prompt_id, response_a_id, response_b_id, origin, margin, meta,
+                                 import_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            new_pairs,
+        )
+        self.counts.pairs_added += len(new_pairs)
+        if judgments:
+            before = self.conn.total_changes
+            self.conn.executemany(
+                """INSERT OR IGNORE INTO judgments(pair_id, annotator, verdict, created_at, import_key, import_id)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                judgments,
+            )
+            added = self.conn.total_changes - before
+            self.counts.judgments_added += added
+            self.counts.judgments_existing += len(judgments) - added
+
+    def _resolve(self, table, cache, digests, values, insert_sql, make_row, counter) -> None:
+        unknown = list({d for d in digests if d not in cache})
+        for start in range(0, len(unknown), _IN_CHUNK):
+            chunk = unknown[start:start + _IN_CHUNK]
+            cache.update(
+                (h, i)
+                for h, i in self.conn.execute(
+                    f"SELECT hash, id FROM {table} WHERE hash IN ({', '.join('?' * len(chunk))})", chunk
+                )
+            )
+        rows = []
+        for digest, value in zip(digests, values):
+            if digest not in cache:
+                new_id = self._next_id[table]
+                self._next_id[table] += 1
+                cache[digest] = new_id
+                rows.append(make_row(new_id, digest, value))
+        self.conn.executemany(insert_sql, rows)
+        setattr(self.counts, counter, getattr(self.counts, counter) + len(rows))
+
+    def _lookup_pairs(self, digests: list[bytes]) -> None:
+        unknown = list({d for d in digests if d not in self._pair_ids})
+        for start in range(0, len(unknown), _IN_CHUNK):
+            chunk = unknown[start:start + _IN_CHUNK]
+            for h, pair_id, a_digest in self.conn.execute(
+                f"""SELECT p.hash, p.id, r.hash FROM pairs p JOIN responses r ON r.id = p.response_a_id
+                    WHERE p.hash IN ({', '.join('?' * len(chunk))})""",
+                chunk,
+            ):
+                self._pair_ids[h] = (pair_id, a_digest)
