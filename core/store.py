@@ -212,22 +212,24 @@ def _configure(conn: sqlite3.Connection) -> None:
 def inspect_database(path: Path) -> tuple[int, int]:
     """(application_id, user_version) of an existing file, read without changing anything.
 
-    Raises ProjectError for a file that is not an SQLite database or is damaged.
+    Raises ProjectError for a file that is not an SQLite database or whose schema is damaged.
     """
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # immutable=1: no lock, no -wal/-shm files created; looking must not change the folder.
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
         raise ProjectError(f"{path}: cannot be opened: {exc}") from exc
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        # Reading the schema touches the first pages, where damage makes a project unopenable.
+        # (A full integrity_check would read the whole file on every open.)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise ProjectError(f"{path}: is not a readable project database ({exc})") from exc
+        reason = "is damaged" if "malformed" in str(exc) else "is not a readable project database"
+        raise ProjectError(f"{path}: {reason} ({exc}); restore it from a backup") from exc
     finally:
         conn.close()
-    if check != "ok":
-        raise ProjectError(f"{path}: the database is damaged ({check}); restore it from a backup")
     return app_id, version
 
 

@@ -1,0 +1,1 @@
+"""The Qt application: windows, views, widgets. Talks to rlhf_workbench.core only."""

@@ -1,0 +1,273 @@
+"""The `rlhf-workbench` command.
+
+    rlhf-workbench                         open the app
+    rlhf-workbench PROJECT [--annotator N] open the app on a project
+    rlhf-workbench init|demo|import|export|stats|formats ...
+
+Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import Cancelled, WorkbenchError
+
+SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return _run_subcommand(argv)
+    if argv and argv[0] in ("-h", "--help"):
+        _parser().print_help()
+        return 0
+    if argv and argv[0] == "--version":
+        print(f"rlhf-workbench {__version__}")
+        return 0
+    return _open_app(argv)
+
+
+def _open_app(argv: list[str]) -> int:
+    # The app is imported by name so that the core never depends on Qt: a headless install
+    # (a training server) runs every subcommand without PySide6.
+    try:
+        app_main = importlib.import_module("rlhf_workbench.app.main")
+    except ImportError as exc:
+        print(f"error: the desktop app cannot start ({exc}); the subcommands still work (see --help)", file=sys.stderr)
+        return 1
+    return app_main.main(argv)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf-workbench",
+        description="Collect preferences, train reward models, run PPO. With no subcommand, opens the app "
+        "(optionally on PROJECT, with --annotator NAME).",
+    )
+    parser.add_argument("--version", action="version", version=f"rlhf-workbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create an empty project", description="Create an empty project folder.")
+    p.add_argument("path", type=Path, help="folder to create the project in")
+    p.add_argument("--name", help="project name (default: the folder's name)")
+
+    p = sub.add_parser(
+        "demo",
+        help="create the demo project",
+        description="Create the demo project: a few hundred prompts with two responses each and a preference "
+        "rule a tiny model can learn on a CPU in minutes. Needs no download.",
+    )
+    p.add_argument("path", type=Path, nargs="?", help="folder (default: the demo folder in the user's data folder)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generator (default 0)")
+
+    p = sub.add_parser(
+        "import",
+        help="import preference data into a project",
+        description="Import files into a project. The format is detected unless --format names it. An import "
+        "is one transaction: on a bad row nothing is imported, unless --skip-bad is given.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    p.add_argument("--format", help="force a format (see `rlhf-workbench formats`)")
+    p.add_argument(
+        "--map",
+        dest="mapping",
+        type=_parse_mapping,
+        help="column mapping for any CSV/JSONL, e.g. prompt=question,chosen=good,rejected=bad",
+    )
+    p.add_argument("--annotator", help="attribute the data's own verdicts to this name (default: dataset:FORMAT)")
+    p.add_argument("--skip-bad", action="store_true", help="import the good rows and report every rejected row")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("export", help="export a project's pairs", description="Export pairs and their verdicts.")
+    p.add_argument("project", type=Path)
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", required=True, help="trl, trl-conversational, hh-rlhf or pairs")
+    p.add_argument(
+        "--annotator",
+        action="append",
+        dest="annotators",
+        help="use only this annotator's verdicts (repeatable; default: all, settled by majority)",
+    )
+
+    p = sub.add_parser("stats", help="counts by origin, annotator and verdict")
+    p.add_argument("project", type=Path)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+    sub.add_parser("formats", help="list the formats that can be imported and exported")
+    return parser
+
+
+def _parse_mapping(text: str) -> dict[str, str]:
+    mapping = {}
+    for item in text.split(","):
+        target, sep, column = item.partition("=")
+        if not sep or not target.strip() or not column.strip():
+            raise argparse.ArgumentTypeError(f"{item!r} is not TARGET=COLUMN (e.g. prompt=question)")
+        mapping[target.strip()] = column.strip()
+    return mapping
+
+
+def _run_subcommand(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (WorkbenchError, Cancelled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)
+        return 130
+
+
+def _cmd_init(args) -> int:
+    from .project import Project
+
+    with Project.create(args.path, name=args.name) as project:
+        print(f"created project {project.name!r} in {project.path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import create_demo_project
+    from .project import demo_project_path
+
+    path = args.path or demo_project_path()
+    with create_demo_project(path, seed=args.seed) as project:
+        counts = project.store.counts()
+        print(
+            f"created the demo project in {project.path}: {counts['pairs']:,} pairs, "
+            f"{counts['judgments']:,} already judged by dataset:demo"
+        )
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from .importing import import_file
+    from .project import Project
+
+    reports = []
+    with Project.open(args.project) as project:
+        for path in args.files:
+            with _ProgressBar(path.name, disabled=args.quiet or args.json) as bar:
+                report = import_file(
+                    project,
+                    path,
+                    format=args.format,
+                    mapping=args.mapping,
+                    annotator=args.annotator,
+                    skip_bad=args.skip_bad,
+                    progress=bar.update,
+                )
+            reports.append(report)
+            if not args.json:
+                print(report.summary())
+                for rejected in report.rejected:
+                    print(f"  rejected {rejected}", file=sys.stderr)
+                if report.rejected_count > len(report.rejected):
+                    print(f"  ... and {report.rejected_count - len(report.rejected):,} more", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .exporting import export_file
+    from .project import Project
+
+    with Project.open(args.project) as project:
+        report = export_file(project, args.file, format=args.format, annotators=args.annotators)
+    print(report.summary())
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    from .project import Project
+
+    with Project.open(args.project) as project:
+        store = project.store
+        stats = {
+            "project": project.name,
+            "path": str(project.path),
+            "counts": store.counts(),
+            "unlabelled_pairs": store.unlabelled_pair_count(),
+            "pairs_by_origin": store.pairs_by_origin(),
+            "judgments_by_annotator": store.judgments_by_annotator_and_verdict(),
+        }
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    counts = stats["counts"]
+    print(f"{stats['project']} ({stats['path']})")
+    print(
+        f"  {counts['prompts']:,} prompts, {counts['responses']:,} responses, {counts['pairs']:,} pairs, "
+        f"{counts['judgments']:,} verdicts, {counts['runs']:,} runs"
+    )
+    print(f"  {stats['unlabelled_pairs']:,} pairs not yet judged by a person")
+    if stats["pairs_by_origin"]:
+        print("pairs by origin:")
+        for origin, n in stats["pairs_by_origin"].items():
+            print(f"  {origin:<28} {n:>9,}")
+    if stats["judgments_by_annotator"]:
+        print("verdicts by annotator:")
+        for annotator, verdicts in stats["judgments_by_annotator"].items():
+            detail = ", ".join(f"{v} {n:,}" for v, n in verdicts.items())
+            print(f"  {annotator:<28} {sum(verdicts.values()):>9,}  ({detail})")
+    return 0
+
+
+def _cmd_formats(args) -> int:
+    from .formats import FORMATS, readable_formats
+
+    readable_formats()  # loads every format module
+    for fmt in sorted(FORMATS.values(), key=lambda f: f.name):
+        ways = "/".join(w for w, ok in (("import", fmt.parse_row), ("export", fmt.write)) if ok)
+        print(f"{fmt.name:<20} {ways:<14} {fmt.description}")
+    return 0
+
+
+_COMMANDS = {
+    "init": _cmd_init,
+    "demo": _cmd_demo,
+    "import": _cmd_import,
+    "export": _cmd_export,
+    "stats": _cmd_stats,
+    "formats": _cmd_formats,
+}
+
+
+class _ProgressBar:
+    """A byte-progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, label: str, *, disabled: bool):
+        self.label = label
+        self.disabled = disabled or not sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.disabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The `rlhf-workbench` command, run as a person runs it: a real child process, real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+HH = SHARED / "hh-rlhf-harmless" / "pairs.jsonl"
+CLI = Path(sys.executable).with_name("rlhf-workbench")
+
+
+def run(*args, env=None, check=True):
+    result = subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("command", ["init", "demo", "import", "export", "stats", "formats"])
+def test_every_subcommand_has_help(command):
+    result = run(command, "--help")
+    assert "usage: rlhf-workbench" in result.stdout
+
+
+def test_top_level_help_lists_the_subcommands():
+    result = run("--help")
+    for command in ("init", "demo", "import", "export", "stats"):
+        assert command in result.stdout
+
+
+def test_init_import_stats_export_round_trip(tmp_path):
+    project = tmp_path / "hh"
+    assert "created project" in run("init", project).stdout
+    out = run("import", project, HH).stdout
+    assert "1,812 pairs added" in out
+    again = run("import", project, HH).stdout
+    assert "0 pairs added" in again and "1,812 already in the project" in again
+
+    stats = json.loads(run("stats", project, "--json").stdout)
+    assert stats["counts"]["pairs"] == 1812
+    assert stats["pairs_by_origin"] == {"hh-rlhf": 1812}
+    assert stats["judgments_by_annotator"] == {"dataset:hh-rlhf": {"a": 1812}}
+    assert "dataset:hh-rlhf" in run("stats", project).stdout
+
+    exported = tmp_path / "hh-trl.jsonl"
+    assert "1,812 pairs written" in run("export", project, exported, "--format", "trl").stdout
+    assert sum(1 for _ in exported.open()) == 1812
+
+    copy = tmp_path / "copy"
+    run("init", copy)
+    run("import", copy, exported)
+    copy_stats = json.loads(run("stats", copy, "--json").stdout)
+    assert copy_stats["counts"]["pairs"] == 1812
+    assert copy_stats["judgments_by_annotator"] == {"dataset:hh-rlhf": {"a": 1812}}
+
+
+def test_a_bad_file_fails_with_one_line_naming_file_and_line_and_changes_nothing(tmp_path):
+    project = tmp_path / "p"
+    run("init", project)
+    bad = tmp_path / "bad.jsonl"
+    lines = HH.read_text(encoding="utf-8").splitlines()[:5]
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a truncated record in the middle
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("import", project, bad, check=False)
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert message.count("\n") == 0, message
+    assert message.startswith("error: ") and "bad.jsonl" in message and "line 4" in message
+    assert json.loads(run("stats", project, "--json").stdout)["counts"]["pairs"] == 0
+
+    result = run("import", project, bad, "--skip-bad", "--json")
+    [report] = json.loads(result.stdout)
+    assert report["pairs_added"] == 4 and report["rejected_count"] == 1
+    assert report["rejected"][0].startswith("line 4")
+
+
+def test_opening_something_that_is_not_a_project_fails_cleanly(tmp_path):
+    result = run("stats", tmp_path, check=False)
+    assert result.returncode == 1
+    assert "not an RLHF Workbench project" in result.stderr
+
+
+def test_demo_creates_a_project_with_judged_and_unjudged_pairs(tmp_path):
+    assert "created the demo project" in run("demo", tmp_path / "demo").stdout
+    stats = json.loads(run("stats", tmp_path / "demo", "--json").stdout)
+    assert stats["counts"]["pairs"] >= 200
+    assert 0 < stats["unlabelled_pairs"] < stats["counts"]["pairs"]
+    assert "dataset:demo" in stats["judgments_by_annotator"]
+
+
+def test_a_bad_mapping_is_a_usage_error(tmp_path):
+    run("init", tmp_path / "p")
+    result = run("import", tmp_path / "p", HH, "--map", "prompt", check=False)
+    assert result.returncode == 2
+    assert "TARGET=COLUMN" in result.stderr
+
+
+def test_formats_lists_readers_and_writers():
+    out = run("formats").stdout
+    for name in ("hh-rlhf", "trl", "oasst", "arena", "pairs", "mapped"):
+        assert name in out
