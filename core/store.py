@@ -409,19 +409,30 @@ class Store:
             return [r[0] for r in self.conn.execute("SELECT id FROM pairs ORDER BY id")]
         return [r[0] for r in self.conn.execute("SELECT id FROM pairs WHERE origin = ? ORDER BY id", (origin,))]
 
-    def pairs_page(self, offset: int, limit: int) -> list[dict[str, Any]]:
-        """One page of pairs for a table view: short texts and a summary of the active verdicts."""
+    def pairs_page(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """The next `limit` pairs with id > after_id, for a table view: short texts and the
+        active verdicts as (annotator, verdict) pairs.
+
+        Pages by id rather than OFFSET: SQLite walks an offset row by row, which made the last
+        page of 100,000 pairs ~50x slower than the first.
+        """
         rows = self.conn.execute(
-            """SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300),
-                      (SELECT group_concat(j.annotator || '=' || j.verdict, '; ') FROM judgments j
-                       WHERE j.pair_id = p.id AND j.undone = 0)
+            """SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300)
                FROM pairs p
                JOIN prompts pr ON pr.id = p.prompt_id
                JOIN responses ra ON ra.id = p.response_a_id
                JOIN responses rb ON rb.id = p.response_b_id
-               ORDER BY p.id LIMIT ? OFFSET ?""",
-            (limit, offset),
+               WHERE p.id > ? ORDER BY p.id LIMIT ?""",
+            (after_id, limit),
         ).fetchall()
+        judgments: dict[int, list[tuple[str, str]]] = {}
+        if rows:
+            for pair_id, annotator, verdict in self.conn.execute(
+                """SELECT pair_id, annotator, verdict FROM judgments
+                   WHERE pair_id BETWEEN ? AND ? AND undone = 0 ORDER BY id""",
+                (rows[0][0], rows[-1][0]),
+            ):
+                judgments.setdefault(pair_id, []).append((annotator, verdict))
         return [
             {
                 "id": pid,
@@ -429,16 +440,17 @@ class Store:
                 "prompt": conversation_from_json(messages),
                 "response_a": a,
                 "response_b": b,
-                "judgments": verdicts or "",
+                "judgments": judgments.get(pid, []),
             }
-            for pid, origin, messages, a, b, verdicts in rows
+            for pid, origin, messages, a, b in rows
         ]
 
-    def prompts_page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+    def prompts_page(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """The next `limit` prompts with id > after_id, with how many pairs each has."""
         rows = self.conn.execute(
             """SELECT pr.id, pr.messages, (SELECT count(*) FROM pairs p WHERE p.prompt_id = pr.id)
-               FROM prompts pr ORDER BY pr.id LIMIT ? OFFSET ?""",
-            (limit, offset),
+               FROM prompts pr WHERE pr.id > ? ORDER BY pr.id LIMIT ?""",
+            (after_id, limit),
         ).fetchall()
         return [{"id": i, "prompt": conversation_from_json(m), "pairs": n} for i, m, n in rows]
 

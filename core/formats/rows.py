@@ -133,7 +133,11 @@ class RowSource:
                     continue
                 except json.JSONDecodeError as exc:
                     hint = "; the file may be truncated" if not raw.endswith(b"\n") else ""
-                    yield Rejected(number, None, f"is not valid JSON ({exc.msg} at column {exc.colno}){hint}")
+                    yield Rejected(number, None, f"is not valid JSON ({exc.msg}, column {exc.colno}){hint}")
+                    continue
+                except RecursionError:
+                    # json.loads recurses once per level: a hostile or broken line must not crash the import.
+                    yield Rejected(number, None, "nests [ or { too deeply to read (about a thousand levels or more)")
                     continue
                 if not isinstance(data, dict):
                     yield Rejected(number, None, f"expected a JSON object {{...}}, found {_json_kind(data)}")
@@ -153,7 +157,9 @@ class RowSource:
             line = raw.count(b"\n", 0, exc.start) + 1
             raise InputError("is not valid UTF-8; save the file as UTF-8", path=self.path, line=line) from None
         except json.JSONDecodeError as exc:
-            raise InputError(f"is not valid JSON ({exc.msg}); the file may be truncated", path=self.path, line=exc.lineno) from None
+            raise InputError(f"is not valid JSON ({exc.msg}, column {exc.colno}); the file may be truncated", path=self.path, line=exc.lineno) from None
+        except RecursionError:
+            raise InputError("nests [ or { too deeply to read (about a thousand levels or more)", path=self.path) from None
         if isinstance(document, dict):
             # {"data": [...]} / {"rows": [...]}: a common wrapper; a lone object is one row.
             lists = [v for v in document.values() if isinstance(v, list) and v and isinstance(v[0], dict)]

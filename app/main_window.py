@@ -1,0 +1,346 @@
+"""The main window: a project at a time, tabs that follow the user's loop, menus, a status bar.
+
+    no project open → the start page (demo / open / new / recent)
+    a project open  → tabs: Data, Label, Reward model, PPO, Runs   (Ctrl+1 … Ctrl+5)
+
+Every view has `set_project(project | None)`; the window owns the open `Project` and hands it to
+the views whenever it changes. Errors the core raises on purpose (`WorkbenchError`) end up in
+`show_error`, a dialog with the core's message, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.project import Project, default_projects_dir, demo_project_path
+
+from . import settings
+from .dialogs import APP_TITLE, NewProjectDialog, StartPanel, WelcomeDialog, about_box, error_box
+from .resources import app_icon
+from .text import count, display_path
+from .views import placeholder
+from .views.data_view import DataView
+from .views.placeholder import PlaceholderView
+from .widgets import heading_label, plain_label
+
+
+@contextmanager
+def wait_cursor() -> Iterator[None]:
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        yield
+    finally:
+        QApplication.restoreOverrideCursor()
+
+
+class StartPage(QWidget):
+    """What the window shows with no project open: the start panel and the recent projects."""
+
+    recent_chosen = Signal(Path)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.icon = QLabel()
+        self.icon.setPixmap(app_icon().pixmap(96, 96))
+        self.panel = StartPanel()
+        self.recent_title = heading_label("Recent projects")
+        self.recent = QListWidget()
+        self.recent.setMaximumHeight(180)
+        self.recent.itemActivated.connect(lambda item: self.recent_chosen.emit(Path(item.text())))
+        # A fixed width: wrapped labels in a column of flexible width get clipped heights.
+        column = QWidget()
+        column.setFixedWidth(600)
+        inner = QVBoxLayout(column)
+        inner.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignLeft)
+        inner.addWidget(self.panel)
+        inner.addSpacing(12)
+        inner.addWidget(self.recent_title)
+        inner.addWidget(self.recent)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(column, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(2)
+
+    def show_recent(self, paths: list[Path]) -> None:
+        self.recent.clear()
+        for path in paths:
+            self.recent.addItem(QListWidgetItem(str(path)))  # list items are plain text
+        self.recent_title.setVisible(bool(paths))
+        self.recent.setVisible(bool(paths))
+
+
+class MainWindow(QMainWindow):
+    project_changed = Signal(object)  # the new Project, or None
+    error_shown = Signal(str)  # the message of every error dialog, for tests and logging
+
+    TAB_TITLES = ("Data", "Label", "Reward model", "PPO", "Runs")
+
+    def __init__(self, annotator: str | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.annotator = annotator or settings.annotator()
+        self.setWindowIcon(app_icon())
+        self.resize(1280, 820)
+
+        self.data_view = DataView()
+        self.label_view = PlaceholderView(*placeholder.LABEL)  # issue 3 replaces this with LabelView
+        self.reward_view = PlaceholderView(*placeholder.REWARD)
+        self.ppo_view = PlaceholderView(*placeholder.PPO)
+        self.runs_view = PlaceholderView(*placeholder.RUNS)
+        self.views = [self.data_view, self.label_view, self.reward_view, self.ppo_view, self.runs_view]
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for view, title in zip(self.views, self.TAB_TITLES):
+            self.tabs.addTab(view, title)
+
+        self.start_page = StartPage()
+        self.start_page.panel.demo_requested.connect(self.open_demo_project)
+        self.start_page.panel.open_requested.connect(self.choose_project_to_open)
+        self.start_page.panel.new_requested.connect(self.choose_project_to_create)
+        self.start_page.recent_chosen.connect(self.open_project)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start_page)
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+
+        self._build_menus()
+        self._build_status_bar()
+        self._show_project_state()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.new_action = self._action("&New Project…", self.choose_project_to_create, "Ctrl+N")
+        self.open_action = self._action("&Open Project…", self.choose_project_to_open, "Ctrl+O")
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.demo_action = self._action("Open &Demo Project", self.open_demo_project)
+        self.close_action = self._action("&Close Project", self.close_project, "Ctrl+W")
+        # Ctrl+Q spelled out: QKeySequence.Quit is empty on Windows.
+        self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        file_menu.addAction(self.new_action)
+        file_menu.addAction(self.open_action)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addAction(self.demo_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.close_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+
+        view_menu = bar.addMenu("&View")
+        self.tab_actions: list[QAction] = []
+        for n, title in enumerate(self.TAB_TITLES):
+            action = self._action(title, lambda _=False, n=n: self.show_tab(n), f"Ctrl+{n + 1}")
+            view_menu.addAction(action)
+            self.tab_actions.append(action)
+        view_menu.addSeparator()
+        self.refresh_action = self._action("&Refresh", self.refresh, QKeySequence.StandardKey.Refresh)
+        view_menu.addAction(self.refresh_action)
+
+        help_menu = bar.addMenu("&Help")
+        self.about_action = self._action(f"&About {APP_TITLE}", self.show_about)
+        self.about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        help_menu.addAction(self.about_action)
+
+    def _build_status_bar(self) -> None:
+        self.path_label = plain_label()
+        self.counts_label = plain_label()
+        self.annotator_label = plain_label()
+        for label in (self.path_label, self.counts_label, self.annotator_label):
+            label.setContentsMargins(6, 0, 6, 0)
+        bar = self.statusBar()
+        bar.addWidget(self.path_label, 1)
+        bar.addPermanentWidget(self.counts_label)
+        bar.addPermanentWidget(self.annotator_label)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = settings.recent_projects()
+        for path in recent:
+            self.recent_menu.addAction(self._action(str(path), lambda _=False, p=path: self.open_project(p)))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction(self._action("Clear Recent Projects", self._clear_recent))
+        else:
+            self.recent_menu.addAction("No recent projects").setEnabled(False)
+
+    def _clear_recent(self) -> None:
+        settings.clear_recent_projects()
+        self._show_project_state()
+
+    # -- projects ---------------------------------------------------------------------------
+
+    def open_project(self, path: str | Path) -> bool:
+        """Open the project at `path`; on failure show why and keep the current state."""
+        try:
+            with wait_cursor():
+                project = Project.open(path)
+        except WorkbenchError as exc:
+            self.show_error(str(exc), "Could not open the project")
+            return False
+        return self.set_project(project)
+
+    def create_project(self, path: str | Path) -> bool:
+        try:
+            with wait_cursor():
+                project = Project.create(path)
+        except WorkbenchError as exc:
+            self.show_error(str(exc), "Could not create the project")
+            return False
+        return self.set_project(project)
+
+    def open_demo_project(self) -> bool:
+        """Open the demo project, making it first if it is not there yet."""
+        path = demo_project_path()
+        if Project.is_project(path):
+            return self.open_project(path)
+        try:
+            # Imported here: the generator is only needed once, and start-up stays lean.
+            from rlhf_workbench.core.demo import create_demo_project
+        except ModuleNotFoundError as exc:
+            if exc.name != "rlhf_workbench.core.demo":
+                raise
+            self.show_error("This installation has no demo generator (rlhf_workbench.core.demo is missing).")
+            return False
+        try:
+            with wait_cursor():
+                project = create_demo_project(path)
+        except WorkbenchError as exc:
+            self.show_error(str(exc), "Could not create the demo project")
+            return False
+        return self.set_project(project)
+
+    def set_project(self, project: Project | None) -> bool:
+        """Make `project` the open one (closing the previous), and show it in every view."""
+        previous, self.project = self.project, project
+        if previous is not None and previous is not project:
+            previous.close()
+        try:
+            with wait_cursor():
+                for view in self.views:
+                    view.set_project(project)
+        except WorkbenchError as exc:
+            self.show_error(str(exc), "Could not show the project")
+            if project is not None:
+                self.set_project(None)
+            return False
+        if project is not None:
+            settings.add_recent_project(project.path)
+        self._show_project_state()
+        self.project_changed.emit(project)
+        return True
+
+    def close_project(self) -> None:
+        self.set_project(None)
+
+    def refresh(self) -> None:
+        if self.project is None:
+            return
+        try:
+            self.data_view.refresh()
+        except WorkbenchError as exc:
+            self.show_error(str(exc))
+        self._show_project_state()
+
+    def set_annotator(self, name: str) -> None:
+        self.annotator = name
+        settings.set_annotator(name)
+        self._show_project_state()
+
+    # -- choosing with dialogs ------------------------------------------------------------
+
+    def choose_project_to_open(self) -> None:
+        start = settings.last_project()
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open Project", str(start.parent if start else default_projects_dir())
+        )
+        if folder:
+            self.open_project(folder)
+
+    def choose_project_to_create(self) -> None:
+        dialog = NewProjectDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.create_project(dialog.project_path()))
+        dialog.open()
+
+    def offer_demo(self) -> WelcomeDialog:
+        """The first start: a dialog offering the demo project (or open / new)."""
+        dialog = WelcomeDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.panel.demo_requested.connect(self.open_demo_project)
+        dialog.panel.open_requested.connect(self.choose_project_to_open)
+        dialog.panel.new_requested.connect(self.choose_project_to_create)
+        settings.set_welcomed()
+        dialog.open()
+        return dialog
+
+    # -- showing --------------------------------------------------------------------------
+
+    def show_tab(self, n: int) -> None:
+        if self.project is not None:
+            self.tabs.setCurrentIndex(n)
+
+    def show_error(self, message: str, title: str = "Something went wrong") -> QMessageBox:
+        self.error_shown.emit(message)
+        return error_box(self, message, title)
+
+    def show_about(self) -> QMessageBox:
+        return about_box(self)
+
+    def _show_project_state(self) -> None:
+        project = self.project
+        has_project = project is not None
+        self.stack.setCurrentWidget(self.tabs if has_project else self.start_page)
+        for action in (*self.tab_actions, self.close_action, self.refresh_action):
+            action.setEnabled(has_project)
+        self.annotator_label.setText(f"Annotator: {self.annotator}" if self.annotator else "")
+        if project is None:
+            self.setWindowTitle(APP_TITLE)
+            self.path_label.setText("No project open")
+            self.counts_label.setText("")
+            self.start_page.show_recent(settings.recent_projects())
+            return
+        self.setWindowTitle(f"{project.name} — {APP_TITLE}")
+        self.path_label.setText(display_path(project.path))
+        c = project.store.counts()
+        self.counts_label.setText(
+            f"{count(c['prompts'], 'prompt')} · {count(c['pairs'], 'pair')} · {count(c['judgments'], 'judgment')}"
+        )
+
+    # -- closing --------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        settings.set_window_geometry(bytes(self.saveGeometry()))
+        self.set_project(None)
+        super().closeEvent(event)
+

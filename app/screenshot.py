@@ -1,0 +1,71 @@
+"""Take a screenshot of the main window: `python -m rlhf_workbench.app.screenshot OUT.png`.
+
+Runs the real app (under Xvfb on a machine with no display, e.g.
+`xvfb-run -s "-screen 0 1600x1000x24" python -m rlhf_workbench.app.screenshot shot.png`) on a
+fresh demo project, with a temporary HOME so that the person's own settings and projects are
+never touched and the demo sits where it would for a new user (~/.local/share/... on Linux); a few pairs get verdicts from "you" so that the overview shows people's labels
+next to the dataset's. The window grabs itself once the event loop has painted it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+SIZE = (1280, 800)
+# (row, verdict) given by "you" before the shot, so the overview has a person's labels in it.
+SAMPLE_VERDICTS = [(1, "b"), (2, "a"), (3, "b"), (4, "tie"), (5, "a"), (6, "both_bad"), (9, "b")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path, help="the PNG to write")
+    parser.add_argument("--tab", type=int, default=0, help="which tab to show (0 = Data)")
+    parser.add_argument("--row", type=int, default=3, help="which pair to select in the Data tab")
+    args = parser.parse_args(argv)
+
+    home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
+    # Before the app reads any setting or path: everything it writes lands in the temporary HOME.
+    os.environ["HOME"] = home
+    for variable in ("RLHF_WORKBENCH_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+        os.environ.pop(variable, None)
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_workbench.core.demo import create_demo_project
+    from rlhf_workbench.core.project import demo_project_path
+
+    from .main import configure_application, create_main_window, parse_args
+
+    with create_demo_project(demo_project_path()) as project:
+        pairs = project.store.pairs_page(0, max(r for r, _ in SAMPLE_VERDICTS) + 1)
+        for row, verdict in SAMPLE_VERDICTS:
+            project.store.add_judgment(pairs[row]["id"], "you", verdict, shown_left="a", seconds=4.0)
+
+    app = QApplication(sys.argv[:1])
+    configure_application(app)
+    window = create_main_window(parse_args(["--demo", "--annotator", "you"]))
+    window.resize(*SIZE)
+    window.show_tab(args.tab)
+    window.data_view.select_pair_row(args.row)
+
+    def shoot() -> None:
+        ok = window.grab().save(str(args.output))
+        print(f"{'wrote' if ok else 'could not write'} {args.output}")
+        app.exit(0 if ok else 1)
+
+    QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
+    try:
+        return app.exec()
+    finally:
+        window.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Shared test fixtures.
+
+Qt runs offscreen: the platform is chosen when the QApplication is made, which pytest-qt does
+lazily, so setting it here (before any test imports Qt) is early enough.
+"""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def workbench_home(tmp_path, monkeypatch):
+    """An empty user data folder: the app's settings, recent projects and the demo go here."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RLHF_WORKBENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def make_project(tmp_path):
+    """make_project(name, pairs) -> path of a closed project on disk holding those pairs.
+
+    `pairs` are (prompt text or Conversation, response A, response B, origin, verdict, annotator);
+    verdict and annotator may be None.
+    """
+    from rlhf_workbench.core.project import Project
+    from rlhf_workbench.core.records import user_prompt
+    from rlhf_workbench.core.store import BulkWriter
+
+    def make(name: str, pairs=()):
+        with Project.create(tmp_path / name, name=name) as project:
+            with project.store.transaction():
+                writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="tests")
+                for prompt, a, b, origin, verdict, annotator in pairs:
+                    prompt = user_prompt(prompt) if isinstance(prompt, str) else prompt
+                    writer.add_pair(prompt, a, b, origin=origin, verdict=verdict, annotator=annotator)
+                writer.flush()
+            return project.path
+
+    return make
