@@ -1,0 +1,108 @@
+"""Any CSV/JSONL through an explicit column mapping."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlhf_workbench.core.errors import ConfigError, InputError
+from rlhf_workbench.core.formats import detect
+from rlhf_workbench.core.formats.mapped import TARGETS, check_mapping
+from rlhf_workbench.core.importing import import_file
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.records import Message, user_prompt
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHOSEN_REJECTED = FIXTURES / "mapped_chosen_rejected.csv"
+VERDICTS = FIXTURES / "mapped_verdicts.jsonl"
+AB = {"prompt": "question", "response_a": "first", "response_b": "second", "verdict": "preferred"}
+
+
+@pytest.fixture
+def project(tmp_path):
+    with Project.create(tmp_path / "p") as project:
+        yield project
+
+
+def _pairs(project):
+    return {p.response_a: p for p in project.store.iter_export_pairs()}
+
+
+def test_chosen_and_rejected_columns_with_margin_and_system(project):
+    mapping = {"prompt": "question", "chosen": "good", "rejected": "bad", "margin": "score", "system": "sys"}
+    report = import_file(project, CHOSEN_REJECTED, mapping=mapping)
+    assert report.format == "mapped" and report.pairs_added == 2 and report.judgments_added == 2
+    pairs = _pairs(project)
+    assert (pairs["7"].response_b, pairs["7"].verdict, pairs["7"].annotator) == ("8", "a", "dataset:mapped")
+    assert pairs["7"].margin == 2.5 and pairs["Paris"].margin is None
+    assert pairs["7"].prompt == (Message("system", "Answer with a number."), Message("user", "What is 3+4?"))
+    assert pairs["Paris"].prompt == user_prompt("Capital of France?")  # an empty system cell adds nothing
+
+
+def test_response_columns_with_verdict_spellings_and_an_empty_verdict(project):
+    report = import_file(project, VERDICTS, mapping=AB, annotator="alice")
+    assert report.pairs_added == 6 and report.judgments_added == 5
+    verdicts = {a: p.verdict for a, p in _pairs(project).items()}
+    assert verdicts == {"x1": "a", "x2": "b", "x3": "b", "x4": "tie", "x5": "both_bad", "x6": None}
+    assert set(project.store.judgments_by_annotator_and_verdict()) == {"alice"}
+
+
+def test_mapped_is_never_detected_and_a_mapping_picks_it(project):
+    with pytest.raises(InputError, match="could not be recognised"):
+        detect(CHOSEN_REJECTED)
+    assert import_file(project, VERDICTS, mapping=AB).format == "mapped"
+
+
+def test_a_mapping_naming_a_missing_column_names_it_and_lists_the_columns(project):
+    mapping = {"prompt": "query", "chosen": "good", "rejected": "bad"}
+    with pytest.raises(InputError) as caught:
+        import_file(project, CHOSEN_REJECTED, mapping=mapping)
+    assert caught.value.field == "query"
+    assert "question, good, bad, score, sys" in caught.value.reason
+    assert project.store.counts()["pairs"] == 0
+    with pytest.raises(ConfigError, match="'query'.*question, good, bad"):
+        check_mapping(mapping, ["question", "good", "bad", "score", "sys"])
+
+
+@pytest.mark.parametrize(
+    ("mapping", "words"),
+    [
+        ({"prompt": "question", "chosen": "good", "rejected": "bad", "better": "score"}, "unknown mapping target 'better'"),
+        ({"prompt": "question", "chosen": "good"}, "needs both chosen and rejected"),
+        ({"prompt": "question"}, "chosen + rejected or response_a + response_b"),
+        ({"chosen": "good", "rejected": "bad"}, "needs a prompt"),
+        ({"prompt": "question", "chosen": "good", "rejected": "bad", "response_a": "x", "response_b": "y"}, "not both"),
+        ({"prompt": "question", "chosen": "good", "rejected": "bad", "verdict": "score"}, "only goes with"),
+    ],
+)
+def test_unusable_mappings_are_refused(project, mapping, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        import_file(project, CHOSEN_REJECTED, mapping=mapping)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        check_mapping(mapping)
+
+
+def test_an_unknown_target_lists_the_valid_ones(project):
+    with pytest.raises(InputError) as caught:
+        import_file(project, CHOSEN_REJECTED, mapping={"question": "prompt", "chosen": "good", "rejected": "bad"})
+    assert ", ".join(TARGETS) in str(caught.value)
+
+
+def test_a_bad_verdict_value_names_the_column_and_the_accepted_values(project, tmp_path):
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"question": "q", "first": "x", "second": "y", "preferred": "maybe"}\n')
+    with pytest.raises(InputError) as caught:
+        import_file(project, path, mapping=AB)
+    assert caught.value.field == "preferred" and caught.value.line == 1
+    assert "'maybe'" in caught.value.reason and "model_a" in caught.value.reason
+
+
+def test_jsonl_with_a_message_list_prompt_and_a_null_system(project, tmp_path):
+    path = tmp_path / "m.jsonl"
+    row = {"q": [{"role": "human", "content": "Hi"}, {"role": "gpt", "content": "Hello"}, {"role": "human", "content": "Bye?"}],
+           "good": "Goodbye!", "bad": "No.", "sys": None}
+    path.write_text(json.dumps(row) + "\n")
+    import_file(project, path, mapping={"prompt": "q", "chosen": "good", "rejected": "bad", "system": "sys"})
+    [pair] = project.store.iter_export_pairs()
+    assert pair.prompt == (Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Bye?"))
