@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import Cancelled, FieldError, InputError, WorkbenchError
+from .errors import Cancelled, ConfigError, FieldError, InputError, WorkbenchError
 from .formats import Format, ReadOptions, detect, get_format
 from .formats.rows import Row, RowSource
 from .project import Project
@@ -94,6 +94,14 @@ def import_file(
     options = ReadOptions(mapping=dict(mapping or {}), annotator=annotator)
     if fmt.name == "mapped" and not options.mapping:
         raise InputError("the mapped format needs --map, e.g. --map prompt=question,chosen=good,rejected=bad", path=path)
+
+    if fmt.check is not None:
+        try:
+            fmt.check(options, source.sample())
+        except FieldError as exc:
+            raise InputError(exc.reason, path=path, field=exc.field) from None
+        except ConfigError as exc:
+            raise InputError(str(exc), path=path) from None
 
     report = ImportReport(path=str(path), format=fmt.name)
     try:

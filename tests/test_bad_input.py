@@ -51,8 +51,9 @@ CASES = [
     ("identical_responses.jsonl", {}, 2, None, "identical"),
     ("wrong_columns.csv", {}, None, None, "columns: question, answer_1, answer_2"),
     ("wrong_columns.csv", {"format": "pairs"}, 2, "prompt", "question, answer_1, answer_2"),
+    # A mapping naming a missing column is wrong for the whole file: refused before any row is read.
     ("wrong_columns.csv", {"mapping": {"prompt": "question", "chosen": "answer_1", "rejected": "answer_3"}},
-     2, "answer_3", "the columns are: question, answer_1, answer_2"),
+     None, "answer_3", "the columns are: question, answer_1, answer_2"),
     ("wrong_field_count.csv", {}, 3, None, "has 4 fields but the header has 3"),
     ("deeply_nested.jsonl", {}, 2, None, "too deeply"),
     ("arena_bad_winner.csv", {}, 3, "winner", "'model_c'"),

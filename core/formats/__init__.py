@@ -48,6 +48,10 @@ class Format:
     write: Callable[[Iterable[ExportPair], TextIO], WriteReport] | None = None
     write_suffix: str = ".jsonl"
     annotator: str | None = None  # who the data's own verdicts are attributed to, e.g. "dataset:hh-rlhf"
+    # Checks the options against the file's first rows before anything is read for real, so that
+    # a problem with the whole import (a mapping naming a missing column) is reported once, not
+    # as every row rejected. Raises FieldError or ConfigError.
+    check: Callable[[ReadOptions, Sample], None] | None = None
 
 
 FORMATS: dict[str, Format] = {}

@@ -84,6 +84,16 @@ def _missing_column(mapping: Mapping[str, str], columns: Sequence[str]) -> str |
     return None
 
 
+def _check_before_reading(options: ReadOptions, sample: Sample) -> None:
+    """The import pipeline's up-front check: a bad mapping is one error, not every row rejected."""
+    problem = mapping_problem(options.mapping)
+    if problem is not None:
+        raise FieldError(None, problem)
+    for target, column in options.mapping.items():
+        if column not in sample.columns:
+            raise FieldError(column, _missing_column({target: column}, sample.columns))
+
+
 def detect(sample: Sample) -> int:
     return 0
 
@@ -134,5 +144,6 @@ FORMAT = register(
         detect=detect,
         parse_row=parse_row,
         annotator=ANNOTATOR,
+        check=_check_before_reading,
     )
 )
