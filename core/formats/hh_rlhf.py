@@ -1,0 +1,186 @@
+"""Anthropic HH-RLHF transcripts: rows `{"chosen": str, "rejected": str}`.
+
+Each string is a whole dialogue, `"\\n\\nHuman: ...\\n\\nAssistant: ..."`, ending in the response
+being compared; there is no prompt field. Reading:
+
+- The prompt is the shared part of the two transcripts up to their last `"\\n\\nAssistant:"`. Where
+  the two differ before that (a response that itself goes on writing `"\\n\\nHuman:"` turns, which
+  happens in the real data), the prompt is the longest common prefix cut back to the last
+  `"\\n\\nAssistant:"` inside it, and each response keeps its extra role tags as plain text: they
+  are what the model wrote, not turns a person took.
+- The prompt is split into messages only at `"\\n\\nHuman:"` (user) and `"\\n\\nAssistant:"`
+  (assistant). A bare `Human:` inside text is text: the real data has dozens of those.
+- Every turn and response normally starts with one space after its tag; exactly one is removed
+  (a second one is content), so that writing the pair back reproduces the transcript exactly.
+- An empty response is real data (an empty answer was preferred to a harmful one) and imported.
+- The chosen transcript's response becomes response A, with verdict "a" by `dataset:hh-rlhf`.
+
+Writing produces the same transcripts, serialised as the published files are (UTF-8, not
+escaped), so that an imported HH file exports byte for byte as it came in. Only pairs with a
+decisive verdict (a or b) can be written: HH has only chosen/rejected. Prompts with a system
+message are skipped with a counted reason rather than folded into the first Human turn: HH has
+no place for them, and folding would put words in the human's mouth and make a different pair on
+re-import; `trl-conversational` keeps them. Every written pair is read back in memory before it
+is written, and a pair whose text would read back differently (role tags inside a prompt message,
+a prompt that does not start with a user turn, responses sharing a role-tagged beginning) is
+skipped with a reason instead of being written wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from ..errors import FieldError
+from ..records import DECISIVE_VERDICTS, Conversation, ExportPair, Message, PairRecord
+from . import Format, ReadOptions, WriteReport, register, text_field
+from .rows import Sample
+
+HUMAN = "\n\nHuman:"
+ASSISTANT = "\n\nAssistant:"
+ANNOTATOR = "dataset:hh-rlhf"
+
+# Splits at each tag and takes the one space that follows it as part of the separator.
+_TURNS = re.compile(r"\n\n(Human|Assistant): ?")
+_ROLE_OF_TAG = {"Human": "user", "Assistant": "assistant"}
+_TAG_OF_ROLE = {"user": HUMAN, "assistant": ASSISTANT}
+
+
+def looks_like_transcript(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(HUMAN) and ASSISTANT in value
+
+
+def _strip_one_space(text: str) -> str:
+    return text[1:] if text.startswith(" ") else text
+
+
+def common_prefix_length(a: str, b: str) -> int:
+    """How many leading characters `a` and `b` share.
+
+    Found by halving, so that the comparisons run inside Python's string code; `os.path.commonprefix`
+    steps through the characters in Python, which is slow on whole dialogues.
+    """
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a.startswith(b[:middle]):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def parse_transcript(text: str, field: str) -> Conversation:
+    """The messages of a transcript that starts with "\\n\\nHuman:"; FieldError naming `field` if not."""
+    if not text.startswith(HUMAN):
+        raise FieldError(field, f"should start with {HUMAN!r} (an HH-RLHF transcript), but starts with {text[:20]!r}")
+    parts = _TURNS.split(text)
+    # parts = ["", "Human", content, "Assistant", content, ...]: nothing comes before the first tag.
+    return tuple(Message(_ROLE_OF_TAG[tag], content) for tag, content in zip(parts[1::2], parts[2::2]))
+
+
+def render_transcript(prompt: Conversation) -> str:
+    """The inverse of `parse_transcript` for user/assistant messages (a system message raises KeyError)."""
+    return "".join(f"{_TAG_OF_ROLE[m.role]} {m.content}" for m in prompt)
+
+
+def split_pair(chosen: str, rejected: str) -> tuple[Conversation, str, str]:
+    """(prompt, chosen response, rejected response) of two transcripts of one dialogue."""
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        if not text.startswith(HUMAN):
+            raise FieldError(
+                name, f"should be an HH-RLHF transcript starting with {HUMAN!r}, but starts with {text[:20]!r}"
+            )
+        if ASSISTANT not in text:
+            raise FieldError(
+                name, f"has no {ASSISTANT!r} turn; expected a transcript ending in the assistant's response"
+            )
+    cut = chosen.rfind(ASSISTANT)
+    # The usual case, checked without a character-by-character comparison: both end in one
+    # response after the same prompt.
+    if rejected.rfind(ASSISTANT) != cut or not chosen.startswith(rejected[:cut]):
+        cut = chosen.rfind(ASSISTANT, 0, common_prefix_length(chosen, rejected))
+        if cut < 0:
+            raise FieldError(
+                "rejected",
+                f"does not share its dialogue with 'chosen' up to an {ASSISTANT!r} turn; "
+                "expected two transcripts of the same conversation",
+            )
+    prompt = parse_transcript(chosen[:cut], "chosen")
+    start = cut + len(ASSISTANT)
+    return prompt, _strip_one_space(chosen[start:]), _strip_one_space(rejected[start:])
+
+
+def render_pair(prompt: Conversation, chosen: str, rejected: str) -> tuple[str, str]:
+    head = render_transcript(prompt) + ASSISTANT + " "
+    return head + chosen, head + rejected
+
+
+def detect(sample: Sample) -> int:
+    # A prompt column means TRL's explicit form, even when its prompts are HH transcripts.
+    if sample.container == "text" or "prompt" in sample.columns:
+        return 0
+    rows = [r for r in sample.rows if "chosen" in r or "rejected" in r]
+    hh = sum(1 for r in rows if looks_like_transcript(r.get("chosen")) and looks_like_transcript(r.get("rejected")))
+    # Most rows, not all: one bad row among the sample should be reported on its line, not hide the format.
+    return 90 if rows and hh * 2 > len(rows) else 0
+
+
+def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterable[PairRecord]:
+    chosen = text_field(row, "chosen")
+    rejected = text_field(row, "rejected")
+    prompt, response_chosen, response_rejected = split_pair(chosen, rejected)
+    return (
+        PairRecord(
+            prompt,
+            response_chosen,
+            response_rejected,
+            verdict="a",
+            annotator=ANNOTATOR,
+            origin="hh-rlhf",
+        ),
+    )
+
+
+def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
+    report = WriteReport()
+    for pair in pairs:
+        if pair.verdict not in DECISIVE_VERDICTS:
+            report.skip("without a chosen/rejected verdict")
+            continue
+        if any(m.role == "system" for m in pair.prompt):
+            report.skip("with a system message, which HH-RLHF transcripts have no place for")
+            continue
+        chosen, rejected = pair.response_a, pair.response_b
+        if pair.verdict == "b":
+            chosen, rejected = rejected, chosen
+        chosen_text, rejected_text = render_pair(pair.prompt, chosen, rejected)
+        try:
+            readable = split_pair(chosen_text, rejected_text) == (pair.prompt, chosen, rejected)
+        except FieldError:
+            readable = False
+        if not readable:
+            report.skip(
+                "that HH-RLHF transcripts cannot hold unambiguously (a prompt not starting with a user "
+                "turn, or role tags inside the text)"
+            )
+            continue
+        # Default separators and unescaped UTF-8: the published files' own serialisation.
+        out.write(json.dumps({"chosen": chosen_text, "rejected": rejected_text}, ensure_ascii=False))
+        out.write("\n")
+        report.written += 1
+    return report
+
+
+FORMAT = register(
+    Format(
+        name="hh-rlhf",
+        description='Anthropic HH-RLHF transcripts: {"chosen", "rejected"}, each "\\n\\nHuman: ...\\n\\nAssistant: ..."',
+        detect=detect,
+        parse_row=parse_row,
+        write=write,
+        annotator=ANNOTATOR,
+    )
+)
