@@ -13,9 +13,11 @@ judgment that came with data by its pair, annotator and verdict.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,31 +50,58 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+_blake2b = hashlib.blake2b
+_length = struct.Struct("<Q").pack  # len(data).to_bytes(8, "little"), faster
+_PROMPT_TAG = _length(6) + b"prompt"
+_RESPONSE_TAG = _length(8) + b"response"
+_PAIR_TAG = _length(4) + b"pair"
+_JUDGMENT_TAG = _length(8) + b"judgment"
+_DIGEST_LENGTH = _length(16)
+
+
 def content_hash(*parts: str | bytes) -> bytes:
-    """16-byte digest of the parts, unambiguous about where one part ends and the next begins."""
-    h = hashlib.blake2b(digest_size=16)
+    """16-byte digest of the parts, unambiguous about where one part ends and the next begins.
+
+    Each part is fed to BLAKE2b as its length (8 bytes, little-endian) followed by its bytes
+    (text as UTF-8). The helpers below compute exactly this, with the constant parts prepared
+    once, because an import hashes five times per record.
+    """
+    chunks = []
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.digest()
+        chunks.append(_length(len(data)))
+        chunks.append(data)
+    return _blake2b(b"".join(chunks), digest_size=16).digest()
 
 
 def prompt_hash(messages_json: str) -> bytes:
-    return content_hash(b"prompt", messages_json)
+    data = messages_json.encode("utf-8")
+    return _blake2b(_PROMPT_TAG + _length(len(data)) + data, digest_size=16).digest()
 
 
 def response_hash(prompt_digest: bytes, text: str) -> bytes:
-    return content_hash(b"response", prompt_digest, text)
+    data = text.encode("utf-8")
+    return _blake2b(
+        b"".join((_RESPONSE_TAG, _length(len(prompt_digest)), prompt_digest, _length(len(data)), data)), digest_size=16
+    ).digest()
 
 
 def pair_hash(prompt_digest: bytes, response_digest_1: bytes, response_digest_2: bytes) -> bytes:
-    low, high = sorted((response_digest_1, response_digest_2))
+    low, high = (response_digest_1, response_digest_2) if response_digest_1 <= response_digest_2 else (response_digest_2, response_digest_1)
+    if len(prompt_digest) == len(low) == len(high) == 16:
+        data = b"".join((_PAIR_TAG, _DIGEST_LENGTH, prompt_digest, _DIGEST_LENGTH, low, _DIGEST_LENGTH, high))
+        return _blake2b(data, digest_size=16).digest()
     return content_hash(b"pair", prompt_digest, low, high)
 
 
 def judgment_import_key(pair_digest: bytes, annotator: str, verdict: str) -> bytes:
-    return content_hash(b"judgment", pair_digest, annotator, verdict)
+    return _blake2b(_JUDGMENT_TAG + _length(len(pair_digest)) + pair_digest + _judgment_tail(annotator, verdict), digest_size=16).digest()
+
+
+@functools.lru_cache(maxsize=256)
+def _judgment_tail(annotator: str, verdict: str) -> bytes:
+    a, v = annotator.encode("utf-8"), verdict.encode("utf-8")
+    return _length(len(a)) + a + _length(len(v)) + v
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,37 +597,37 @@ class BulkCounts:
     judgments_existing: int = 0
 
 
-@dataclass(slots=True)
-class _PendingPair:
-    prompt_json: str
-    response_a: str
-    response_b: str
-    origin: str
-    margin: float | None
-    meta: str | None
-    verdict: str | None
-    annotator: str | None
-
-
 class BulkWriter:
     """Adds many prompts, responses, pairs and judgments inside the caller's transaction.
 
     Rows are buffered and resolved against the database a batch at a time: one `hash IN (...)`
     query per few hundred rows instead of one SELECT per row, and ids assigned here so that the
-    inserts are plain executemany calls. This is what keeps a 100,000-record import within a
-    small multiple of the time it takes merely to parse the file.
+    inserts are plain executemany calls. A table that was empty when the writer started needs no
+    look-ups at all: every row in it was written by this writer and is in its cache (the caller's
+    transaction keeps other connections out). This is what keeps a 100,000-record import within a
+    small multiple of the time it takes merely to parse the file; bench/import_bench.py measures it.
+
+    One writer at a time per transaction: ids are assigned here, from the tables' maxima at start.
     """
 
     BATCH = 4096
+    # The page cache (KiB) the connection gets for an import: the hash indexes are written in
+    # random order, and with SQLite's default 2 MB cache their pages are evicted and re-read over
+    # and over. A limit, not an allocation; it stays set on the connection (pages are freed when
+    # the connection closes).
+    CACHE_KIB = 64 * 1024
 
     def __init__(self, store: Store, *, import_id: int | None, source: str, source_name: str | None):
         self.conn = store.conn
+        if not self.conn.in_transaction:
+            raise WorkbenchError("internal: BulkWriter must be used inside store.transaction()")
         self.import_id = import_id
         self.source = source
         self.source_name = source_name
         self.created_at = now_iso()
         self.counts = BulkCounts()
-        self._pending: list[_PendingPair] = []
+        # (prompt JSON, response A, response B, origin, margin, meta JSON, verdict, annotator)
+        self._pending: list[tuple] = []
         self._pending_prompts: list[str] = []
         self._prompt_ids: dict[bytes, int] = {}
         self._response_ids: dict[bytes, int] = {}
@@ -607,6 +636,12 @@ class BulkWriter:
             table: (self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0] + 1)
             for table in ("prompts", "responses", "pairs")
         }
+        # Tables that were empty at the start: the caches above hold every row, no look-ups needed.
+        self._complete = {table: next_id == 1 for table, next_id in self._next_id.items()}
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        cache_kib = -cache if cache < 0 else cache * self.conn.execute("PRAGMA page_size").fetchone()[0] // 1024
+        if cache_kib < self.CACHE_KIB:
+            self.conn.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")
 
     def add_pair(
         self,
@@ -621,7 +656,7 @@ class BulkWriter:
         annotator: str | None = None,
     ) -> None:
         self._pending.append(
-            _PendingPair(
+            (
                 conversation_to_json(prompt),
                 response_a,
                 response_b,
@@ -643,66 +678,84 @@ class BulkWriter:
     def flush(self) -> None:
         pending, self._pending = self._pending, []
         prompt_jsons, self._pending_prompts = self._pending_prompts, []
-        prompt_jsons += [p.prompt_json for p in pending]
+        created_at = self.created_at
 
+        # Prompts: those added alone, then those of the pairs.
         prompt_digests = [prompt_hash(j) for j in prompt_jsons]
-        self._resolve(
-            "prompts",
-            self._prompt_ids,
-            prompt_digests,
-            [(j,) for j in prompt_jsons],
-            "INSERT INTO prompts(id, hash, messages, created_at) VALUES (?, ?, ?, ?)",
-            lambda i, h, values: (i, h, values[0], self.created_at),
-            "prompts_added",
-        )
-        pair_prompt_digests = prompt_digests[len(prompt_jsons) - len(pending):]
+        pair_prompt_digests = [prompt_hash(p[0]) for p in pending]
+        prompt_ids = self._prompt_ids
+        self._resolve("prompts", prompt_ids, prompt_digests + pair_prompt_digests)
+        rows = []
+        next_id = self._next_id["prompts"]
+        for digest, messages in zip(
+            prompt_digests + pair_prompt_digests, prompt_jsons + [p[0] for p in pending]
+        ):
+            if digest not in prompt_ids:
+                prompt_ids[digest] = next_id
+                rows.append((next_id, digest, messages, created_at))
+                next_id += 1
+        self._next_id["prompts"] = next_id
+        self.conn.executemany("INSERT INTO prompts(id, hash, messages, created_at) VALUES (?, ?, ?, ?)", rows)
+        self.counts.prompts_added += len(rows)
+        if not pending:
+            return
 
-        response_digests: list[bytes] = []
-        response_values: list[tuple] = []
-        for p, pdigest in zip(pending, pair_prompt_digests):
-            pid = self._prompt_ids[pdigest]
-            for text in (p.response_a, p.response_b):
-                response_digests.append(response_hash(pdigest, text))
-                response_values.append((pid, text))
-        self._resolve(
-            "responses",
-            self._response_ids,
-            response_digests,
-            response_values,
-            "INSERT INTO responses(id, hash, prompt_id, text, source, source_name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            lambda i, h, v: (i, h, v[0], v[1], self.source, self.source_name, self.created_at),
-            "responses_added",
+        # Responses: A and B of each pair, in order.
+        a_digests = [response_hash(d, p[1]) for d, p in zip(pair_prompt_digests, pending)]
+        b_digests = [response_hash(d, p[2]) for d, p in zip(pair_prompt_digests, pending)]
+        response_ids = self._response_ids
+        self._resolve("responses", response_ids, a_digests + b_digests)
+        rows = []
+        next_id = self._next_id["responses"]
+        source, source_name = self.source, self.source_name
+        for pdigest, p, a_digest, b_digest in zip(pair_prompt_digests, pending, a_digests, b_digests):
+            for digest, text in ((a_digest, p[1]), (b_digest, p[2])):
+                if digest not in response_ids:
+                    response_ids[digest] = next_id
+                    rows.append((next_id, digest, prompt_ids[pdigest], text, source, source_name, created_at))
+                    next_id += 1
+        self._next_id["responses"] = next_id
+        self.conn.executemany(
+            """INSERT INTO responses(id, hash, prompt_id, text, source, source_name, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            rows,
         )
+        self.counts.responses_added += len(rows)
 
-        pair_digests = []
-        for n, (p, pdigest) in enumerate(zip(pending, pair_prompt_digests)):
-            pair_digests.append(pair_hash(pdigest, response_digests[2 * n], response_digests[2 * n + 1]))
+        # Pairs, and the verdicts that came with them.
+        pair_digests = [pair_hash(*ds) for ds in zip(pair_prompt_digests, a_digests, b_digests)]
         self._lookup_pairs(pair_digests)
-
+        pair_ids = self._pair_ids
         new_pairs, judgments = [], []
-        for n, (p, pdigest, digest) in enumerate(zip(pending, pair_prompt_digests, pair_digests)):
-            ra_digest, rb_digest = response_digests[2 * n], response_digests[2 * n + 1]
-            known = self._pair_ids.get(digest)
+        next_id = self._next_id["pairs"]
+        import_id = self.import_id
+        for p, pdigest, digest, a_digest, b_digest in zip(
+            pending, pair_prompt_digests, pair_digests, a_digests, b_digests
+        ):
+            known = pair_ids.get(digest)
             if known is None:
-                pair_id = self._next_id["pairs"]
-                self._next_id["pairs"] += 1
-                self._pair_ids[digest] = (pair_id, ra_digest)
+                pair_id = next_id
+                next_id += 1
+                pair_ids[digest] = (pair_id, a_digest)
                 new_pairs.append(
                     (
-                        pair_id, digest, self._prompt_ids[pdigest], self._response_ids[ra_digest],
-                        self._response_ids[rb_digest], p.origin, p.margin, p.meta, self.import_id,
-                        self.created_at,
+                        pair_id, digest, prompt_ids[pdigest], response_ids[a_digest], response_ids[b_digest],
+                        p[3], p[4], p[5], import_id, created_at,
                     )
                 )
-                stored_a = ra_digest
+                stored_a = a_digest
             else:
                 pair_id, stored_a = known
                 self.counts.pairs_existing += 1
-            if p.verdict is not None:
+            verdict = p[6]
+            if verdict is not None:
                 # The verdict was given relative to this record's order; store it relative to the pair's.
-                verdict = p.verdict if stored_a == ra_digest else SWAPPED_VERDICT[p.verdict]
-                key = judgment_import_key(digest, p.annotator or "", verdict)
-                judgments.append((pair_id, p.annotator, verdict, self.created_at, key, self.import_id))
+                if stored_a != a_digest:
+                    verdict = SWAPPED_VERDICT[verdict]
+                annotator = p[7]
+                key = judgment_import_key(digest, annotator or "", verdict)
+                judgments.append((pair_id, annotator, verdict, created_at, key, import_id))
+        self._next_id["pairs"] = next_id
         self.conn.executemany(
             """INSERT INTO pairs(id, hash, prompt_id, response_a_id, response_b_id, origin, margin, meta,
                                  import_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -720,27 +773,20 @@ class BulkWriter:
             self.counts.judgments_added += added
             self.counts.judgments_existing += len(judgments) - added
 
-    def _resolve(self, table, cache, digests, values, insert_sql, make_row, counter) -> None:
+    def _resolve(self, table: str, cache: dict[bytes, int], digests: list[bytes]) -> None:
+        """Put the ids of rows already in `table` with these hashes into `cache`."""
+        if self._complete[table]:
+            return
         unknown = list({d for d in digests if d not in cache})
         for start in range(0, len(unknown), _IN_CHUNK):
             chunk = unknown[start:start + _IN_CHUNK]
             cache.update(
-                (h, i)
-                for h, i in self.conn.execute(
-                    f"SELECT hash, id FROM {table} WHERE hash IN ({', '.join('?' * len(chunk))})", chunk
-                )
+                self.conn.execute(f"SELECT hash, id FROM {table} WHERE hash IN ({', '.join('?' * len(chunk))})", chunk)
             )
-        rows = []
-        for digest, value in zip(digests, values):
-            if digest not in cache:
-                new_id = self._next_id[table]
-                self._next_id[table] += 1
-                cache[digest] = new_id
-                rows.append(make_row(new_id, digest, value))
-        self.conn.executemany(insert_sql, rows)
-        setattr(self.counts, counter, getattr(self.counts, counter) + len(rows))
 
     def _lookup_pairs(self, digests: list[bytes]) -> None:
+        if self._complete["pairs"]:
+            return
         unknown = list({d for d in digests if d not in self._pair_ids})
         for start in range(0, len(unknown), _IN_CHUNK):
             chunk = unknown[start:start + _IN_CHUNK]
