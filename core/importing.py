@@ -105,7 +105,7 @@ def import_file(
 
     report = ImportReport(path=str(path), format=fmt.name)
     try:
-        with store.transaction():
+        with store.transaction(foreign_keys=False):  # BulkWriter assigns the ids it references
             import_id = store.conn.execute(
                 "INSERT INTO imports(path, format, started_at) VALUES (?, ?, ?)",
                 (str(path.absolute()), fmt.name, now_iso()),

@@ -114,3 +114,50 @@ def test_multi_turn_prompts_survive_storage(project):
 )
 def test_settle_verdict(judgments, expected):
     assert settle_verdict(judgments) == expected
+
+
+def _indexes(store):
+    return sorted(store.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+
+
+def test_a_first_import_sets_indexes_aside_and_restores_every_one(project):
+    before = _indexes(project.store)
+    rows = [(f"q{i}", f"good {i}", f"bad {i}", "a") for i in range(BulkWriter.BATCH + 10)]
+    rows += rows[:5]  # duplicates within the same file, while the unique indexes are set aside
+    with project.store.transaction(foreign_keys=False):
+        writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="t")
+        for prompt, a, b, verdict in rows:
+            writer.add_pair(user_prompt(prompt), a, b, origin="t", verdict=verdict, annotator="dataset:t")
+        writer._write_batch()
+        assert len(_indexes(project.store)) < len(before), "a first import builds its indexes at the end"
+        writer.flush()
+    assert _indexes(project.store) == before
+    assert writer.counts.pairs_added == BulkWriter.BATCH + 10 and writer.counts.pairs_existing == 5
+    assert writer.counts.judgments_added == BulkWriter.BATCH + 10 and writer.counts.judgments_existing == 5
+    assert project.store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert project.store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert project.store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    # A second import meets the rebuilt unique indexes: nothing is added twice.
+    assert _write(project.store, rows).pairs_added == 0
+
+
+def test_the_count_of_peoples_verdicts_follows_judgments_and_undo(project):
+    _write(project.store, [("q1", "a1", "b1", "a"), ("q2", "a2", "b2", None)])
+    store = project.store
+
+    def people_counts():
+        return [n for (n,) in store.conn.execute("SELECT human_verdicts FROM pairs ORDER BY id")]
+
+    assert people_counts() == [0, 0], "a label that came with the data is not a person's"
+    first = store.add_judgment(1, "ada", "a")
+    store.add_judgment(1, "bob", "skip")
+    assert people_counts() == [2, 0]
+    store.undo_judgment(first)
+    store.undo_judgment(first)  # undoing twice changes nothing more
+    assert people_counts() == [1, 0]
+    with store.transaction(foreign_keys=False):
+        writer = BulkWriter(store, import_id=None, source="dataset", source_name="t")
+        writer.add_pair(user_prompt("q2"), "a2", "b2", origin="test", verdict="b", annotator="carol")
+        writer.flush()
+    assert people_counts() == [1, 1], "an imported verdict under a person's name counts as theirs"
+    assert writer.counts.judgments_added == 1
