@@ -20,6 +20,15 @@ def workbench_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def project(tmp_path):
+    """An open, empty project in a temporary folder."""
+    from rlhf_workbench.core.project import Project
+
+    with Project.create(tmp_path / "p") as project:
+        yield project
+
+
+@pytest.fixture
 def make_project(tmp_path):
     """make_project(name, pairs) -> path of a closed project on disk holding those pairs.
 

@@ -9,16 +9,9 @@ import pytest
 from rlhf_workbench.core.errors import InputError
 from rlhf_workbench.core.formats import detect
 from rlhf_workbench.core.importing import import_file
-from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message, user_prompt
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
 
 
 def _pairs(project):

@@ -10,19 +10,12 @@ from rlhf_workbench.core.errors import ConfigError, InputError
 from rlhf_workbench.core.formats import detect
 from rlhf_workbench.core.formats.mapped import TARGETS, check_mapping
 from rlhf_workbench.core.importing import import_file
-from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message, user_prompt
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHOSEN_REJECTED = FIXTURES / "mapped_chosen_rejected.csv"
 VERDICTS = FIXTURES / "mapped_verdicts.jsonl"
 AB = {"prompt": "question", "response_a": "first", "response_b": "second", "verdict": "preferred"}
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
 
 
 def _pairs(project):
@@ -108,16 +101,11 @@ def test_jsonl_with_a_message_list_prompt_and_a_null_system(project, tmp_path):
     assert pair.prompt == (Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Bye?"))
 
 
-def test_a_mapping_naming_a_missing_column_is_refused_once_even_with_skip_bad(tmp_path):
-    from rlhf_workbench.core.errors import InputError
-    from rlhf_workbench.core.importing import import_file
-    from rlhf_workbench.core.project import Project
-
+def test_a_mapping_naming_a_missing_column_is_refused_once_even_with_skip_bad(tmp_path, project):
     data = tmp_path / "qa.csv"
     data.write_text("question,good,bad\nq1,yes,no\nq2,fine,poor\n", encoding="utf-8")
-    with Project.create(tmp_path / "p") as project:
-        with pytest.raises(InputError) as caught:
-            import_file(project, data, mapping={"prompt": "question", "chosen": "gud", "rejected": "bad"}, skip_bad=True)
-        message = str(caught.value)
-        assert "qa.csv" in message and "'gud'" in message and "question, good, bad" in message
-        assert project.store.counts()["pairs"] == 0
+    with pytest.raises(InputError) as caught:
+        import_file(project, data, mapping={"prompt": "question", "chosen": "gud", "rejected": "bad"}, skip_bad=True)
+    message = str(caught.value)
+    assert "qa.csv" in message and "'gud'" in message and "question, good, bad" in message
+    assert project.store.counts()["pairs"] == 0

@@ -8,18 +8,11 @@ import pytest
 from rlhf_workbench.core.errors import InputError
 from rlhf_workbench.core.formats import detect
 from rlhf_workbench.core.importing import import_file
-from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TREES = SHARED / "oasst-en100" / "trees.jsonl"
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
 
 
 def _pairs(project):

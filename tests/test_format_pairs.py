@@ -16,12 +16,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
-
-
 def _snapshot(project):
     return sorted((conversation_to_json(p.prompt), p.response_a, p.response_b) for p in project.store.iter_export_pairs())
 

@@ -3,15 +3,8 @@
 import pytest
 
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message, user_prompt
 from rlhf_workbench.core.store import BulkWriter, settle_verdict
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
 
 
 def _write(store, rows):

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import user_prompt
 from rlhf_workbench.core.store import (
     BulkWriter,
@@ -57,12 +56,6 @@ def test_fast_hashes_match_the_definition(prompt, text_1, text_2, annotator, raw
     assert pair_hash(raw, r1, raw) == _reference_hash(b"pair", raw, *sorted((r1, raw)))
     assert judgment_import_key(raw, annotator, "tie") == _reference_hash(b"judgment", raw, annotator, "tie")
     assert content_hash(prompt, raw, text_1) == _reference_hash(prompt, raw, text_1)
-
-
-@pytest.fixture
-def project(tmp_path):
-    with Project.create(tmp_path / "p") as project:
-        yield project
 
 
 def test_writer_outside_a_transaction_is_refused(project):
