@@ -8,9 +8,10 @@ from the data itself, given by a named annotator such as `dataset:hh-rlhf`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
+
+import orjson
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
@@ -39,12 +40,19 @@ Conversation = tuple[Message, ...]
 
 
 def conversation_to_json(conversation: Conversation) -> str:
-    """The canonical serialisation: stored in the database and hashed for deduplication."""
-    return json.dumps([m.to_dict() for m in conversation], ensure_ascii=False, separators=(",", ":"))
+    """The canonical serialisation: stored in the database and hashed for deduplication.
+
+    Byte for byte what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes (the
+    digests of existing projects depend on it; tests/test_import_speed_paths.py checks it), made
+    by orjson in a quarter of the time. The one difference: orjson refuses a lone surrogate
+    (TypeError), where json would write it; imports reject such text first (importing._validate).
+    """
+    # The keys spelled out: their order is part of the canonical form.
+    return orjson.dumps([{"role": m.role, "content": m.content} for m in conversation]).decode("utf-8")
 
 
 def conversation_from_json(text: str) -> Conversation:
-    return tuple(Message(m["role"], m["content"]) for m in json.loads(text))
+    return tuple(Message(m["role"], m["content"]) for m in orjson.loads(text))
 
 
 def user_prompt(text: str) -> Conversation:
