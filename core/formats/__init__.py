@@ -8,7 +8,7 @@ A format is a mapping from rows (dicts read by `rows.RowSource`) to records (`Pa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -111,6 +111,24 @@ def detect(path: str | Path, *, container: str | None = None) -> Detection:
     if len(winners) > 1:
         raise InputError(f"could be any of {', '.join(winners)}; choose one with --format", path=source.path)
     return Detection(get_format(winners[0]), source, sample, scores)
+
+
+# -- helpers for writers ---------------------------------------------------------------------------
+
+
+def chosen_and_rejected(pairs: Iterable[ExportPair], report: WriteReport) -> Iterator[tuple[ExportPair, str, str]]:
+    """(pair, chosen, rejected) for each pair with an a/b verdict; the rest are counted as skipped.
+
+    For the formats that can only say which response was preferred (ties and both-bad cannot be
+    written in them).
+    """
+    for pair in pairs:
+        if pair.verdict == "a":
+            yield pair, pair.response_a, pair.response_b
+        elif pair.verdict == "b":
+            yield pair, pair.response_b, pair.response_a
+        else:
+            report.skip("without a chosen/rejected verdict")
 
 
 # -- helpers for parse_row -------------------------------------------------------------------------

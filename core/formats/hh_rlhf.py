@@ -34,8 +34,8 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ..errors import FieldError
-from ..records import DECISIVE_VERDICTS, Conversation, ExportPair, Message, PairRecord
-from . import Format, ReadOptions, WriteReport, register, text_field
+from ..records import Conversation, ExportPair, Message, PairRecord
+from . import Format, ReadOptions, WriteReport, chosen_and_rejected, register, text_field
 from .rows import Sample
 
 HUMAN = "\n\nHuman:"
@@ -147,16 +147,10 @@ def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterable[PairRecord]
 
 def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
     report = WriteReport()
-    for pair in pairs:
-        if pair.verdict not in DECISIVE_VERDICTS:
-            report.skip("without a chosen/rejected verdict")
-            continue
+    for pair, chosen, rejected in chosen_and_rejected(pairs, report):
         if any(m.role == "system" for m in pair.prompt):
             report.skip("with a system message, which HH-RLHF transcripts have no place for")
             continue
-        chosen, rejected = pair.response_a, pair.response_b
-        if pair.verdict == "b":
-            chosen, rejected = rejected, chosen
         chosen_text, rejected_text = render_pair(pair.prompt, chosen, rejected)
         try:
             readable = split_pair(chosen_text, rejected_text) == (pair.prompt, chosen, rejected)

@@ -35,8 +35,8 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ..errors import FieldError
-from ..records import DECISIVE_VERDICTS, ROLES, Conversation, ExportPair, Message, PairRecord
-from . import Format, ReadOptions, WriteReport, optional_number, register, text_field
+from ..records import ROLES, Conversation, ExportPair, Message, PairRecord
+from . import Format, ReadOptions, WriteReport, chosen_and_rejected, optional_number, register, text_field
 from .hh_rlhf import (
     ASSISTANT,
     HUMAN,
@@ -227,10 +227,6 @@ def _prompt_as_text(prompt: Conversation) -> tuple[str, str] | None:
     return (text, " ") if text.startswith(HUMAN) and _prompt_from_text(text, "prompt") == (prompt, True) else None
 
 
-def _chosen_rejected(pair: ExportPair) -> tuple[str, str]:
-    return (pair.response_a, pair.response_b) if pair.verdict == "a" else (pair.response_b, pair.response_a)
-
-
 def _finish(row: dict[str, Any], pair: ExportPair, out: TextIO) -> None:
     if pair.margin is not None:
         row["margin"] = pair.margin
@@ -242,10 +238,7 @@ def _finish(row: dict[str, Any], pair: ExportPair, out: TextIO) -> None:
 
 def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
     report = WriteReport()
-    for pair in pairs:
-        if pair.verdict not in DECISIVE_VERDICTS:
-            report.skip("without a chosen/rejected verdict")
-            continue
+    for pair, chosen, rejected in chosen_and_rejected(pairs, report):
         written = _prompt_as_text(pair.prompt)
         if written is None:
             if any(m.role == "system" for m in pair.prompt):
@@ -256,7 +249,6 @@ def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
                 report.skip("whose prompt text cannot hold unambiguously (export as trl-conversational)")
             continue
         prompt_text, lead = written
-        chosen, rejected = _chosen_rejected(pair)
         _finish({"prompt": prompt_text, "chosen": lead + chosen, "rejected": lead + rejected}, pair, out)
         report.written += 1
     return report
@@ -264,11 +256,7 @@ def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
 
 def write_conversational(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
     report = WriteReport()
-    for pair in pairs:
-        if pair.verdict not in DECISIVE_VERDICTS:
-            report.skip("without a chosen/rejected verdict")
-            continue
-        chosen, rejected = _chosen_rejected(pair)
+    for pair, chosen, rejected in chosen_and_rejected(pairs, report):
         row = {
             "prompt": [m.to_dict() for m in pair.prompt],
             "chosen": [{"role": "assistant", "content": chosen}],
