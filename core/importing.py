@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import Cancelled, ConfigError, FieldError, InputError, WorkbenchError
 from .formats import Format, ReadOptions, detect, get_format
-from .formats.rows import Row, RowSource
+from .formats.rows import Row, RowSource, lone_surrogate
 from .project import Project
 from .records import ROLES, VERDICTS, PairRecord, PromptRecord, Rejected
 from .store import BulkWriter, Store, now_iso
@@ -197,6 +197,11 @@ def _validate(record: PairRecord | PromptRecord, max_chars: int) -> None:
             raise FieldError("prompt", "has a message whose content is not text")
         if len(message.content) > max_chars:
             raise FieldError("prompt", f"has a message of {len(message.content):,} characters; the limit is {max_chars:,}")
+        # A lone surrogate ("\ud800" decoded by json, e.g. from a CSV cell holding JSON) cannot be
+        # hashed or stored: refuse it here, naming the field, rather than fail while writing.
+        surrogate = lone_surrogate(message.content)
+        if surrogate is not None:
+            raise FieldError("prompt", f"has a message that contains a lone surrogate ({surrogate}), which is not valid text")
     if isinstance(record, PromptRecord):
         if not record.prompt or not any(m.content.strip() for m in record.prompt):
             raise FieldError("prompt", "is empty")
@@ -206,10 +211,17 @@ def _validate(record: PairRecord | PromptRecord, max_chars: int) -> None:
             raise FieldError(name, "is not text")
         if len(text) > max_chars:
             raise FieldError(name, f"is {len(text):,} characters long; the limit is {max_chars:,}")
+        surrogate = lone_surrogate(text)
+        if surrogate is not None:
+            raise FieldError(name, f"contains a lone surrogate ({surrogate}), which is not valid text")
     if record.response_a == record.response_b:
         raise FieldError(None, "the two responses are identical; a pair needs two different responses")
     if record.verdict is not None and record.verdict not in VERDICTS:
         raise FieldError("verdict", f"is {record.verdict!r}; expected one of {', '.join(VERDICTS)}")
+    if record.annotator is not None:
+        surrogate = lone_surrogate(record.annotator)
+        if surrogate is not None:
+            raise FieldError("annotator", f"contains a lone surrogate ({surrogate}), which is not valid text")
     if record.margin is not None and not math.isfinite(record.margin):
         raise FieldError("margin", f"is {record.margin}; expected a finite number")
 
