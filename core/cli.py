@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats")
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Large imports parse in a child process; a frozen app must let that child start as one.
+    multiprocessing.freeze_support()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return _run_subcommand(argv)

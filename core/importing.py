@@ -8,17 +8,21 @@ file twice adds nothing the second time (content hashes; see store.py).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import multiprocessing
+import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import Cancelled, ConfigError, FieldError, InputError, WorkbenchError
 from .formats import Format, ReadOptions, detect, get_format
 from .formats.rows import Row, RowSource, lone_surrogate
+from .import_pipeline import READER_NAME, Batch, PipelineReader, ReadTask, spawn_is_safe
 from .project import Project
 from .records import ROLES, VERDICTS, PairRecord, PromptRecord, Rejected
 from .store import BulkWriter, Store, now_iso
@@ -28,6 +32,17 @@ CancelCheck = Callable[[], bool]
 
 # How many rejected rows a report keeps in full; the count is always exact.
 _REJECTED_KEPT = 1000
+
+# Rows per prepared batch: how often progress and cancel are checked, and what one message from
+# the reading process carries (a few MB of text).
+BATCH_ROWS = 2048
+# Files at least this big are read in a second process while this one writes (see
+# import_pipeline.py): a machine has a spare core during an import. Below this size the second
+# process's start (a fresh interpreter importing the core: 0.2-0.4 s) costs more than it saves.
+PIPELINE_MIN_BYTES = 4 * 1024 * 1024
+# Forces the choice, for tests and for diagnosing: "1" always reads in a second process, "0"
+# never; unset or "auto" decides by size. The `pipeline` argument of import_file wins over it.
+PIPELINE_ENV = "RLHF_WORKBENCH_IMPORT_PIPELINE"
 
 
 @dataclass
@@ -75,8 +90,22 @@ def import_file(
     skip_bad: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    pipeline: bool | None = None,
 ) -> ImportReport:
-    """Import `path` into the project; returns what was added. Raises InputError on bad input."""
+    """Import `path` into the project; returns what was added. Raises InputError on bad input.
+
+    `pipeline`: True reads and prepares the rows in a second process while this one writes them
+    (see import_pipeline.py), False does everything here, None (the default) decides by the file's
+    size unless the RLHF_WORKBENCH_IMPORT_PIPELINE environment variable says otherwise. Both give
+    the same rows, reports and errors.
+    """
+    if multiprocessing.current_process().name == READER_NAME:
+        # The reading process is importing the main module of the program that started it, and
+        # that module imports at its top level instead of under `if __name__ == "__main__":`.
+        raise WorkbenchError(
+            "an import's reading process was asked to import a file itself: the script that imports "
+            "must keep its top-level code under `if __name__ == '__main__':`"
+        )
     store = target.store if isinstance(target, Project) else target
     path = Path(path)
     started = time.perf_counter()
@@ -104,6 +133,9 @@ def import_file(
             raise InputError(str(exc), path=path) from None
 
     report = ImportReport(path=str(path), format=fmt.name)
+    # Started before the transaction, so that its start-up overlaps with ours.
+    mode = _pipeline_mode(pipeline, source)
+    reader = _start_reader(mode, fmt, source, options, skip_bad) if mode else None
     try:
         with store.transaction(foreign_keys=False):  # BulkWriter assigns the ids it references
             import_id = store.conn.execute(
@@ -111,7 +143,12 @@ def import_file(
                 (str(path.absolute()), fmt.name, now_iso()),
             ).lastrowid
             writer = BulkWriter(store, import_id=import_id, source="dataset", source_name=path.name)
-            _read_into(writer, fmt, source, options, report, skip_bad, progress, cancel)
+            batches = _prepared_batches(fmt, source, options, skip_bad)
+            if reader is not None:
+                # Chosen by size: rows are read here until the reading process has started, and it
+                # goes on from there. Forced: it reads every row.
+                batches = reader.batches(batches if mode == "by size" else None, cancel)
+            _read_into(writer, batches, source, report, progress, cancel)
             writer.flush()
             for name, value in asdict(writer.counts).items():
                 setattr(report, name, value)
@@ -124,66 +161,163 @@ def import_file(
     except sqlite3.OperationalError as exc:
         # "database or disk is full", "database is locked": the transaction was rolled back.
         raise WorkbenchError(f"{path}: the import could not be saved ({exc}); nothing was imported") from exc
+    finally:
+        if reader is not None:
+            reader.close()  # stops it if it is still reading (an error, a cancel)
     if progress:
         progress(source.total_bytes, source.total_bytes)
     return report
 
 
-def _read_into(
-    writer: BulkWriter,
+def _pipeline_mode(pipeline: bool | None, source: RowSource) -> str | None:
+    """None (read here), "forced" (a reading process reads every row) or "by size"."""
+    if pipeline is not None:
+        return "forced" if pipeline else None
+    setting = os.environ.get(PIPELINE_ENV, "auto").strip().lower()
+    if setting in ("1", "on", "yes", "true"):
+        return "forced"
+    if setting in ("0", "off", "no", "false"):
+        return None
+    if setting not in ("", "auto"):
+        raise ConfigError(f"{PIPELINE_ENV}={setting!r}: expected 1 (always), 0 (never) or auto")
+    chosen = (
+        source.total_bytes >= PIPELINE_MIN_BYTES
+        and (os.cpu_count() or 1) > 1
+        # A daemonic process (some job runners) may not start processes of its own.
+        and not multiprocessing.current_process().daemon
+        and spawn_is_safe()
+    )
+    return "by size" if chosen else None
+
+
+def _start_reader(
+    mode: str, fmt: Format, source: RowSource, options: ReadOptions, skip_bad: bool
+) -> PipelineReader | None:
+    """The second process that reads and prepares the rows, or None to do that here."""
+    task = ReadTask(
+        path=str(source.path),
+        container=source.container,
+        format=fmt.name,
+        mapping=dict(options.mapping),
+        annotator=options.annotator,
+        max_chars=options.max_chars,
+        skip_bad=skip_bad,
+        batch_rows=BATCH_ROWS,  # read at each call, so that tests can make batches small
+    )
+    try:
+        return PipelineReader(task)
+    except (OSError, RuntimeError, AssertionError) as exc:
+        if mode == "forced":
+            raise WorkbenchError(f"{source.path}: could not start a process to read the file ({exc})") from exc
+        return None  # chosen by size only: reading here is slower, not wrong
+
+
+def _prepared_batches(
     fmt: Format,
     source: RowSource,
     options: ReadOptions,
-    report: ImportReport,
     skip_bad: bool,
+    batch_rows: int | None = None,
+    *,
+    skip: int = 0,
+    hash_here: Callable[[], bool] | None = None,
+) -> Iterator[Batch]:
+    """Everything an import does that needs no database: rows read, parsed, validated, and
+    prepared for `BulkWriter.write_prepared` (canonical JSON, content hashes).
+
+    Yields batches `(items, rejected, rows, records, bytes_read)`: prepared items, rejected rows
+    as (line, field, reason), how many good rows and records the batch holds, and how far into
+    the file reading has got. Without `skip_bad`, the first bad row raises InputError naming the
+    file, line and field. `skip` rows (good or bad) are passed over first: the reading process
+    starts where this process stopped. `hash_here`, asked before each batch, says whether to
+    compute the content hashes (True without it) or leave them to `BulkWriter.write_prepared`.
+    This runs here for small files and in the reading process for large ones
+    (import_pipeline.py), so both ways give the same items in the same order.
+    """
+    batch_rows = batch_rows or BATCH_ROWS
+    default_annotator = options.annotator or fmt.annotator or f"dataset:{fmt.name}"
+    parse_row, max_chars, format_name = fmt.parse_row, options.max_chars, fmt.name
+    prepare_pair, prepare_prompt = BulkWriter.prepare_pair, BulkWriter.prepare_prompt
+    items: list[tuple] = []
+    rejected: list[tuple] = []
+    rows = records = seen = 0
+    hashed = hash_here() if hash_here is not None else True
+    for item in itertools.islice(source.rows(), skip, None):
+        seen += 1
+        if not isinstance(item, Row):
+            if not skip_bad:
+                raise InputError(item.reason, path=source.path, line=item.line, field=item.field)
+            rejected.append((item.line, item.field, item.reason))
+        else:
+            rows += 1
+            try:
+                # A row's records are checked together, so a bad row adds none of them.
+                parsed = list(parse_row(item.data, options))
+                for record in parsed:
+                    _validate(record, max_chars)
+            except FieldError as exc:
+                if not skip_bad:
+                    raise InputError(exc.reason, path=source.path, line=item.line, field=exc.field) from None
+                rejected.append((item.line, exc.field, exc.reason))
+                parsed = ()
+            for record in parsed:
+                records += 1
+                if isinstance(record, PairRecord):
+                    verdict_annotator = record.annotator or default_annotator if record.verdict else None
+                    if options.annotator and record.verdict:
+                        verdict_annotator = options.annotator
+                    items.append(
+                        prepare_pair(
+                            record.prompt,
+                            record.response_a,
+                            record.response_b,
+                            origin=record.origin or format_name,
+                            margin=record.margin,
+                            meta=record.meta,
+                            verdict=record.verdict,
+                            annotator=verdict_annotator,
+                            hashed=hashed,
+                        )
+                    )
+                else:
+                    items.append(prepare_prompt(record.prompt, hashed=hashed))
+        if seen >= batch_rows:
+            yield items, rejected, rows, records, source.bytes_read
+            items, rejected, rows, records, seen = [], [], 0, 0, 0
+            if hash_here is not None:
+                hashed = hash_here()
+    if seen:
+        yield items, rejected, rows, records, source.bytes_read
+
+
+def _read_into(
+    writer: BulkWriter,
+    batches: Iterable[Batch],
+    source: RowSource,
+    report: ImportReport,
     progress: ProgressCallback | None,
     cancel: CancelCheck | None,
 ) -> None:
-    default_annotator = options.annotator or fmt.annotator or f"dataset:{fmt.name}"
-
-    def reject(line: int | None, field_name: str | None, reason: str) -> None:
-        if not skip_bad:
-            raise InputError(reason, path=source.path, line=line, field=field_name)
-        report.rejected_count += 1
-        if len(report.rejected) < _REJECTED_KEPT:
-            report.rejected.append(Rejected(line, field_name, reason))
-
-    for n, item in enumerate(source.rows()):
-        if n % 2048 == 0:
-            if cancel is not None and cancel():
-                raise Cancelled(f"{source.path}: import cancelled; nothing was imported")
-            if progress is not None:
-                progress(source.bytes_read, source.total_bytes)
-        if not isinstance(item, Row):
-            reject(item.line, item.field, item.reason)
-            continue
-        report.rows += 1
-        try:
-            # A row's records are checked together, so a bad row adds none of them.
-            records = list(fmt.parse_row(item.data, options))
-            for record in records:
-                _validate(record, options.max_chars)
-        except FieldError as exc:
-            reject(item.line, exc.field, exc.reason)
-            continue
-        for record in records:
-            report.records += 1
-            if isinstance(record, PairRecord):
-                verdict_annotator = record.annotator or default_annotator if record.verdict else None
-                if options.annotator and record.verdict:
-                    verdict_annotator = options.annotator
-                writer.add_pair(
-                    record.prompt,
-                    record.response_a,
-                    record.response_b,
-                    origin=record.origin or fmt.name,
-                    margin=record.margin,
-                    meta=record.meta,
-                    verdict=record.verdict,
-                    annotator=verdict_annotator,
-                )
-            else:
-                writer.add_prompt(record.prompt)
+    """Write prepared batches (from `_prepared_batches`, here or in the reading process)."""
+    total = source.total_bytes
+    cancelled = Cancelled(f"{source.path}: import cancelled; nothing was imported")
+    if cancel is not None and cancel():
+        raise cancelled
+    if progress is not None:
+        progress(0, total)
+    for items, rejected, rows, records, bytes_read in batches:
+        if cancel is not None and cancel():
+            raise cancelled
+        if progress is not None:
+            progress(bytes_read, total)
+        writer.write_prepared(items)
+        report.rows += rows
+        report.records += records
+        if rejected:
+            report.rejected_count += len(rejected)
+            room = _REJECTED_KEPT - len(report.rejected)
+            if room > 0:
+                report.rejected.extend(Rejected(line, field_name, reason) for line, field_name, reason in rejected[:room])
 
 
 def _validate(record: PairRecord | PromptRecord, max_chars: int) -> None:

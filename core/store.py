@@ -631,15 +631,26 @@ class BulkCounts:
 class BulkWriter:
     """Adds many prompts, responses, pairs and judgments inside the caller's transaction.
 
+    It works in two halves. The first is pure (no database): `prepare_pair` and `prepare_prompt`
+    build the canonical prompt JSON and compute every content hash, and return a plain tuple, a
+    *prepared item*. The second, `write_prepared`, takes a list of prepared items and does what
+    needs the database: it resolves hashes to ids, assigns the new ids and inserts the rows.
+    `add_pair` and `add_prompt` do both. A large import prepares its items in a second process
+    (core/import_pipeline.py) and hands them to `write_prepared`: one hashing code, one writing
+    code, so both ways store identical rows. Items are written in the order given and ids are
+    assigned in that order, so the result does not depend on how items are split into batches.
+
     Rows are buffered and resolved against the database a batch at a time: one `hash IN (...)`
     query per few hundred rows instead of one SELECT per row, and ids assigned here so that the
     inserts are plain executemany calls. A table that was empty when the writer started needs no
     look-ups at all: every row in it was written by this writer and is in its cache (the caller's
     transaction keeps other connections out). When all of them were empty (a first import), the
-    writer also sets their indexes aside and builds them once in `flush()`: sorting 100,000 keys
-    once is much cheaper than keeping random-order hash indexes current row by row. This is what
-    keeps a 100,000-record import within a small multiple of the time it takes merely to parse the
-    file; bench/import_bench.py measures it.
+    writer also sets their unique hash indexes aside and builds them once in `flush()`: sorting
+    100,000 keys once is much cheaper than keeping random-order hash indexes current row by row.
+    (The other indexes stay: their keys arrive in order, ids and a handful of origins, so keeping
+    them current costs little, and in a two-process import that happens while the other process
+    is still reading rather than at the end.) This is what keeps a 100,000-record import within a
+    small multiple of the time it takes merely to parse the file; bench/import_bench.py measures it.
 
     Call `flush()` once at the end: it writes what is buffered and restores the indexes. Use inside
     `store.transaction(foreign_keys=False)`: every id the writer references, it assigned itself.
@@ -664,9 +675,7 @@ class BulkWriter:
         self.source_name = source_name
         self.created_at = now_iso()
         self.counts = BulkCounts()
-        # (prompt JSON, response A, response B, origin, margin, meta JSON, verdict, annotator)
-        self._pending: list[tuple] = []
-        self._pending_prompts: list[str] = []
+        self._pending: list[tuple] = []  # prepared items not yet written
         self._prompt_ids: dict[bytes, int] = {}
         self._response_ids: dict[bytes, int] = {}
         self._pair_ids: dict[bytes, tuple[int, bytes]] = {}  # hash -> (id, digest of stored response A)
@@ -685,6 +694,68 @@ class BulkWriter:
         if cache_kib < self.CACHE_KIB:
             self.conn.execute(f"PRAGMA cache_size = -{self.CACHE_KIB}")
 
+    # -- the pure half: canonical JSON and content hashes, no database ----------------------------
+    #
+    # A prepared pair is the tuple
+    #   (prompt digest, prompt JSON, response A digest, response A, response B digest, response B,
+    #    pair digest, origin, margin, meta JSON or None, verdict or None, annotator or None,
+    #    judgment import key for the verdict as given, or None)
+    # and a prepared prompt the tuple (prompt digest, prompt JSON): both start with the prompt.
+    # Plain tuples of str, bytes, float and None, so that they cross a process boundary cheaply.
+    # Prepared with `hashed=False`, the five digests are None, and `write_prepared` computes them
+    # (with `hash_items`, the same code): a two-process import hands the hashing to whichever
+    # process has time for it.
+
+    @staticmethod
+    def prepare_pair(
+        prompt: Conversation,
+        response_a: str,
+        response_b: str,
+        *,
+        origin: str,
+        margin: float | None = None,
+        meta: dict[str, Any] | None = None,
+        verdict: str | None = None,
+        annotator: str | None = None,
+        hashed: bool = True,
+    ) -> tuple:
+        item = (
+            None, conversation_to_json(prompt), None, response_a, None, response_b, None, origin, margin,
+            json.dumps(meta, ensure_ascii=False) if meta else None,
+            verdict, annotator, None,
+        )
+        return BulkWriter._hash_pair(item) if hashed else item
+
+    @staticmethod
+    def prepare_prompt(prompt: Conversation, *, hashed: bool = True) -> tuple:
+        messages = conversation_to_json(prompt)
+        return (prompt_hash(messages) if hashed else None, messages)
+
+    @staticmethod
+    def hash_items(items: list[tuple]) -> list[tuple]:
+        """The items with the digests of those prepared with `hashed=False` filled in."""
+        return [
+            item if item[0] is not None
+            else BulkWriter._hash_pair(item) if len(item) > 2
+            else (prompt_hash(item[1]), item[1])
+            for item in items
+        ]
+
+    @staticmethod
+    def _hash_pair(item: tuple) -> tuple:
+        """A prepared pair with its five digests computed from its texts."""
+        p = prompt_hash(item[1])
+        a = response_hash(p, item[3])
+        b = response_hash(p, item[5])
+        pair = pair_hash(p, a, b)
+        verdict = item[10]
+        return (
+            p, item[1], a, item[3], b, item[5], pair, item[7], item[8], item[9], verdict, item[11],
+            judgment_import_key(pair, item[11] or "", verdict) if verdict is not None else None,
+        )
+
+    # -- both halves -----------------------------------------------------------------------------
+
     def add_pair(
         self,
         prompt: Conversation,
@@ -698,23 +769,17 @@ class BulkWriter:
         annotator: str | None = None,
     ) -> None:
         self._pending.append(
-            (
-                conversation_to_json(prompt),
-                response_a,
-                response_b,
-                origin,
-                margin,
-                json.dumps(meta, ensure_ascii=False) if meta else None,
-                verdict,
-                annotator,
+            self.prepare_pair(
+                prompt, response_a, response_b,
+                origin=origin, margin=margin, meta=meta, verdict=verdict, annotator=annotator,
             )
         )
         if len(self._pending) >= self.BATCH:
             self._write_batch()
 
     def add_prompt(self, prompt: Conversation) -> None:
-        self._pending_prompts.append(conversation_to_json(prompt))
-        if len(self._pending_prompts) >= self.BATCH:
+        self._pending.append(self.prepare_prompt(prompt))
+        if len(self._pending) >= self.BATCH:
             self._write_batch()
 
     def flush(self) -> None:
@@ -724,144 +789,204 @@ class BulkWriter:
             self.conn.execute(create_index)
         self._set_aside_indexes = []
 
+    def _write_batch(self) -> None:
+        pending, self._pending = self._pending, []
+        self.write_prepared(pending)
+
     def _set_indexes_aside(self) -> None:
         tables = ", ".join(f"'{t}'" for t in self._TABLES)
         # Read from the database rather than listed here, so that a later migration's indexes are
         # restored exactly as that migration made them. (sql IS NULL: a primary key's own index.)
+        # Only the unique ones: on hashes, written in random order (see the class doc).
         for name, sql in self.conn.execute(
             f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({tables})"
+            " AND sql LIKE 'CREATE UNIQUE INDEX%'"
         ).fetchall():
             self.conn.execute(f'DROP INDEX "{name}"')
             self._set_aside_indexes.append(sql)
 
-    def _write_batch(self) -> None:
-        if self._fresh and not self._set_aside_indexes and (self._pending or self._pending_prompts):
+    # -- the database half -----------------------------------------------------------------------
+
+    # Rows per INSERT statement. One statement inserting many rows costs SQLite and the sqlite3
+    # module much less per row than one row per statement (~40% less for an import's rows).
+    ROWS_PER_INSERT = 64
+
+    def write_prepared(self, items: list[tuple]) -> None:
+        """Write prepared items (see `prepare_pair`), in order. Call `flush()` once at the end."""
+        if not items:
+            return
+        if self._fresh and not self._set_aside_indexes:
             self._set_indexes_aside()
-        pending, self._pending = self._pending, []
-        prompt_jsons, self._pending_prompts = self._pending_prompts, []
+        if any(item[0] is None for item in items):
+            items = self.hash_items(items)
+        counts = self.counts
         created_at = self.created_at
 
-        # Prompts: those added alone, then those of the pairs.
-        prompt_digests = [prompt_hash(j) for j in prompt_jsons]
-        pair_prompt_digests = [prompt_hash(p[0]) for p in pending]
+        # Prompts: every item's own (prompt lists) or its pair's, new ones in order of appearance.
         prompt_ids = self._prompt_ids
-        self._resolve("prompts", prompt_ids, prompt_digests + pair_prompt_digests)
-        rows = []
-        next_id = self._next_id["prompts"]
-        for digest, messages in zip(
-            prompt_digests + pair_prompt_digests, prompt_jsons + [p[0] for p in pending]
-        ):
+        self._resolve("prompts", prompt_ids, items)
+        values: list = []
+        add = values.extend
+        next_id = first_id = self._next_id["prompts"]
+        for item in items:
+            digest = item[0]
             if digest not in prompt_ids:
                 prompt_ids[digest] = next_id
-                rows.append((next_id, digest, messages, created_at))
+                add((next_id, digest, item[1]))
                 next_id += 1
-        self._next_id["prompts"] = next_id
-        self.conn.executemany("INSERT INTO prompts(id, hash, messages, created_at) VALUES (?, ?, ?, ?)", rows)
-        self.counts.prompts_added += len(rows)
-        if not pending:
+        if values:
+            self._next_id["prompts"] = next_id
+            self._insert("prompts", ("id", "hash", "messages"), (("created_at", created_at),), values)
+            counts.prompts_added += next_id - first_id
+        pairs = [item for item in items if len(item) > 2]
+        if not pairs:
             return
 
         # Responses: A and B of each pair, in order.
-        a_digests = [response_hash(d, p[1]) for d, p in zip(pair_prompt_digests, pending)]
-        b_digests = [response_hash(d, p[2]) for d, p in zip(pair_prompt_digests, pending)]
         response_ids = self._response_ids
-        self._resolve("responses", response_ids, a_digests + b_digests)
-        rows = []
-        next_id = self._next_id["responses"]
-        source, source_name = self.source, self.source_name
-        for pdigest, p, a_digest, b_digest in zip(pair_prompt_digests, pending, a_digests, b_digests):
-            for digest, text in ((a_digest, p[1]), (b_digest, p[2])):
-                if digest not in response_ids:
-                    response_ids[digest] = next_id
-                    rows.append((next_id, digest, prompt_ids[pdigest], text, source, source_name, created_at))
-                    next_id += 1
-        self._next_id["responses"] = next_id
-        self.conn.executemany(
-            """INSERT INTO responses(id, hash, prompt_id, text, source, source_name, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            rows,
-        )
-        self.counts.responses_added += len(rows)
+        self._resolve("responses", response_ids, pairs, 2, 4)
+        values = []
+        add = values.extend
+        next_id = first_id = self._next_id["responses"]
+        for item in pairs:
+            digest = item[2]
+            if digest not in response_ids:
+                response_ids[digest] = next_id
+                add((next_id, digest, prompt_ids[item[0]], item[3]))
+                next_id += 1
+            digest = item[4]
+            if digest not in response_ids:
+                response_ids[digest] = next_id
+                add((next_id, digest, prompt_ids[item[0]], item[5]))
+                next_id += 1
+        if values:
+            self._next_id["responses"] = next_id
+            self._insert(
+                "responses",
+                ("id", "hash", "prompt_id", "text"),
+                (("source", self.source), ("source_name", self.source_name), ("created_at", created_at)),
+                values,
+            )
+            counts.responses_added += next_id - first_id
 
         # Pairs, and the verdicts that came with them.
-        pair_digests = [pair_hash(*ds) for ds in zip(pair_prompt_digests, a_digests, b_digests)]
-        self._lookup_pairs(pair_digests)
+        self._lookup_pairs(pairs)
         pair_ids = self._pair_ids
-        new_pairs, judgments = [], []
-        next_id = self._next_id["pairs"]
-        import_id = self.import_id
-        for p, pdigest, digest, a_digest, b_digest in zip(
-            pending, pair_prompt_digests, pair_digests, a_digests, b_digests
-        ):
+        values = []
+        add = values.extend
+        judgments: list = []
+        judge = judgments.extend
+        next_id = first_id = self._next_id["pairs"]
+        for item in pairs:
+            digest = item[6]
             known = pair_ids.get(digest)
             if known is None:
                 pair_id = next_id
                 next_id += 1
+                a_digest = item[2]
                 pair_ids[digest] = (pair_id, a_digest)
-                new_pairs.append(
-                    (
-                        pair_id, digest, prompt_ids[pdigest], response_ids[a_digest], response_ids[b_digest],
-                        p[3], p[4], p[5], import_id, created_at,
-                    )
-                )
-                stored_a = a_digest
+                add((pair_id, digest, prompt_ids[item[0]], response_ids[a_digest], response_ids[item[4]], item[7], item[8], item[9]))
+                if item[10] is not None:
+                    judge((pair_id, item[11], item[10], item[12]))
             else:
                 pair_id, stored_a = known
-                self.counts.pairs_existing += 1
-            verdict = p[6]
-            if verdict is not None:
-                # The verdict was given relative to this record's order; store it relative to the pair's.
-                if stored_a != a_digest:
-                    verdict = SWAPPED_VERDICT[verdict]
-                annotator = p[7]
-                key = judgment_import_key(digest, annotator or "", verdict)
-                judgments.append((pair_id, annotator, verdict, created_at, key, import_id))
-        self._next_id["pairs"] = next_id
-        self.conn.executemany(
-            """INSERT INTO pairs(id, hash, prompt_id, response_a_id, response_b_id, origin, margin, meta,
-                                 import_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            new_pairs,
-        )
-        self.counts.pairs_added += len(new_pairs)
-        if judgments and self._set_aside_indexes:
-            keys = self._judgment_keys
-            unique = []
-            for row in judgments:
-                if row[4] not in keys:
-                    keys.add(row[4])
-                    unique.append(row)
-            self.conn.executemany(
-                """INSERT INTO judgments(pair_id, annotator, verdict, created_at, import_key, import_id)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                unique,
+                counts.pairs_existing += 1
+                verdict = item[10]
+                if verdict is not None:
+                    key = item[12]
+                    if stored_a != item[2]:
+                        # The verdict was given relative to this record's order; store it relative to the pair's.
+                        verdict = SWAPPED_VERDICT[verdict]
+                        key = judgment_import_key(digest, item[11] or "", verdict)
+                    judge((pair_id, item[11], verdict, key))
+        if values:
+            self._next_id["pairs"] = next_id
+            self._insert(
+                "pairs",
+                ("id", "hash", "prompt_id", "response_a_id", "response_b_id", "origin", "margin", "meta"),
+                (("import_id", self.import_id), ("created_at", created_at)),
+                values,
             )
-            self.counts.judgments_added += len(unique)
-            self.counts.judgments_existing += len(judgments) - len(unique)
-        elif judgments:
-            # rowcount, not total_changes: the latter also counts the triggers' updates of pairs.
-            added = self.conn.executemany(
-                """INSERT OR IGNORE INTO judgments(pair_id, annotator, verdict, created_at, import_key, import_id)
-                   VALUES (?, ?, ?, ?, ?, ?)""",
-                judgments,
-            ).rowcount
-            self.counts.judgments_added += added
-            self.counts.judgments_existing += len(judgments) - added
+            counts.pairs_added += next_id - first_id
+        if not judgments:
+            return
+        n = len(judgments) // 4
+        constants = (("created_at", created_at), ("import_id", self.import_id))
+        columns = ("pair_id", "annotator", "verdict", "import_key")
+        if self._set_aside_indexes:
+            # While the unique index is set aside, duplicate keys are caught here instead.
+            keys = self._judgment_keys
+            unique: list = []
+            for i in range(3, len(judgments), 4):
+                if judgments[i] not in keys:
+                    keys.add(judgments[i])
+                    unique.extend(judgments[i - 3:i + 1])
+            added = len(unique) // 4
+            self._insert("judgments", columns, constants, unique)
+        else:
+            added = self._insert("judgments", columns, constants, judgments, or_ignore=True)
+        counts.judgments_added += added
+        counts.judgments_existing += n - added
 
-    def _resolve(self, table: str, cache: dict[bytes, int], digests: list[bytes]) -> None:
-        """Put the ids of rows already in `table` with these hashes into `cache`."""
+    def _insert(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        constants: tuple[tuple[str, Any], ...],
+        values: list,
+        *,
+        or_ignore: bool = False,
+    ) -> int:
+        """Insert rows whose values lie one after another in `values` (len(columns) per row), with
+        the same `constants` in every row, ROWS_PER_INSERT rows per statement. Returns the number
+        of rows inserted (rows that OR IGNORE skipped not counted; triggers' changes neither)."""
+        width = len(columns)
+        per = self.ROWS_PER_INSERT
+        step = width * per
+        whole = len(values) // step * step
+        fixed = [value for _, value in constants]  # bound once per statement, as ?1, ?2, ...
+        added = 0
+        if whole:
+            added += self.conn.executemany(
+                self._insert_sql(table, columns, tuple(c for c, _ in constants), per, or_ignore),
+                [fixed + values[i:i + step] for i in range(0, whole, step)],
+            ).rowcount
+        if whole < len(values):
+            added += self.conn.executemany(
+                self._insert_sql(table, columns, tuple(c for c, _ in constants), 1, or_ignore),
+                [fixed + values[i:i + width] for i in range(whole, len(values), width)],
+            ).rowcount
+        return added
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _insert_sql(table: str, columns: tuple[str, ...], constants: tuple[str, ...], rows: int, or_ignore: bool) -> str:
+        # INSERT INTO t(a, b, c) VALUES (?3, ?4, ?1), (?5, ?6, ?1), ...: numbered parameters, so that
+        # each constant is bound once however many rows the statement inserts.
+        fixed = [f"?{i + 1}" for i in range(len(constants))]
+        width = len(columns)
+        groups = []
+        for r in range(rows):
+            first = len(constants) + 1 + r * width
+            groups.append("(" + ", ".join([f"?{first + i}" for i in range(width)] + fixed) + ")")
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        return f"{verb} INTO {table}({', '.join(columns + constants)}) VALUES {', '.join(groups)}"
+
+    def _resolve(self, table: str, cache: dict[bytes, int], items: list[tuple], *positions: int) -> None:
+        """Put the ids of rows already in `table` with the items' hashes (at `positions`) into `cache`."""
         if self._complete[table]:
             return
-        unknown = list({d for d in digests if d not in cache})
+        unknown = list({item[i] for item in items for i in positions or (0,)} - cache.keys())
         for start in range(0, len(unknown), _IN_CHUNK):
             chunk = unknown[start:start + _IN_CHUNK]
             cache.update(
                 self.conn.execute(f"SELECT hash, id FROM {table} WHERE hash IN ({', '.join('?' * len(chunk))})", chunk)
             )
 
-    def _lookup_pairs(self, digests: list[bytes]) -> None:
+    def _lookup_pairs(self, items: list[tuple]) -> None:
         if self._complete["pairs"]:
             return
-        unknown = list({d for d in digests if d not in self._pair_ids})
+        unknown = list({item[6] for item in items} - self._pair_ids.keys())
         for start in range(0, len(unknown), _IN_CHUNK):
             chunk = unknown[start:start + _IN_CHUNK]
             for h, pair_id, a_digest in self.conn.execute(
