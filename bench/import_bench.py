@@ -39,7 +39,8 @@ from rlhf_workbench.core.formats.rows import RowSource
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import conversation_to_json
-from rlhf_workbench.core.store import Store, judgment_import_key, now_iso, pair_hash, prompt_hash, response_hash
+from rlhf_workbench.core.bulk import judgment_import_key, pair_hash, prompt_hash, response_hash
+from rlhf_workbench.core.store import Store, now_iso
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

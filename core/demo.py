@@ -53,7 +53,7 @@ from pathlib import Path
 
 from .project import DB_NAME, Project
 from .records import PairRecord, user_prompt
-from .store import BulkWriter
+from .bulk import BulkWriter
 
 DEMO_ANNOTATOR = "dataset:demo"
 DEMO_ORIGIN = "demo"

@@ -3,7 +3,7 @@
 Bad input never half-imports. Without `skip_bad`, the first bad row stops the import with an
 error naming the file, line and field, and the transaction is rolled back. With `skip_bad`,
 good rows are imported and every rejected row is reported with its reason. Importing the same
-file twice adds nothing the second time (content hashes; see store.py).
+file twice adds nothing the second time (content hashes; see bulk.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from .formats.rows import Row, RowSource, lone_surrogate
 from .import_pipeline import READER_NAME, Batch, PipelineReader, ReadTask, spawn_is_safe
 from .project import Project
 from .records import ROLES, VERDICTS, PairRecord, PromptRecord, Rejected
-from .store import BulkWriter, Store, now_iso
+from .bulk import BulkWriter
+from .store import Store, now_iso
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 CancelCheck = Callable[[], bool]

@@ -37,7 +37,7 @@ def make_project(tmp_path):
     """
     from rlhf_workbench.core.project import Project
     from rlhf_workbench.core.records import user_prompt
-    from rlhf_workbench.core.store import BulkWriter
+    from rlhf_workbench.core.bulk import BulkWriter
 
     def make(name: str, pairs=()):
         with Project.create(tmp_path / name, name=name) as project:

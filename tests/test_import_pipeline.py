@@ -25,7 +25,7 @@ from rlhf_workbench.core.formats.rows import RowSource
 from rlhf_workbench.core.import_pipeline import READER_NAME, PipelineReader, ReadTask
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.store import BulkWriter
+from rlhf_workbench.core.bulk import BulkWriter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HH = SHARED / "hh-rlhf-harmless" / "pairs.jsonl"

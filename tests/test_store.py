@@ -4,7 +4,8 @@ import pytest
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.records import Message, user_prompt
-from rlhf_workbench.core.store import BulkWriter, settle_verdict
+from rlhf_workbench.core.bulk import BulkWriter
+from rlhf_workbench.core.store import settle_verdict
 
 
 def _write(store, rows):

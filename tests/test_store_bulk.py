@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.records import user_prompt
-from rlhf_workbench.core.store import (
+from rlhf_workbench.core.bulk import (
     BulkWriter,
     content_hash,
     judgment_import_key,
