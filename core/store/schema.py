@@ -1,0 +1,153 @@
+"""The schema and its migrations.
+
+The schema is versioned with `PRAGMA user_version` and migrated forward one step at a time; a
+file whose version is newer than this code knows is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+
+from ..records import DATASET_ANNOTATOR_PREFIX, VERDICTS
+
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    # `x = 'a' OR x = 'b' ...` rather than `x IN ('a', 'b', ...)`: SQLite evaluates an IN list in
+    # a CHECK by building a small temporary table for every row, which cost ~0.6 s per 100,000
+    # imported records.
+    return " OR ".join(f"{column} = '{v}'" for v in values)
+
+
+_RESPONSE_SOURCES = ("dataset", "model", "checkpoint", "human", "demo")
+
+_SCHEMA_V1 = f"""
+CREATE TABLE project (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE imports (
+    id          INTEGER PRIMARY KEY,
+    path        TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    summary     TEXT            -- JSON: counts added, duplicates, rejected rows
+);
+-- Uniqueness is declared as named indexes (not inline UNIQUE) so that BulkWriter can drop them
+-- while it fills empty tables and build them once at the end, which is several times faster
+-- than keeping random-order hash indexes up to date row by row.
+CREATE TABLE prompts (
+    id         INTEGER PRIMARY KEY,
+    hash       BLOB NOT NULL,
+    messages   TEXT NOT NULL,   -- JSON list of {{role, content}}
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX prompts_hash ON prompts(hash);
+CREATE TABLE responses (
+    id          INTEGER PRIMARY KEY,
+    hash        BLOB NOT NULL,
+    prompt_id   INTEGER NOT NULL REFERENCES prompts(id),
+    text        TEXT NOT NULL,
+    source      TEXT NOT NULL CHECK ({_one_of("source", _RESPONSE_SOURCES)}),
+    source_name TEXT,           -- dataset file, model folder or run that wrote it
+    created_at  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX responses_hash ON responses(hash);
+CREATE INDEX responses_prompt ON responses(prompt_id);
+CREATE TABLE pairs (
+    id            INTEGER PRIMARY KEY,
+    hash          BLOB NOT NULL,
+    prompt_id     INTEGER NOT NULL REFERENCES prompts(id),
+    response_a_id INTEGER NOT NULL REFERENCES responses(id),
+    response_b_id INTEGER NOT NULL REFERENCES responses(id),
+    origin        TEXT NOT NULL,  -- hh-rlhf, trl, oasst, arena, demo, policy-vs-reference, ...
+    margin        REAL,
+    meta          TEXT,           -- JSON: ids from the source, for traceability
+    import_id     INTEGER REFERENCES imports(id),
+    created_at    TEXT NOT NULL,
+    -- Active judgments by people (not `dataset:` labels), kept by the triggers below, so that
+    -- "the next pair nobody has judged" is an index look-up however many pairs are judged.
+    human_verdicts INTEGER NOT NULL DEFAULT 0,
+    CHECK (response_a_id != response_b_id)
+);
+CREATE UNIQUE INDEX pairs_hash ON pairs(hash);
+CREATE INDEX pairs_prompt ON pairs(prompt_id);
+CREATE INDEX pairs_origin ON pairs(origin);
+CREATE INDEX pairs_unlabelled ON pairs(id) WHERE human_verdicts = 0;
+CREATE TABLE judgments (
+    id         INTEGER PRIMARY KEY,
+    pair_id    INTEGER NOT NULL REFERENCES pairs(id),
+    annotator  TEXT NOT NULL,
+    verdict    TEXT NOT NULL CHECK ({_one_of("verdict", VERDICTS)}),
+    shown_left TEXT CHECK (shown_left IN ('a', 'b')),  -- which response was on the left; NULL for imports
+    rationale  TEXT,
+    seconds    REAL,
+    created_at TEXT NOT NULL,
+    undone     INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
+    undone_at  TEXT,
+    import_key BLOB,            -- set for judgments that came with data: makes re-imports no-ops
+    import_id  INTEGER REFERENCES imports(id)
+);
+CREATE UNIQUE INDEX judgments_import_key ON judgments(import_key);
+CREATE INDEX judgments_pair ON judgments(pair_id, undone);
+CREATE INDEX judgments_annotator ON judgments(annotator);
+CREATE TRIGGER judgments_count_people AFTER INSERT ON judgments
+    WHEN NEW.undone = 0 AND NEW.annotator NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%'
+    BEGIN UPDATE pairs SET human_verdicts = human_verdicts + 1 WHERE id = NEW.pair_id; END;
+CREATE TRIGGER judgments_uncount_undone AFTER UPDATE OF undone ON judgments
+    WHEN OLD.undone = 0 AND NEW.undone = 1 AND NEW.annotator NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%'
+    BEGIN UPDATE pairs SET human_verdicts = human_verdicts - 1 WHERE id = NEW.pair_id; END;
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,  -- reward, ppo, generate, ...
+    name        TEXT NOT NULL,
+    config      TEXT NOT NULL,  -- JSON of the job's config dataclass
+    status      TEXT NOT NULL CHECK (status IN ('created', 'running', 'finished', 'failed', 'cancelled')),
+    created_at  TEXT NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT,
+    error       TEXT,
+    output_dir  TEXT
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step   INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL NOT NULL,
+    time   REAL NOT NULL
+);
+CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step);
+CREATE TABLE samples (
+    id       INTEGER PRIMARY KEY,
+    run_id   TEXT NOT NULL REFERENCES runs(id),
+    step     INTEGER NOT NULL,
+    prompt   TEXT NOT NULL,
+    response TEXT NOT NULL,
+    score    REAL,
+    time     REAL NOT NULL,
+    extra    TEXT
+);
+CREATE INDEX samples_run_step ON samples(run_id, step);
+"""
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _split_sql(_SCHEMA_V1):
+        conn.execute(statement)
+
+
+def _split_sql(script: str) -> list[str]:
+    """executescript() would COMMIT our transaction; run the statements one by one instead."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        if sqlite3.complete_statement("\n".join(current)):
+            statements.append("\n".join(current))
+            current = []
+    return [s for s in statements if s.strip()]
+
+
+# MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
