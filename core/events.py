@@ -1,0 +1,90 @@
+"""What a running job reports: small typed, picklable events.
+
+A job is a plain function `run(config, project, sink, stop)` (see jobs.py). It calls `sink(event)`
+with the events below and polls `stop()` between steps. The same events travel unchanged from a
+thread (tests, CLI) or across a process boundary (the GUI's training child), so they hold only
+plain data: numbers, strings, dicts of floats.
+
+The job's own process persists metrics, samples and checkpoints (jobs.py does it for every job);
+whoever listens to the events only displays them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Metric:
+    """Values measured at one step, named as TRL names them (`train/loss`, `eval/accuracy`, ...)."""
+
+    step: int
+    values: dict[str, float]
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generation (or scored text) worth showing: a prompt, a response, its score."""
+
+    step: int
+    prompt: str
+    response: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the job is. `total` is None while unknown; `eta_s` is the job's own estimate."""
+
+    step: int
+    total: int | None
+    message: str = ""
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the log pane. `warning` is for things a person should look at (watchdogs)."""
+
+    message: str
+    level: Literal["debug", "info", "warning"] = "info"
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint was renamed into place at `path`."""
+
+    step: int
+    path: str
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The job ended normally (`stopped` is True when it ended because it was asked to)."""
+
+    summary: dict[str, float | int | str]
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job could not go on. `message` says what happened, `hint` what to try."""
+
+    message: str
+    hint: str | None = None
+    step: int | None = None
+
+
+Event = Union[Metric, Sample, Progress, Log, Checkpoint, Finished, Failed]
+Sink = Callable[[Event], None]
+StopFlag = Callable[[], bool]
