@@ -1,0 +1,322 @@
+"""Labelling: the queues of pairs to judge, the labelling session, and agreement statistics.
+
+The GUI's Label tab is a thin face on `LabelSession`; the CLI and tests drive the same object.
+Every SQL statement is in core/store/labeling.py; this module decides what the queues *mean*.
+
+Words used throughout
+---------------------
+- A *person* is an annotator whose name does not start with `dataset:`; `dataset:*` annotators
+  are labels that came with imported data.
+- A *verdict* is an active (not undone) judgment other than a skip. A skip is recorded (it is
+  history, and it moves the pair out of the way) but says nothing about the pair: it never makes
+  a pair labelled, never counts as a label, and never enters agreement.
+- The *settled* verdict of several judgments is `store.settle_verdict`'s (strict majority, skips
+  ignored), the same rule the exports use. A pair's *dataset label* is the settled verdict of its
+  `dataset:*` judgments; *people's verdict* is the settled verdict of its people's judgments.
+
+The queues (each walked in pair-id order)
+-----------------------------------------
+- "unlabelled": pairs no person has judged (`human_verdicts = 0`, an index look-up).
+- "others_not_me": pairs with another person's verdict and none of mine, to build overlap for
+  agreement.
+- "disagreement": pairs whose dataset label and people's verdict both exist and differ, and
+  that I have not judged.
+
+A session walks a queue in two passes. The first offers the pairs with no judgment of mine (for
+"unlabelled": no judgment by any person); a skip records a skip judgment, which takes the pair
+out of the first pass, so a skipped pair never comes straight back. When the first pass reaches
+the last id it looks again from the start, for pairs that entered the queue behind the cursor
+(another person's undo, say, or a pair passed over with `next()`). Once the first pass is empty,
+the second pass offers, once, in id order, the pairs that were only skipped
+(for "unlabelled": pairs people have only skipped; otherwise: pairs I only skipped), except the
+pair skipped a moment ago, which would otherwise come straight back when the first pass ends on
+it. When that pass reaches its end, `next()` returns None until `set_queue()` starts again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+# Agreement statistics live in agreement.py (this file would pass 400 lines) and are re-exported
+# here: callers import everything about labelling from one place.
+from .agreement import (  # noqa: F401
+    AgreementReport,
+    AnnotatorStats,
+    DatasetAgreement,
+    PairAgreement,
+    agreement_report,
+    annotator_stats,
+    cohen_kappa,
+    is_person,
+    krippendorff_alpha_nominal,
+)
+from .errors import WorkbenchError
+from .records import DATASET_ANNOTATOR_PREFIX, ExportPair
+from .store import Store, settle_verdict
+
+QUEUES: tuple[str, ...] = ("unlabelled", "others_not_me", "disagreement")  # menu order
+QUEUE_TITLES: dict[str, str] = {
+    "unlabelled": "Unlabelled pairs first",
+    "others_not_me": "Labelled by others, not by me",
+    "disagreement": "Dataset label and people disagree",
+}
+# What a labeller can say, in screen terms; `verdict_for` turns sides into the stored a/b.
+CHOICES: tuple[str, ...] = ("left", "right", "tie", "both_bad", "skip")
+
+_FIRST_PASS, _SECOND_PASS, _DONE = 0, 1, 2
+_DISAGREEMENT_BATCH = 256
+
+
+def verdict_for(choice: str, shown_left: str) -> str:
+    """The stored verdict for a choice made on screen: verdicts name the pair's response A or B,
+    never a side, so that the random side a response was shown on does not leak into the data."""
+    if shown_left not in ("a", "b"):
+        raise WorkbenchError(f"shown_left must be 'a' or 'b', not {shown_left!r}")
+    if choice == "left":
+        return shown_left
+    if choice == "right":
+        return "b" if shown_left == "a" else "a"
+    if choice in CHOICES:
+        return choice
+    raise WorkbenchError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
+
+
+def dataset_label(judgments: Iterable[tuple[str, str]]) -> str | None:
+    """The settled verdict of a pair's `dataset:*` judgments (None: none, or they conflict)."""
+    return settle_verdict([(a, v) for a, v in judgments if not is_person(a)])[0]
+
+
+def people_verdict(judgments: Iterable[tuple[str, str]]) -> str | None:
+    """The settled verdict of a pair's people's judgments (None: none, or no majority)."""
+    return settle_verdict([(a, v) for a, v in judgments if is_person(a)])[0]
+
+
+def in_disagreement(judgments: Iterable[tuple[str, str]]) -> bool:
+    """Whether the data's label and people's verdict both exist and differ. People split among
+    themselves, with no majority, are not a disagreement with the data: there is nothing to
+    compare the label to."""
+    judgments = list(judgments)
+    label, people = dataset_label(judgments), people_verdict(judgments)
+    return label is not None and people is not None and label != people
+
+
+@dataclass
+class CurrentPair:
+    """The pair on screen and how it is shown."""
+
+    pair_id: int
+    pair: ExportPair
+    shown_left: str  # 'a' or 'b': which stored response is on the left
+    shown_at: float  # the session clock (time.monotonic by default) when it was shown
+    second_pass: bool = False  # offered again after a skip
+
+    @property
+    def left(self) -> str:
+        return self.pair.response_a if self.shown_left == "a" else self.pair.response_b
+
+    @property
+    def right(self) -> str:
+        return self.pair.response_b if self.shown_left == "a" else self.pair.response_a
+
+
+@dataclass
+class QueueProgress:
+    labelled_by_me: int  # pairs with an active verdict (not a skip) by this annotator, whole project
+    remaining: int  # pairs the queue can still offer this annotator, skipped ones included
+    total: int  # pairs in the project
+    overlap_percent: float | None = None  # others_not_me only: % of pairs with others' verdicts I also judged
+
+
+@dataclass
+class _Done:
+    judgment_id: int
+    verdict: str
+    shown: CurrentPair
+
+
+class LabelSession:
+    """One annotator labelling one queue; the GUI's back end. Holds the undo history of this session.
+
+    A new session shows nothing until its first `next()`; `set_queue()` shows the new queue's
+    first pair at once. Each verdict is committed before `judge()` returns (DESIGN: a verdict is
+    committed before the next pair is shown). `clock` is for tests; it must be monotonic.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        annotator: str,
+        queue: str = "unlabelled",
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        annotator = annotator.strip()
+        if not annotator:
+            raise WorkbenchError("an annotator name is needed to label pairs")
+        if not is_person(annotator):
+            raise WorkbenchError(
+                f"annotator names starting with {DATASET_ANNOTATOR_PREFIX!r} are reserved for labels "
+                f"that came with data; choose another name than {annotator!r}"
+            )
+        self.store = store
+        self.annotator = annotator
+        self.rng = rng if rng is not None else random.Random()
+        self.clock = clock
+        self.current: CurrentPair | None = None
+        self._history: list[_Done] = []  # this session's verdicts that are still active
+        self._pushed_back: list[CurrentPair] = []  # pairs an undo took off the screen
+        self._started_at: float | None = None  # when the first pair was shown
+        self._last_verdict_at: float | None = None
+        self._reset(queue)
+
+    # -- walking the queue -------------------------------------------------------------------
+
+    def set_queue(self, queue: str) -> None:
+        """Switch queue (or restart this one) and show its first pair (`current`; None if it is
+        empty). The walk starts again from the lowest id, both passes; the undo history is kept,
+        so a verdict given in the previous queue can still be undone."""
+        self._reset(queue)
+        self.next()
+
+    def _reset(self, queue: str) -> None:
+        if queue not in QUEUES:
+            raise WorkbenchError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
+        self.queue = queue
+        self._pass, self._after = _FIRST_PASS, 0
+        self._just_skipped: int | None = None  # a deliberate restart offers everything again
+        self._pushed_back.clear()
+        self.current = None
+
+    def next(self) -> CurrentPair | None:
+        """Show the next pair of the queue, without recording anything about the current one (a
+        pair passed over this way stays in the queue and comes back when the walk wraps)."""
+        if self._pushed_back:
+            # Back to where the labeller was before undoing: the pair an undo displaced.
+            self.current = self._show(self._pushed_back.pop())
+            return self.current
+        pair_id = self._find()
+        self.current = None if pair_id is None else self._show(pair_id, second_pass=self._pass == _SECOND_PASS)
+        return self.current
+
+    def _find(self) -> int | None:
+        if self._pass == _FIRST_PASS:
+            pair_id = self._lookup(self._after, second_pass=False)
+            if pair_id is None and self._after > 0:
+                pair_id = self._lookup(0, second_pass=False)  # pairs that entered behind the cursor
+            if pair_id is not None:
+                self._after = pair_id
+                return pair_id
+            self._pass, self._after = _SECOND_PASS, 0
+        if self._pass == _SECOND_PASS:
+            pair_id = self._lookup(self._after, second_pass=True)
+            if pair_id is not None and pair_id == self._just_skipped:
+                pair_id = self._lookup(pair_id, second_pass=True)  # never straight back
+            if pair_id is not None:
+                self._after = pair_id
+                return pair_id
+            self._pass = _DONE
+        return None
+
+    def _lookup(self, after_id: int, *, second_pass: bool) -> int | None:
+        store, me = self.store, self.annotator
+        if self.queue == "unlabelled":
+            return store.next_skipped_only_pair_id(after_id) if second_pass else store.next_unlabelled_pair_id(after_id)
+        if self.queue == "others_not_me":
+            return store.next_pair_judged_by_others(me, after_id, skipped_by_me=second_pass)
+        while True:  # disagreement: SQL narrows to candidates, the settling rule decides
+            batch = store.disagreement_candidates(me, after_id, skipped_by_me=second_pass, limit=_DISAGREEMENT_BATCH)
+            for pair_id, judgments in batch:
+                if in_disagreement(judgments):
+                    return pair_id
+            if len(batch) < _DISAGREEMENT_BATCH:
+                return None
+            after_id = batch[-1][0]
+
+    def _show(self, item: int | CurrentPair, *, second_pass: bool = False) -> CurrentPair:
+        now = self.clock()
+        if self._started_at is None:
+            self._started_at = now
+        if isinstance(item, CurrentPair):  # shown again: same side as before, time counted afresh
+            item.shown_at = now
+            item.pair = self.store.pair(item.pair_id) or item.pair
+            return item
+        pair = self.store.pair(item)
+        if pair is None:
+            raise WorkbenchError(f"pair {item} is not in this project")
+        return CurrentPair(item, pair, self.rng.choice("ab"), now, second_pass)
+
+    # -- verdicts ------------------------------------------------------------------------------
+
+    def judge(self, choice: str, *, rationale: str | None = None) -> int:
+        """Record the labeller's choice for the current pair, committed before this returns, then
+        move to the next pair. Returns the judgment's id."""
+        shown = self.current
+        if shown is None:
+            raise WorkbenchError("there is no pair to judge: the queue is empty")
+        verdict = verdict_for(choice, shown.shown_left)
+        now = self.clock()
+        judgment_id = self.store.add_judgment(
+            shown.pair_id,
+            self.annotator,
+            verdict,
+            shown_left=shown.shown_left,
+            rationale=(rationale or "").strip() or None,
+            seconds=max(now - shown.shown_at, 0.0),
+        )
+        self._history.append(_Done(judgment_id, verdict, shown))
+        self._last_verdict_at = now
+        self._just_skipped = shown.pair_id if verdict == "skip" else None
+        self.next()
+        return judgment_id
+
+    def undo(self) -> CurrentPair | None:
+        """Mark this session's last active verdict undone and show its pair again, on the same
+        side. Repeatable back to the session's first verdict; None when there is nothing to undo.
+        The pair that was on screen comes back right after the undone pair is judged again."""
+        if not self._history:
+            return None
+        done = self._history.pop()
+        self.store.undo_judgment(done.judgment_id)
+        if self.current is not None:
+            self._pushed_back.append(self.current)
+        self.current = self._show(done.shown)
+        return self.current
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
+
+    # -- figures -------------------------------------------------------------------------------
+
+    def progress(self) -> QueueProgress:
+        return queue_progress(self.store, self.annotator, self.queue)
+
+    def labels_per_hour(self) -> float | None:
+        """This session's active verdicts (skips are not labels) per hour, from the moment its
+        first pair was shown to its latest verdict: a pause after a verdict does not drag the
+        figure down while nobody is labelling. None before the first verdict."""
+        labels = sum(1 for done in self._history if done.verdict != "skip")
+        if not labels or self._started_at is None or self._last_verdict_at is None:
+            return None
+        hours = (self._last_verdict_at - self._started_at) / 3600.0
+        return labels / hours if hours > 0 else None
+
+
+def queue_progress(store: Store, annotator: str, queue: str) -> QueueProgress:
+    """Where `annotator` stands in `queue`. Counts over the whole project (tens of ms at 100,000
+    pairs): the GUI runs it on a worker with its own connection, never between two pairs."""
+    overlap = None
+    if queue == "unlabelled":
+        remaining = store.unlabelled_pair_count() + store.skipped_only_pair_count()
+    elif queue == "others_not_me":
+        by_others, also_mine = store.overlap_with_others(annotator)
+        remaining = by_others - also_mine
+        overlap = 100.0 * also_mine / by_others if by_others else None
+    else:
+        candidates = store.disagreement_candidates(annotator, skipped_by_me=None)  # both passes
+        remaining = sum(in_disagreement(judgments) for _, judgments in candidates)
+    return QueueProgress(store.labelled_pair_count(annotator), remaining, store.pair_count(), overlap)
