@@ -148,6 +148,22 @@ def _split_sql(script: str) -> list[str]:
     return [s for s in statements if s.strip()]
 
 
+def _add_run_summaries_and_checkpoints(conn: sqlite3.Connection) -> None:
+    # The summary a job returns (JSON), and every complete checkpoint a run reported: a resumed
+    # run continues from its last one and drops the metrics logged after it.
+    conn.execute("ALTER TABLE runs ADD COLUMN summary TEXT")
+    conn.execute(
+        """CREATE TABLE checkpoints (
+               run_id TEXT NOT NULL REFERENCES runs(id),
+               step   INTEGER NOT NULL,
+               path   TEXT NOT NULL,
+               best   INTEGER NOT NULL DEFAULT 0 CHECK (best IN (0, 1)),
+               time   REAL NOT NULL
+           )"""
+    )
+    conn.execute("CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step)")
+
+
 # MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _add_run_summaries_and_checkpoints]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,363 @@
+"""Live training curves: a grid of plots, one per group of metrics (loss, accuracy, ...).
+
+    Smoothing [━━━●──] 0.60
+    ┌ Loss           step 120 · … [ ] Log ┐┌ Accuracy … ┐
+    │  train/loss ─── eval/loss ───        ││            │
+    └──────────────────────────────────────┘└────────────┘
+
+Each series keeps numpy arrays that grow by doubling, and its smoothed values are computed only
+for the points that arrive (the running state of the moving average is kept), so appending costs
+the new points, not the whole history. Curves are redrawn by a timer at most ~10 times a second,
+however often metrics arrive. Smoothing is TensorBoard's: a debiased exponential moving average,
+with the raw curve kept faint behind it. Hovering shows the nearest point of every series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QHBoxLayout,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+from rlhf_workbench.core.events import Metric
+
+from .widgets import heading_label, plain_label
+
+Groups = Sequence[tuple[str, Sequence[str]]]
+
+# Reward-model training logs TRL's names under train/ and eval/.
+REWARD_GROUPS: Groups = (
+    ("Loss", ("train/loss", "eval/loss")),
+    ("Accuracy", ("train/accuracy", "eval/accuracy")),
+    ("Margin", ("train/margin", "eval/margin")),
+    ("Learning rate", ("train/lr", "train/learning_rate")),
+)
+PPO_GROUPS: Groups = (
+    ("Reward", ("objective/rlhf_reward", "objective/scores")),
+    ("KL", ("objective/kl",)),
+    ("Entropy", ("policy/entropy_avg",)),
+    ("Losses", ("loss/policy_avg", "loss/value_avg")),
+    ("Clip fraction", ("policy/clipfrac_avg", "val/clipfrac_avg")),
+    ("Learning rate", ("lr",)),
+)
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+REDRAW_MS = 100
+
+
+def groups_for_kind(kind: str) -> Groups:
+    return PPO_GROUPS if kind == "ppo" else REWARD_GROUPS
+
+
+class _Series:
+    """One metric's points, its smoothed values, and its two curves (raw faint, smoothed bold)."""
+
+    def __init__(self, name: str, color: str, plot: pg.PlotItem):
+        self.name = name
+        self.color = color
+        self.steps = np.empty(0)
+        self.values = np.empty(0)
+        self.smoothed = np.empty(0)
+        self.n = 0
+        self._last, self._count = 0.0, 0  # the smoothed value after n points, and finite points seen
+        faint = pg.mkColor(color)
+        faint.setAlpha(60)
+        self.raw_item = plot.plot(pen=pg.mkPen(faint, width=1))
+        self.smooth_item = plot.plot(pen=pg.mkPen(color, width=2), name=name)
+        for item in (self.raw_item, self.smooth_item):
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+
+    def extend(self, steps: Sequence[float], values: Sequence[float], weight: float) -> None:
+        k = len(steps)
+        if self.n + k > len(self.steps):
+            capacity = max(256, 2 * (self.n + k))
+            for attr in ("steps", "values", "smoothed"):
+                grown = np.empty(capacity)
+                grown[: self.n] = getattr(self, attr)[: self.n]
+                setattr(self, attr, grown)
+        self.steps[self.n : self.n + k] = steps
+        self.values[self.n : self.n + k] = values
+        self._smooth(self.n, self.n + k, weight)
+        self.n += k
+
+    def resmooth(self, weight: float) -> None:
+        self._last, self._count = 0.0, 0
+        self._smooth(0, self.n, weight)
+
+    def _smooth(self, start: int, end: int, weight: float) -> None:
+        last, count = self._last, self._count
+        out = []
+        for v in self.values[start:end].tolist():  # plain floats: several times faster than numpy scalars
+            if not math.isfinite(v):  # a NaN or inf shows as itself and does not poison the rest
+                out.append(v)
+                continue
+            # TensorBoard's debiased EMA, e_k = w e_(k-1) + (1 - w) v_k shown as e_k / (1 - w^k),
+            # in its equivalent update form: exact for a constant series and for the first point,
+            # where the quotient form drifts in the last digit (TensorBoard special-cases that).
+            count += 1
+            last += (v - last) * ((1 - weight) / (1 - weight**count))
+            out.append(last)
+        self.smoothed[start:end] = out
+        self._last, self._count = last, count
+
+    def clear(self) -> None:
+        self.n, self._last, self._count = 0, 0.0, 0
+
+    def redraw(self, show_raw: bool) -> None:
+        steps = self.steps[: self.n]
+        self.smooth_item.setData(steps, self.smoothed[: self.n])
+        self.raw_item.setData(steps, self.values[: self.n])
+        self.raw_item.setVisible(show_raw)
+
+    def nearest(self, x: float) -> int | None:
+        if self.n == 0:
+            return None
+        return int(np.argmin(np.abs(self.steps[: self.n] - x)))
+
+
+class PlotCard(QWidget):
+    """One plot: title, hover readout, log-scale toggle, legend, and its series."""
+
+    def __init__(self, title: str, names: Sequence[str], on_hover, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = title
+        self.names = list(names)
+        self.series: dict[str, _Series] = {}
+        self.readout = plain_label()
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.log_check = QCheckBox("Log scale")
+        self.log_check.toggled.connect(self.set_log_y)
+        self.widget = pg.PlotWidget()
+        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.setLabel("bottom", "step")
+        self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
+        self.crosshair.hide()
+        self.plot.addItem(self.crosshair, ignoreBounds=True)
+        self.markers = pg.ScatterPlotItem(size=8, pen=pg.mkPen("w", width=1))
+        self.plot.addItem(self.markers, ignoreBounds=True)
+        self._on_hover = on_hover
+        self.widget.scene().sigMouseMoved.connect(self._mouse_moved)
+        header = QHBoxLayout()
+        header.addWidget(heading_label(title))
+        header.addWidget(self.readout, 1)
+        header.addWidget(self.log_check)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(self.widget, 1)
+        self.setMinimumHeight(200)
+
+    def series_for(self, name: str) -> _Series:
+        series = self.series.get(name)
+        if series is None:
+            if name not in self.names:
+                self.names.append(name)
+            color = _COLORS[self.names.index(name) % len(_COLORS)]
+            series = self.series[name] = _Series(name, color, self.plot)
+        return series
+
+    @property
+    def has_data(self) -> bool:
+        return any(s.n for s in self.series.values())
+
+    def set_log_y(self, on: bool) -> None:
+        self.log_check.setChecked(on)
+        self.plot.setLogMode(x=False, y=on)
+
+    @property
+    def log_y(self) -> bool:
+        return self.log_check.isChecked()
+
+    def _mouse_moved(self, pos: QPointF) -> None:
+        if self.plot.sceneBoundingRect().contains(pos):
+            self._on_hover(self.plot.getViewBox().mapSceneToView(pos).x())
+
+    def show_hover(self, x: float, smoothing: float) -> None:
+        """Mark and describe, for every series, its point nearest to step x."""
+        parts, spots, anchor = [], [], None
+        for name in self.names:
+            series = self.series.get(name)
+            i = series.nearest(x) if series is not None else None
+            if i is None:
+                continue
+            step, value, smooth = series.steps[i], series.values[i], series.smoothed[i]
+            anchor = step if anchor is None else anchor
+            text = f"{name} {value:.4g}"
+            if smoothing > 0:
+                text += f" (smoothed {smooth:.4g})"
+            if step != anchor:
+                text += f" at step {step:,.0f}"
+            parts.append(text)
+            shown = math.log10(smooth) if self.log_y and smooth > 0 else smooth
+            spots.append({"pos": (step, shown), "brush": pg.mkBrush(series.color)})
+        if anchor is None:
+            self.readout.setText("")
+            self.crosshair.hide()
+            self.markers.clear()
+            return
+        self.readout.setText(f"step {anchor:,.0f} · " + " · ".join(parts))
+        self.crosshair.setPos(anchor)
+        self.crosshair.show()
+        self.markers.setData(spots)
+
+
+class CurvesPanel(QWidget):
+    """Plots of metric groups. `append` for live runs, `set_series` for finished ones.
+
+    Metrics that belong to no group get a plot of their own, so nothing logged is hidden.
+    A plot appears once it has data.
+    """
+
+    def __init__(self, groups: Groups = REWARD_GROUPS, *, columns: int = 2, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.columns = columns
+        self.cards: list[PlotCard] = []
+        self._card_of: dict[str, PlotCard] = {}
+        self._dirty: set[_Series] = set()
+        self._redraw = QTimer(self)
+        self._redraw.setSingleShot(True)
+        self._redraw.setInterval(REDRAW_MS)
+        self._redraw.timeout.connect(self.flush)
+
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 99)
+        self.slider.setValue(60)
+        self.slider.setMaximumWidth(240)
+        self.slider.setToolTip("Exponential moving average, as in TensorBoard: 0 shows the raw values")
+        self.slider_value = plain_label()
+        self.slider.valueChanged.connect(self._smoothing_changed)
+        self.empty = plain_label("No figures yet: curves appear here while a run logs them.")
+        controls = QHBoxLayout()
+        controls.addWidget(plain_label("Smoothing"))
+        controls.addWidget(self.slider)
+        controls.addWidget(self.slider_value)
+        controls.addStretch(1)
+        self.grid = QGridLayout()
+        layout = QVBoxLayout(self)
+        layout.addLayout(controls)
+        layout.addWidget(self.empty)
+        layout.addLayout(self.grid, 1)
+        self.slider_value.setText(f"{self.smoothing:.2f}")
+        self.set_groups(groups)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_groups(self, groups: Groups) -> None:
+        """Replace the plots (and drop all data)."""
+        for card in self.cards:
+            self.grid.removeWidget(card)
+            card.deleteLater()
+        self.cards, self._card_of, self._dirty = [], {}, set()
+        for title, names in groups:
+            self._add_card(title, names)
+        self._relayout()
+
+    def _add_card(self, title: str, names: Sequence[str]) -> PlotCard:
+        card = PlotCard(title, names, self.show_hover)
+        card.hide()
+        if self.cards:  # one step axis for all: zooming one plot zooms them all
+            card.plot.setXLink(self.cards[0].plot)
+        self.cards.append(card)
+        for name in names:
+            self._card_of.setdefault(name, card)
+        return card
+
+    def card(self, title: str) -> PlotCard:
+        return next(c for c in self.cards if c.title == title)
+
+    @property
+    def smoothing(self) -> float:
+        return self.slider.value() / 100
+
+    def set_smoothing(self, weight: float) -> None:
+        self.slider.setValue(round(weight * 100))
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def append(self, metrics: list[Metric]) -> None:
+        """New figures (a live run). Cheap: the curves are redrawn by a timer."""
+        points: dict[str, tuple[list[float], list[float]]] = {}
+        for metric in metrics:
+            for name, value in metric.values.items():
+                steps, values = points.setdefault(name, ([], []))
+                steps.append(metric.step)
+                values.append(value)
+        weight = self.smoothing
+        for name, (steps, values) in points.items():
+            series = self._series(name)
+            series.extend(steps, values, weight)
+            self._dirty.add(series)
+        if points and not self._redraw.isActive():
+            self._redraw.start()
+
+    def set_series(self, name: str, steps: Sequence[float], values: Sequence[float]) -> None:
+        """One metric's whole history (a finished run from the database)."""
+        series = self._series(name)
+        series.clear()
+        series.extend(steps, values, self.smoothing)
+        self._dirty.add(series)
+        if not self._redraw.isActive():
+            self._redraw.start()
+
+    def clear(self) -> None:
+        for card in self.cards:
+            for series in card.series.values():
+                series.clear()
+                self._dirty.add(series)
+            card.show_hover(0, 0)  # empties the readout
+        self.flush()
+
+    def flush(self) -> None:
+        """Redraw what changed now (the timer does it otherwise)."""
+        self._redraw.stop()
+        show_raw = self.smoothing > 0
+        for series in self._dirty:
+            series.redraw(show_raw)
+        self._dirty.clear()
+        self._relayout()
+
+    def _series(self, name: str) -> _Series:
+        card = self._card_of.get(name)
+        if card is None:  # not in any group: a plot of its own
+            card = self._card_of[name] = self._add_card(name, [name])
+        return card.series_for(name)
+
+    def _relayout(self) -> None:
+        visible = [c for c in self.cards if c.has_data]
+        if [c for c in self.cards if c.isVisibleTo(self)] == visible:
+            return
+        for card in self.cards:
+            self.grid.removeWidget(card)
+            card.hide()
+        for i, card in enumerate(visible):
+            self.grid.addWidget(card, i // self.columns, i % self.columns)  # parents it first
+            card.show()
+        self.empty.setVisible(not visible)
+
+    # -- interaction ---------------------------------------------------------------------------
+
+    def _smoothing_changed(self) -> None:
+        weight = self.smoothing
+        self.slider_value.setText(f"{weight:.2f}")
+        for card in self.cards:
+            for series in card.series.values():
+                series.resmooth(weight)
+                self._dirty.add(series)
+        self.flush()
+
+    def show_hover(self, x: float) -> None:
+        """Every plot shows its values at the step under the mouse (their x axes are shared)."""
+        for card in self.cards:
+            if card.has_data:
+                card.show_hover(x, self.smoothing)

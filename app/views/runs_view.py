@@ -1,0 +1,296 @@
+"""The Runs tab: every run of the project, newest first, and one run in detail.
+
+    Runs  3 runs                                                   [Refresh]
+    ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Error ───────────┐
+    ├──────────────────────────────────────────────────────────────────────┤  splitter
+    │ id, status, times          │ curves (CurvesPanel, from the database)  │
+    │ folder [Open folder]       │                                          │
+    │ [Config│Summary│Error│Log] │                                          │
+    └──────────────────────────────────────────────────────────────────────┘
+
+Read through Store queries only; the list is re-read on refresh(), which the window calls when a
+job ends. Everything is shown as plain text: a run's name or error may hold anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from rlhf_workbench.core.events import Metric
+from rlhf_workbench.core.jobs import LOG_NAME, config_toml, run_dir_of
+from rlhf_workbench.core.project import Project
+
+from ..curves import CurvesPanel, groups_for_kind
+from ..text import count, display_path, one_line
+from ..widgets import heading_label, plain_label
+
+COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Error")
+_KIND_NAMES = {"reward": "Reward model", "ppo": "PPO", "generate": "Generation"}
+_LOG_TAIL_BYTES = 200_000
+
+
+def _time(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
+
+
+def local_time(iso: str | None) -> str:
+    t = _time(iso)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
+def duration_text(run: dict[str, Any]) -> str:
+    """How long it ran (so far, while it runs)."""
+    start = _time(run.get("started_at"))
+    if start is None:
+        return ""
+    end = _time(run.get("finished_at")) if run.get("status") != "running" else None
+    seconds = int(((end or datetime.now(start.tzinfo)) - start).total_seconds())
+    h, rest = divmod(max(seconds, 0), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+
+
+def summary_line(summary: dict[str, Any] | None, limit: int = 3) -> str:
+    """The final figures for a table cell: the first few, without the bookkeeping."""
+    items = [(k, v) for k, v in (summary or {}).items() if k != "stopped"]
+    return " · ".join(f"{k} {_figure(v)}" for k, v in items[:limit])
+
+
+def _item(text: str, run_id: str | None = None) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)  # table items are plain text
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    if run_id is not None:
+        item.setData(Qt.ItemDataRole.UserRole, run_id)
+    return item
+
+
+def _text_box() -> QPlainTextEdit:
+    box = QPlainTextEdit()
+    box.setReadOnly(True)
+    box.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+    return box
+
+
+class RunsView(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project: Project | None = None
+        self._runs: list[dict[str, Any]] = []
+        self._shown: tuple | None = None  # (id, status, finished_at) of the run in the detail area
+        self._live_run_id: str | None = None
+        self._live_last_step: dict[str, int] = {}
+
+        self.count_label = plain_label()
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        top.addWidget(heading_label("Runs"))
+        top.addWidget(self.count_label)
+        top.addStretch(1)
+        top.addWidget(self.refresh_button)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("Error"), QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+
+        self.fields = {key: plain_label() for key in ("id", "status", "started", "finished", "duration", "folder")}
+        for label in self.fields.values():
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+        self.open_folder_button = QPushButton("Open folder")
+        self.open_folder_button.clicked.connect(self.open_folder)
+        form = QFormLayout()
+        for key, title in (("id", "Run"), ("status", "Status"), ("started", "Started"),
+                           ("finished", "Ended"), ("duration", "Duration"), ("folder", "Folder")):
+            form.addRow(title, self.fields[key])
+        form.addRow("", self.open_folder_button)
+        self.config_text, self.summary_text, self.error_text, self.log_text = (_text_box() for _ in range(4))
+        self.texts = QTabWidget()
+        for box, title in ((self.config_text, "Config"), (self.summary_text, "Summary"),
+                           (self.error_text, "Error"), (self.log_text, "Log")):
+            self.texts.addTab(box, title)
+        info = QWidget()
+        info_layout = QVBoxLayout(info)
+        info_layout.setContentsMargins(0, 0, 0, 0)
+        info_layout.addLayout(form)
+        info_layout.addWidget(self.texts, 1)
+        self.curves = CurvesPanel()
+        self._curves_kind: str | None = None
+
+        detail = QSplitter(Qt.Orientation.Horizontal)
+        detail.addWidget(info)
+        detail.addWidget(self.curves)
+        detail.setStretchFactor(1, 2)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(detail)
+        self.splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.splitter, 1)
+        self._show_run(None)
+
+    # -- the project ---------------------------------------------------------------------------
+
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        self._show_run(None)
+        self.refresh()
+
+    def follow(self, controller) -> None:
+        """Show a JobController's live figures when its run is the selected one, and re-read
+        the list when it starts or ends."""
+        controller.running_changed.connect(lambda running: self._live_started(controller.run_id, running))
+        controller.metrics.connect(self.show_live_metrics)
+
+    def refresh(self) -> None:
+        """Re-read the runs, keeping the selected one (its detail is re-read if it changed)."""
+        selected = self.selected_run_id
+        self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
+        self.count_label.setText(count(len(self._runs), "run") if self.project else "")
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self._runs))
+        for row, run in enumerate(self._runs):
+            error = (run.get("error") or "").splitlines()
+            cells = (
+                local_time(run["created_at"]),
+                _KIND_NAMES.get(run["kind"], run["kind"]),
+                run["name"],
+                run["status"].capitalize(),
+                duration_text(run),
+                summary_line(run.get("summary")),
+                one_line(error[0]) if error else "",
+            )
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, _item(text, run["id"] if col == 0 else None))
+        self.table.blockSignals(False)
+        if not self.select_run(selected) and self._runs:
+            self.table.selectRow(0)
+        self._selection_changed()
+
+    # -- selection -----------------------------------------------------------------------------
+
+    @property
+    def selected_run_id(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def select_run(self, run_id: str | None) -> bool:
+        for row, run in enumerate(self._runs):
+            if run["id"] == run_id:
+                self.table.selectRow(row)
+                return True
+        return False
+
+    def _selection_changed(self) -> None:
+        run_id = self.selected_run_id
+        run = next((r for r in self._runs if r["id"] == run_id), None)
+        key = (run["id"], run["status"], run["finished_at"]) if run else None
+        if key != self._shown:
+            self._show_run(run)
+
+    def _show_run(self, run: dict[str, Any] | None) -> None:
+        self._shown = (run["id"], run["status"], run["finished_at"]) if run else None
+        has_run = run is not None and self.project is not None
+        folder = run_dir_of(self.project, run) if has_run else None
+        self.fields["id"].setText(run["id"] if run else "")
+        self.fields["status"].setText(run["status"].capitalize() if run else "")
+        self.fields["started"].setText(local_time(run["started_at"]) if run else "")
+        self.fields["finished"].setText(local_time(run["finished_at"]) if run else "")
+        self.fields["duration"].setText(duration_text(run) if run else "")
+        self.fields["folder"].setText(display_path(folder) if folder else "")
+        self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
+        self.config_text.setPlainText(config_toml(run["config"]) if run else "")
+        summary = (run or {}).get("summary") or {}
+        self.summary_text.setPlainText("\n".join(f"{k}: {_figure(v)}" for k, v in summary.items()))
+        self.error_text.setPlainText((run or {}).get("error") or "")
+        self.log_text.setPlainText(self._log_tail(folder) if folder else "")
+        self._load_curves(run if has_run else None)
+
+    def _log_tail(self, folder: Path) -> str:
+        path = folder / LOG_NAME
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def _load_curves(self, run: dict[str, Any] | None) -> None:
+        if run is not None and run["kind"] != self._curves_kind:
+            self._curves_kind = run["kind"]
+            self.curves.set_groups(groups_for_kind(run["kind"]))
+        else:
+            self.curves.clear()
+        self._live_last_step = {}
+        if run is None:
+            return
+        store = self.project.store
+        for name in store.metric_names(run["id"]):
+            series = store.metric_series(run["id"], name)
+            self.curves.set_series(name, [s for s, _ in series], [v for _, v in series])
+            self._live_last_step[name] = series[-1][0] if series else -1
+        self.curves.flush()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def open_folder(self) -> bool:
+        run_id = self.selected_run_id
+        run = next((r for r in self._runs if r["id"] == run_id), None)
+        if run is None or self.project is None:
+            return False
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(run_dir_of(self.project, run))))
+
+    def show_live_metrics(self, metrics: list[Metric]) -> None:
+        """Figures of the live run; shown if it is the selected run. What the database already
+        gave the curves (it lags the events by up to a second) is not drawn twice."""
+        if self._live_run_id is None or self._live_run_id != self.selected_run_id:
+            return
+        fresh = []
+        for metric in metrics:
+            values = {k: v for k, v in metric.values.items() if metric.step > self._live_last_step.get(k, -1)}
+            if values:
+                fresh.append(Metric(metric.step, values, metric.time))
+                self._live_last_step.update(dict.fromkeys(values, metric.step))
+        self.curves.append(fresh)
+
+    def _live_started(self, run_id: str | None, running: bool) -> None:
+        self._live_run_id = run_id if running else None
+        self.refresh()
+        if running:
+            self.select_run(run_id)

@@ -1,0 +1,119 @@
+"""The Runs tab on a project whose runs were made by the real runner with fixture jobs."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from job_fixtures import CountConfig
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
+from rlhf_workbench.app.views.runs_view import (
+    COLUMNS,
+    RunsView,
+    duration_text,
+    summary_line,
+)
+from rlhf_workbench.core.events import Metric
+from rlhf_workbench.core.jobs import execute, start_run
+
+
+def _run(project, job, name, config=None, kind="reward"):
+    config = config or CountConfig(steps=6, sleep_s=0)
+    ctx = start_run(project, kind=kind, name=name, config=config)
+    if job is not None:
+        execute(f"job_fixtures:{job}", config, ctx, lambda e: None, lambda: False)
+    return ctx.run_id
+
+
+@pytest.fixture
+def view(qtbot, project):
+    ids = {
+        "finished": _run(project, "count", "counted"),
+        "failed": _run(project, "understood_failure", "went NaN"),
+        "created": _run(project, None, "<b>not bold</b>", kind="ppo"),
+    }
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.set_project(project)
+    view.ids = ids
+    return view
+
+
+def _cell(view, row, column):
+    return view.table.item(row, COLUMNS.index(column)).text()
+
+
+def test_lists_runs_newest_first_with_status_result_and_error(view):
+    assert view.table.rowCount() == 3 and view.count_label.text() == "3 runs"
+    assert [_cell(view, r, "Name") for r in range(3)] == ["<b>not bold</b>", "went NaN", "counted"]  # plain text
+    assert [_cell(view, r, "Status") for r in range(3)] == ["Created", "Failed", "Finished"]
+    assert [_cell(view, r, "Kind") for r in range(3)] == ["PPO", "Reward model", "Reward model"]
+    assert _cell(view, 2, "Result") == "steps 6 · final_loss 0.1667 · started_at_step 0"
+    assert _cell(view, 1, "Error") == "The loss became NaN at step 0"  # the hint stays in the detail
+    assert _cell(view, 2, "Duration").endswith(" s") and _cell(view, 0, "Duration") == ""
+    assert view.selected_run_id == view.ids["created"]  # the newest is selected
+
+
+def test_detail_shows_config_summary_error_log_and_curves(view, project):
+    assert view.select_run(view.ids["finished"])
+    assert view.fields["status"].text() == "Finished"
+    assert tomllib.loads(view.config_text.toPlainText()) == {
+        "steps": 6, "sleep_s": 0, "checkpoint_every": 0, "tags": ["tiny"]
+    }
+    assert view.summary_text.toPlainText() == "steps: 6\nfinal_loss: 0.1667\nstarted_at_step: 0"
+    assert "counting from 0 to 6" in view.log_text.toPlainText()
+    assert view.error_text.toPlainText() == ""
+    series = view.curves.card("Loss").series["train/loss"]
+    stored = project.store.metric_series(view.ids["finished"], "train/loss")
+    assert series.steps[: series.n].tolist() == [s for s, _ in stored]
+    assert series.values[: series.n].tolist() == [v for _, v in stored]
+    assert view.curves.card("Accuracy").series["train/accuracy"].n == 6
+
+    view.select_run(view.ids["failed"])
+    assert view.error_text.toPlainText() == "The loss became NaN at step 0\nLower the learning rate"
+    assert not any(card.has_data for card in view.curves.cards)  # its one figure was NaN: not stored
+
+
+def test_open_folder_opens_the_runs_folder(view, project, monkeypatch):
+    opened = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    view.select_run(view.ids["finished"])
+    assert view.open_folder_button.isEnabled()
+    view.open_folder_button.click()
+    assert opened == [QUrl.fromLocalFile(str(project.runs_dir / view.ids["finished"]))]
+
+
+def test_refresh_keeps_the_selection_and_shows_new_runs_and_ends(view, project):
+    view.select_run(view.ids["finished"])
+    later = _run(project, "count", "later", CountConfig(steps=2, sleep_s=0))
+    assert view.table.rowCount() == 3  # only on demand
+    view.refresh()
+    assert view.table.rowCount() == 4 and _cell(view, 0, "Name") == "later"
+    assert view.selected_run_id == view.ids["finished"]
+    view.select_run(later)
+    assert view.curves.card("Loss").series["train/loss"].n == 2
+
+
+def test_live_metrics_of_the_selected_run_are_drawn_once(view, project):
+    run_id = view.ids["finished"]
+    view._live_run_id = run_id  # as follow() sets it while a controller runs this run
+    view.select_run(run_id)
+    view.show_live_metrics([Metric(5, {"train/loss": 9.0}), Metric(6, {"train/loss": 0.5})])
+    view.curves.flush()
+    series = view.curves.card("Loss").series["train/loss"]
+    assert series.steps[: series.n].tolist() == [0, 1, 2, 3, 4, 5, 6]  # step 5 was already stored
+    assert series.values[series.n - 1] == 0.5
+
+
+def test_no_project_empties_the_view(view):
+    view.set_project(None)
+    assert view.table.rowCount() == 0 and view.selected_run_id is None
+    assert view.config_text.toPlainText() == "" and not view.open_folder_button.isEnabled()
+
+
+def test_small_formatters():
+    assert summary_line({"stopped": True, "a": 1234, "b": 0.123456, "c": "x", "d": 1}) == "a 1,234 · b 0.1235 · c x"
+    assert duration_text({"status": "finished", "started_at": "2026-01-01T10:00:00.000+00:00",
+                          "finished_at": "2026-01-01T11:02:05.000+00:00"}) == "1 h 02 min"
+    assert duration_text({"status": "created", "started_at": None}) == ""
