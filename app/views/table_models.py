@@ -1,12 +1,18 @@
-"""Table models that load rows a page at a time, so 100,000 pairs scroll without loading all.
+"""Table models that read rows a page at a time, so 100,000 pairs scroll without loading all.
 
-Qt's views ask `canFetchMore`/`fetchMore` when the user scrolls near the end of what is loaded;
-each call reads one more page from the store. Rows already loaded stay in memory (a page of
-pairs holds short excerpts only, so even a fully scrolled 100,000-pair table stays small).
+Two shapes:
+- `PagedTableModel` (prompts): Qt's views ask `canFetchMore`/`fetchMore` when the user scrolls
+  near the end of what is loaded; each call reads the next page by id (keyset paging). Rows
+  already loaded stay in memory (short excerpts only, so a fully scrolled table stays small).
+- `IdTableModel` (pairs): knows every matching id up front (a compact array that a background
+  task reads: ~25 ms at 100,000 pairs, a text search longer), so the scrollbar is to scale and
+  dragging it to the middle reads just the rows shown there, by id, never by OFFSET. Blocks
+  read are cached, the least recently used dropped, so memory stays bounded too.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +23,7 @@ from ..text import VERDICT_NAMES, one_line, prompt_summary
 
 Row = dict[str, Any]
 PageFetcher = Callable[[int, int], list[Row]]  # (after id, limit) -> rows with id > after id, e.g. Store.pairs_page
+RowsFetcher = Callable[[Sequence[int]], list[Row]]  # ids -> their rows, e.g. Store.pair_rows
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -96,6 +103,80 @@ class PagedTableModel(QAbstractTableModel):
             self.endInsertRows()
 
 
+class IdTableModel(QAbstractTableModel):
+    """A read-only table over a known sequence of ids; rows are read a block at a time when a
+    view first asks for them (only the rows on screen are ever asked for)."""
+
+    BLOCK_SIZE = 200
+    MAX_BLOCKS = 64  # ~13,000 rows of excerpts kept; more are read again when scrolled back to
+
+    def __init__(self, columns: Sequence[Column], parent=None):
+        super().__init__(parent)
+        self._columns = list(columns)
+        self._ids: Sequence[int] = ()
+        self._fetch: RowsFetcher | None = None
+        self._blocks: OrderedDict[int, dict[int, Row]] = OrderedDict()
+
+    def set_ids(self, ids: Sequence[int], fetch: RowsFetcher | None) -> None:
+        """Start over on these ids (in display order), read through `fetch`."""
+        self.beginResetModel()
+        self._ids = ids if fetch is not None else ()
+        self._fetch = fetch
+        self._blocks.clear()
+        self.endResetModel()
+
+    def clear(self) -> None:
+        self.set_ids((), None)
+
+    def forget_rows(self) -> None:
+        """Read the rows again when next shown (after a change such as a new verdict)."""
+        self._blocks.clear()
+        if self._ids:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._ids) - 1, len(self._columns) - 1))
+
+    def ids(self) -> Sequence[int]:
+        return self._ids
+
+    def row(self, n: int) -> Row | None:
+        """Row `n`, or None where its pair has gone since the ids were read."""
+        if not 0 <= n < len(self._ids) or self._fetch is None:
+            return None
+        number = n // self.BLOCK_SIZE
+        block = self._blocks.get(number)
+        if block is None:
+            start = number * self.BLOCK_SIZE
+            block = {r["id"]: r for r in self._fetch(self._ids[start : start + self.BLOCK_SIZE])}
+            self._blocks[number] = block
+            while len(self._blocks) > self.MAX_BLOCKS:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(number)
+        return block.get(self._ids[n])
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._ids)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._columns)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        column = self._columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            row = self.row(index.row())
+            return "" if row is None else column.text(row)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        # No ToolTipRole on purpose: Qt renders tooltips that look like HTML as HTML.
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self._columns[section].title
+        return None
+
+
 def verdicts_summary(judgments: Sequence[tuple[str, str]]) -> str:
     """`Store.pairs_page`'s (annotator, verdict) pairs made readable: "annotator: B better; ..."."""
     return "; ".join(f"{annotator}: {VERDICT_NAMES.get(verdict, verdict)}" for annotator, verdict in judgments)
@@ -117,8 +198,8 @@ PROMPT_COLUMNS = (
 )
 
 
-def pairs_model(parent=None) -> PagedTableModel:
-    return PagedTableModel(PAIR_COLUMNS, parent)
+def pairs_model(parent=None) -> IdTableModel:
+    return IdTableModel(PAIR_COLUMNS, parent)
 
 
 def prompts_model(parent=None) -> PagedTableModel:

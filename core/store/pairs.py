@@ -1,12 +1,91 @@
-"""Reading pairs and prompts: single pairs, table pages, counts, and the export stream."""
+"""Reading pairs and prompts: single pairs, table pages, counts, filters, and the export stream."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from ..errors import Cancelled
 from ..records import ExportPair, conversation_from_json
 from .connection import Connection
+
+# How many SQLite virtual-machine steps pass between two looks at a cancel callback: about a
+# millisecond of work, so a cancelled scan of 100,000 pairs stops at once without slowing it.
+_CANCEL_CHECK_STEPS = 20_000
+
+
+@dataclass(frozen=True)
+class PairFilter:
+    """Which pairs to list. Every field left empty matches every pair; set fields all apply.
+
+    `annotator` and `verdict` look at active (not undone) judgments; with both set, that annotator
+    must have given that verdict. `text` is a plain substring (no wildcards) of the prompt's
+    messages or either response, case-insensitive for ASCII letters (SQLite's LIKE).
+    """
+
+    origin: str | None = None
+    annotator: str | None = None
+    verdict: str | None = None
+    unlabelled: bool = False  # only pairs no person has judged (labels that came with data do not count)
+    text: str = ""
+
+    def is_empty(self) -> bool:
+        return not (self.origin or self.annotator or self.verdict or self.unlabelled or self.text.strip())
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filter_sql(f: PairFilter | None) -> tuple[str, list[Any]]:
+    """The WHERE conditions (joined with AND, or "1") for a filter, over `pairs p` joined with
+    `prompts pr`, `responses ra`, `responses rb` as in the table queries."""
+    if f is None:
+        return "1", []
+    where: list[str] = []
+    params: list[Any] = []
+    if f.origin is not None:
+        where.append("p.origin = ?")
+        params.append(f.origin)
+    if f.unlabelled:
+        where.append("p.human_verdicts = 0")  # the partial index pairs_unlabelled
+    if f.annotator is not None or f.verdict is not None:
+        # IN (subquery) rather than EXISTS per pair: SQLite builds the id set once from the
+        # judgments_annotator index (4 ms at 100,000 pairs against 50 ms for EXISTS).
+        sub = ["undone = 0"]
+        for column, value in (("annotator", f.annotator), ("verdict", f.verdict)):
+            if value is not None:
+                sub.append(f"{column} = ?")
+                params.append(value)
+        where.append(f"p.id IN (SELECT pair_id FROM judgments WHERE {' AND '.join(sub)})")
+    text = f.text.strip()
+    if text:
+        like = f"%{_like_escape(text)}%"
+        # Prompts are stored as JSON: the raw LIKE (on the text as JSON escapes it) is a cheap
+        # pre-check, and json_each then makes sure that the match lies inside a message's
+        # content, not in a key such as "role" or across two messages.
+        json_like = f"%{_like_escape(orjson.dumps(text).decode('utf-8')[1:-1])}%"
+        where.append(
+            "(ra.text LIKE ? ESCAPE '\\' OR rb.text LIKE ? ESCAPE '\\'"
+            " OR (pr.messages LIKE ? ESCAPE '\\' AND EXISTS (SELECT 1 FROM json_each(pr.messages) m"
+            " WHERE json_extract(m.value, '$.content') LIKE ? ESCAPE '\\')))"
+        )
+        params += [like, like, json_like, like]
+    return " AND ".join(where) or "1", params
+
+
+_PAIR_JOINS = """
+    FROM pairs p
+    JOIN prompts pr ON pr.id = p.prompt_id
+    JOIN responses ra ON ra.id = p.response_a_id
+    JOIN responses rb ON rb.id = p.response_b_id
+"""
 
 
 class PairQueries(Connection):
@@ -44,28 +123,63 @@ class PairQueries(Connection):
             return [r[0] for r in self.conn.execute("SELECT id FROM pairs ORDER BY id")]
         return [r[0] for r in self.conn.execute("SELECT id FROM pairs WHERE origin = ? ORDER BY id", (origin,))]
 
-    def pairs_page(self, after_id: int, limit: int) -> list[dict[str, Any]]:
-        """The next `limit` pairs with id > after_id, for a table view: short texts and the
-        active verdicts as (annotator, verdict) pairs.
+    def pairs_page(self, after_id: int, limit: int, filter: PairFilter | None = None) -> list[dict[str, Any]]:
+        """The next `limit` pairs with id > after_id (that match `filter`, if given), for a table
+        view: short texts and the active verdicts as (annotator, verdict) pairs.
 
         Pages by id rather than OFFSET: SQLite walks an offset row by row, which made the last
         page of 100,000 pairs ~50x slower than the first.
         """
+        where, params = _filter_sql(filter)
         rows = self.conn.execute(
-            """SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300)
-               FROM pairs p
-               JOIN prompts pr ON pr.id = p.prompt_id
-               JOIN responses ra ON ra.id = p.response_a_id
-               JOIN responses rb ON rb.id = p.response_b_id
-               WHERE p.id > ? ORDER BY p.id LIMIT ?""",
-            (after_id, limit),
+            f"""SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300)
+               {_PAIR_JOINS} WHERE p.id > ? AND {where} ORDER BY p.id LIMIT ?""",
+            (after_id, *params, limit),
         ).fetchall()
+        return self._table_rows(rows)
+
+    def matching_pair_ids(self, filter: PairFilter | None = None, *, cancel: Callable[[], bool] | None = None) -> array:
+        """The ids of every pair that matches `filter`, in id order, as a compact array.
+
+        For a table that shows the total and scrolls to any row: a row's id is then a look-up,
+        and `pair_rows` reads any stretch of rows by id, never by OFFSET. Measured at 100,000
+        pairs: ~25 ms for all ids or a filter, ~80-140 ms for a text search (a full scan of the
+        text), up to ~0.5 s for a text that also occurs in every prompt's JSON keys ("user").
+        Raises Cancelled when `cancel` returns True while the scan runs.
+        """
+        where, params = _filter_sql(filter)
+        # The text joins only when searching: without them the scan reads the pairs table alone.
+        joins = _PAIR_JOINS if filter is not None and filter.text.strip() else "FROM pairs p"
+        ids = array("q")
+        with self.cancellable(cancel, "the search"):
+            cursor = self.conn.execute(f"SELECT p.id {joins} WHERE {where} ORDER BY p.id", params)
+            while chunk := cursor.fetchmany(4096):
+                ids.extend(row[0] for row in chunk)
+        return ids
+
+    def pair_rows(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Table rows (as `pairs_page` gives them) for these pair ids, in the order given; ids
+        of pairs that no longer exist are left out. Meant for a few hundred ids at a time."""
+        ids = list(ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self.conn.execute(
+            f"""SELECT p.id, p.origin, pr.messages, substr(ra.text, 1, 300), substr(rb.text, 1, 300)
+               {_PAIR_JOINS} WHERE p.id IN ({marks})""",
+            ids,
+        ).fetchall()
+        by_id = {row[0]: row for row in rows}
+        return self._table_rows([by_id[i] for i in ids if i in by_id])
+
+    def _table_rows(self, rows: list[tuple]) -> list[dict[str, Any]]:
         judgments: dict[int, list[tuple[str, str]]] = {}
         if rows:
+            ids = [row[0] for row in rows]
             for pair_id, annotator, verdict in self.conn.execute(
-                """SELECT pair_id, annotator, verdict FROM judgments
-                   WHERE pair_id BETWEEN ? AND ? AND undone = 0 ORDER BY id""",
-                (rows[0][0], rows[-1][0]),
+                f"""SELECT pair_id, annotator, verdict FROM judgments
+                   WHERE pair_id IN ({", ".join("?" * len(ids))}) AND undone = 0 ORDER BY id""",
+                ids,
             ):
                 judgments.setdefault(pair_id, []).append((annotator, verdict))
         return [
@@ -79,6 +193,27 @@ class PairQueries(Connection):
             }
             for pid, origin, messages, a, b in rows
         ]
+
+    @contextmanager
+    def cancellable(self, cancel: Callable[[], bool] | None, what: str = "the query") -> Iterator[None]:
+        """Statements run inside stop soon after `cancel()` turns True, raising Cancelled.
+
+        SQLite looks at the callback every few thousand steps of its virtual machine, so even a
+        single long statement (a full-text scan, the export stream) stops promptly. A transaction
+        open on this connection is left to its owner to roll back.
+        """
+        if cancel is None:
+            yield
+            return
+        self.conn.set_progress_handler(lambda: bool(cancel()), _CANCEL_CHECK_STEPS)
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "interrupt" in str(exc) and cancel():
+                raise Cancelled(f"{what} was cancelled") from None
+            raise
+        finally:
+            self.conn.set_progress_handler(None, 0)
 
     def prompts_page(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         """The next `limit` prompts with id > after_id, with how many pairs each has."""
