@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -34,12 +35,15 @@ from PySide6.QtWidgets import (
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.project import Project, default_projects_dir, demo_project_path
 
-from . import settings
+from . import settings, tasks
 from .dialogs import APP_TITLE, NewProjectDialog, StartPanel, WelcomeDialog, about_box, error_box
 from .resources import app_icon
 from .text import count, display_path
 from .views import placeholder
 from .views.data_view import DataView
+from .views.label_view import LabelView
+from .views.runs_view import RunsView
+from .jobs import JobController
 from .views.placeholder import PlaceholderView
 from .widgets import heading_label, plain_label
 
@@ -103,10 +107,26 @@ class MainWindow(QMainWindow):
         self.resize(1280, 820)
 
         self.data_view = DataView()
-        self.label_view = PlaceholderView(*placeholder.LABEL)  # issue 3 replaces this with LabelView
+        self.data_view.contents_changed.connect(self._show_project_state)
+        self.label_view = LabelView()
+        self.label_view.annotator = self.annotator
+        self.label_view.ask_annotator = self.ask_annotator
+        self.label_view.error.connect(self.show_error)
+        # The status bar's counts follow the labeller, at most every two seconds: recounting a
+        # large project after every key press would compete with showing the next pair.
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(2000)
+        self._counts_timer.timeout.connect(self._show_project_state)
+        self.label_view.judge_page.verdict_recorded.connect(lambda _: self._counts_timer.start())
         self.reward_view = PlaceholderView(*placeholder.REWARD)
         self.ppo_view = PlaceholderView(*placeholder.PPO)
-        self.runs_view = PlaceholderView(*placeholder.RUNS)
+        self.runs_view = RunsView()
+        # One training job at a time, in a child process; the views start it and watch it.
+        self.jobs = JobController(self)
+        self.runs_view.follow(self.jobs)
+        self.jobs.finished.connect(lambda _: self.runs_view.refresh())
+        self.jobs.failed.connect(self._job_failed)
         self.views = [self.data_view, self.label_view, self.reward_view, self.ppo_view, self.runs_view]
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -144,6 +164,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.demo_action = self._action("Open &Demo Project", self.open_demo_project)
+        self.import_action = self._action("&Import Pairs…", lambda: self._in_data_tab(self.data_view.start_import), "Ctrl+I")
+        self.export_action = self._action("&Export Pairs…", lambda: self._in_data_tab(self.data_view.start_export), "Ctrl+E")
         self.close_action = self._action("&Close Project", self.close_project, "Ctrl+W")
         # Ctrl+Q spelled out: QKeySequence.Quit is empty on Windows.
         self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
@@ -152,6 +174,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_action)
         file_menu.addMenu(self.recent_menu)
         file_menu.addAction(self.demo_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.import_action)
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addSeparator()
@@ -275,7 +300,25 @@ class MainWindow(QMainWindow):
     def set_annotator(self, name: str) -> None:
         self.annotator = name
         settings.set_annotator(name)
+        self.label_view.set_annotator(name)
         self._show_project_state()
+
+    def ask_annotator(self) -> str | None:
+        """Who is labelling: asked once, then remembered (`--annotator NAME` also sets it)."""
+        name, ok = QInputDialog.getText(
+            self,
+            "Who is labelling?",
+            "Your name or handle. Every verdict you give is recorded under it, so that agreement\n"
+            "between people can be measured. It is remembered for next time.",
+        )
+        name = name.strip()
+        if not ok or not name:
+            return None
+        if name.startswith("dataset:"):
+            self.show_error("Names starting with “dataset:” are reserved for labels that came with imported data.")
+            return None
+        self.set_annotator(name)
+        return name
 
     # -- choosing with dialogs ------------------------------------------------------------
 
@@ -321,7 +364,7 @@ class MainWindow(QMainWindow):
         project = self.project
         has_project = project is not None
         self.stack.setCurrentWidget(self.tabs if has_project else self.start_page)
-        for action in (*self.tab_actions, self.close_action, self.refresh_action):
+        for action in (*self.tab_actions, self.close_action, self.refresh_action, self.import_action, self.export_action):
             action.setEnabled(has_project)
         self.annotator_label.setText(f"Annotator: {self.annotator}" if self.annotator else "")
         if project is None:
@@ -332,15 +375,39 @@ class MainWindow(QMainWindow):
             return
         self.setWindowTitle(f"{project.name} — {APP_TITLE}")
         self.path_label.setText(display_path(project.path))
-        c = project.store.counts()
-        self.counts_label.setText(
-            f"{count(c['prompts'], 'prompt')} · {count(c['pairs'], 'pair')} · {count(c['judgments'], 'judgment')}"
+        # Counting a large project takes tens of milliseconds: done on a worker, shown when ready.
+        tasks.run_store_task(
+            self,
+            project,
+            lambda store, _state: store.counts(),
+            on_done=lambda c, project=project: self._show_counts(project, c),
+            on_error=lambda message: self.counts_label.setText(""),
         )
+
+    def _show_counts(self, project: Project, c: dict[str, int]) -> None:
+        if project is self.project:
+            self.counts_label.setText(
+                f"{count(c['prompts'], 'prompt')} · {count(c['pairs'], 'pair')} · {count(c['judgments'], 'judgment')}"
+            )
 
     # -- closing --------------------------------------------------------------------------
 
+    def _in_data_tab(self, start) -> None:
+        if self.project is not None:
+            self.show_tab(0)
+            start()
+
+    def _job_failed(self, failed) -> None:
+        self.runs_view.refresh()
+        self.show_error(failed.message + (f"\n\n{failed.hint}" if failed.hint else ""), "The run stopped")
+
     def closeEvent(self, event: QCloseEvent) -> None:
         settings.set_window_geometry(bytes(self.saveGeometry()))
+        # A running job is asked to checkpoint and stop; after the wait it is ended. Background
+        # reads and imports are cancelled (an import rolls back) before the project closes.
+        self.jobs.shutdown(5.0)
+        tasks.cancel_all()
+        tasks.wait_for_all(5.0)
         self.set_project(None)
         super().closeEvent(event)
 
