@@ -3,6 +3,8 @@
     rlhf-workbench                         open the app
     rlhf-workbench PROJECT [--annotator N] open the app on a project
     rlhf-workbench init|demo|import|export|stats|formats ...
+    rlhf-workbench train-rm PROJECT [--config rm.toml] [--resume RUN_ID]
+    rlhf-workbench score MODEL TEXT...
 
 Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from . import __version__
 from .errors import Cancelled, WorkbenchError
 
-SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats")
+SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "score")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +108,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
     sub.add_parser("formats", help="list the formats that can be imported and exported")
+
+    p = sub.add_parser(
+        "train-rm",
+        help="train a reward model on a project's labelled pairs",
+        description="Train a reward model (Bradley-Terry) on the project's pairs judged 'A better' or 'B better', "
+        "recording the run as the app does. Without --config: the tiny demo model with settings that suit the "
+        "demo project on a CPU. Ctrl+C stops with a checkpoint; --resume continues a run from its last one.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--config", type=Path, help="a TOML file of reward-model settings (unknown keys are refused)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set epochs=3 --set base_model=/models/my-rm",
+    )
+    p.add_argument("--name", default="", help="a name for the run (default: its id)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
+
+    p = sub.add_parser(
+        "score",
+        help="print the reward a model gives each text",
+        description="Print one reward per TEXT. A TEXT in transcript form ('User: ...\\n\\nAssistant: ...'), or "
+        "one answering --prompt, is rendered as in training.",
+    )
+    p.add_argument("model", help="a reward-model checkpoint or run folder, a model folder, or org/name from the cache")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    p.add_argument("--prompt", help="score each TEXT as the response to this prompt")
+    p.add_argument("--max-length", type=int, default=1024, help="longest text in tokens (default 1024)")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (trusted models only)")
     return parser
 
 
@@ -237,6 +268,27 @@ def _cmd_formats(args) -> int:
     return 0
 
 
+def _cmd_train_rm(args) -> int:
+    from .reward.console import train_reward_model
+
+    return train_reward_model(
+        args.project, config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume
+    )
+
+
+def _cmd_score(args) -> int:
+    from .models import resolve_model
+
+    model = resolve_model(args.model)  # a missing model is reported before torch takes seconds to load
+    from .reward.evaluate import score
+
+    items = [(args.prompt, t) for t in args.texts] if args.prompt is not None else args.texts
+    for value in score(model, items, max_length=args.max_length, device=args.device,
+                       trust_remote_code=args.trust_remote_code):
+        print(f"{value:.6f}")
+    return 0
+
+
 _COMMANDS = {
     "init": _cmd_init,
     "demo": _cmd_demo,
@@ -244,6 +296,8 @@ _COMMANDS = {
     "export": _cmd_export,
     "stats": _cmd_stats,
     "formats": _cmd_formats,
+    "train-rm": _cmd_train_rm,
+    "score": _cmd_score,
 }
 
 

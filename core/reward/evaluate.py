@@ -1,0 +1,162 @@
+"""Using a reward model: validation figures, scoring texts, the pairs it gets most wrong."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import collate, encode_pair, encode_response, messages_of, pad_rows
+from .hardware import autocast
+from .loss import batch_metrics, reward_loss
+
+
+def forward_rewards(model, batch: dict[str, torch.Tensor], device: torch.device, precision: str) -> torch.Tensor:
+    """One reward per row of the batch, as float32."""
+    with autocast(precision, device):
+        out = model(
+            input_ids=batch["input_ids"].to(device, non_blocking=True),
+            attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+            use_cache=False,
+        )
+    return out.logits.squeeze(-1).float()
+
+
+@torch.no_grad()
+def pair_rewards(model, encoded, pad_id: int, *, batch_size: int, device, precision: str = "fp32"):
+    """(chosen rewards, rejected rewards) for every encoded pair, in order, on the CPU."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0]), len(encoded[i][1])))
+    chosen = torch.empty(len(encoded))
+    rejected = torch.empty(len(encoded))
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            rewards = forward_rewards(model, collate(encoded, idx, pad_id), device, precision).cpu()
+            chosen[idx] = rewards[: len(idx)]
+            rejected[idx] = rewards[len(idx) :]
+    finally:
+        model.train(was_training)
+    return chosen, rejected
+
+
+def evaluate(model, encoded, pad_id: int, config, device) -> dict[str, float]:
+    """eval/loss, eval/accuracy, eval/margin, eval/mean_reward over every validation pair."""
+    chosen, rejected = pair_rewards(
+        model, encoded, pad_id, batch_size=config.batch_size, device=device, precision=config.precision
+    )
+    margins = [m for _, _, m in encoded]
+    margin = torch.tensor([m or 0.0 for m in margins]) if any(m is not None for m in margins) else None
+    loss = reward_loss(chosen, rejected, margin=margin, center_rewards_coefficient=config.center_rewards_coefficient)
+    figures = {"loss": float(loss), **batch_metrics(chosen, rejected)}
+    return {f"eval/{k}": v for k, v in figures.items() if k in ("loss", "accuracy", "margin", "mean_reward")}
+
+
+# -- scoring -----------------------------------------------------------------------------------------
+
+_TURN = re.compile(r"(?:^|\n\n)(User|Assistant|System|Human):[ ]?", re.IGNORECASE)
+
+
+def parse_transcript(text: str) -> tuple[list[dict[str, str]], str] | None:
+    """('User: q\\n\\nAssistant: r') -> ([{'role': 'user', 'content': 'q'}], 'r'); None if not one."""
+    marks = list(_TURN.finditer(text))
+    if not marks or marks[0].start() != 0 or marks[-1].group(1).lower() != "assistant" or len(marks) < 2:
+        return None
+    turns = []
+    for mark, nxt in zip(marks, marks[1:] + [None]):
+        role = mark.group(1).lower()
+        turns.append({"role": "user" if role == "human" else role, "content": text[mark.end() : nxt.start() if nxt else None]})
+    return turns[:-1], turns[-1]["content"]
+
+
+def encode_text(tokenizer, item: Any, max_length: int) -> list[int]:
+    """Token ids for one scoring input: (prompt, response), or a text.
+
+    A text in transcript form ("User: ...\\n\\nAssistant: ...") is read back into a conversation,
+    so that it is rendered (chat template) and truncated exactly as the training pairs were.
+    Any other text is scored as it is, keeping its end when too long.
+    """
+    if isinstance(item, (tuple, list)):
+        return encode_response(tokenizer, item[0], item[1], max_length)
+    parsed = parse_transcript(item)
+    if parsed is not None:
+        return encode_response(tokenizer, parsed[0], parsed[1], max_length)
+    ids = tokenizer(item)["input_ids"]
+    return ids[-max_length:]
+
+
+def score(model_path: str | Path, texts: Sequence[Any], *, max_length: int = 1024, batch_size: int = 16,
+          device: str = "auto", trust_remote_code: bool = False) -> list[float]:
+    """The reward of each text (or (prompt, response) pair) under the model at `model_path`."""
+    from ..models import load_reward_model
+    from .hardware import resolve_device
+
+    model, tokenizer = load_reward_model(model_path, trust_remote_code=trust_remote_code, trainable=False)
+    target = resolve_device(device)
+    model.to(target)
+    return score_with(model, tokenizer, texts, max_length=max_length, batch_size=batch_size, device=target)
+
+
+@torch.no_grad()
+def score_with(model, tokenizer, texts: Sequence[Any], *, max_length: int, batch_size: int, device) -> list[float]:
+    """Rewards from a loaded model (the GUI keeps one loaded and calls this for each request)."""
+    rows = [encode_text(tokenizer, t, max_length) for t in texts]
+    model.eval()
+    scores: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        batch = pad_rows(rows[start : start + batch_size], tokenizer.pad_token_id)
+        scores += forward_rewards(model, batch, device, "fp32").cpu().tolist()
+    return scores
+
+
+def most_wrong_pairs(model, tokenizer, pairs: Sequence[tuple], *, max_length: int, batch_size: int = 16,
+                     device=None, k: int = 20) -> list[dict[str, Any]]:
+    """The k pairs with the lowest r_chosen - r_rejected, most confidently wrong first; `index` is
+    the pair's position in `pairs`."""
+    device = device or next(model.parameters()).device
+    encoded = [encode_pair(tokenizer, p, max_length) for p in pairs]
+    chosen, rejected = pair_rewards(model, encoded, tokenizer.pad_token_id, batch_size=batch_size, device=device)
+    order = sorted(range(len(pairs)), key=lambda i: float(chosen[i] - rejected[i]))[:k]
+    return [
+        {
+            "prompt": messages_of(pairs[i][0]),
+            "chosen": pairs[i][1],
+            "rejected": pairs[i][2],
+            "reward_chosen": float(chosen[i]),
+            "reward_rejected": float(rejected[i]),
+            "margin": float(chosen[i] - rejected[i]),
+            "index": i,
+        }
+        for i in order
+    ]
+
+
+def most_wrong_validation_pairs(checkpoint: str | Path, project, *, k: int = 20, device: str = "auto") -> list[dict[str, Any]]:
+    """The validation pairs of the run that wrote `checkpoint` that its model gets most wrong.
+
+    The run's split is read from its `split.json` (written when training started), so later labels
+    do not move pairs between the sides; a pair is shown with its current verdict.
+    """
+    from ..models import ModelError, load_reward_model, resolve_model
+    from .hardware import resolve_device
+    from .data import pairs_by_id
+    from .train import SPLIT_FILE
+
+    folder = resolve_model(checkpoint)
+    split_path = folder.resolve().parent.parent / SPLIT_FILE
+    if not split_path.is_file():
+        raise ModelError(f"{folder}: is not a checkpoint of a project's reward-model run (no {split_path})")
+    split = json.loads(split_path.read_text(encoding="utf-8"))
+    pairs, ids = pairs_by_id(project.store, split["val_ids"])
+    model, tokenizer = load_reward_model(folder, trainable=False)
+    target = resolve_device(device)
+    model.to(target)
+    rows = most_wrong_pairs(model, tokenizer, pairs, max_length=split["max_length"], device=target, k=k)
+    for row in rows:
+        row["pair_id"] = ids[row["index"]]
+    return rows

@@ -1,0 +1,79 @@
+"""A run stopped and resumed ends exactly where an uninterrupted run ends.
+
+The model has attention dropout on purpose, so the test also shows that the RNG is restored: the
+data order, the optimizer, the scheduler and every random draw continue as if never stopped.
+"""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlhf_workbench.core import jobs
+from rlhf_workbench.core.config import RewardConfig
+from rlhf_workbench.core.events import Checkpoint, Finished
+from rlhf_workbench.core.models import build_demo_model
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.reward.train import JOB_PATH
+
+TINY = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "vocab_size": 400, "attention_dropout": 0.2}
+
+
+@pytest.fixture(scope="module")
+def dropout_model(tmp_path_factory):
+    return build_demo_model(tmp_path_factory.mktemp("tiny") / "model", TINY)
+
+
+def _stop_after(n):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) >= n
+
+    return stop
+
+
+def _weights(run_dir):
+    last = run_dir / "checkpoints" / "last"
+    name = "adapter_model.safetensors" if (last / "adapter_model.safetensors").exists() else "model.safetensors"
+    return load_file(str(last / name))
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_stopped_and_resumed_run_matches_an_uninterrupted_one(make_project, dropout_model, lora):
+    pairs = [(f"Question {i}?", f"Kind answer {i}.", f"Go away {i}.", "t", "ab"[i % 2], "dataset:x") for i in range(30)]
+    path = make_project("p", pairs)
+    config = RewardConfig(
+        base_model=str(dropout_model), epochs=3, batch_size=4, gradient_accumulation_steps=2, learning_rate=1e-2,
+        warmup_ratio=0.2, log_every=1, eval_every=2, save_every=3, keep_last=1, torch_threads=1,
+        lora=lora, lora_r=4, lora_target_modules="q_proj,v_proj",
+    )
+    with Project.open(path) as project:
+        straight = jobs.start_run(project, kind="reward", name="straight", config=config)
+        interrupted = jobs.start_run(project, kind="reward", name="interrupted", config=config)
+
+    whole = jobs.execute(JOB_PATH, config, straight, lambda e: None, lambda: False)
+    assert isinstance(whole, Finished) and not whole.stopped, whole
+    total = whole.summary["steps"]
+    assert total == 9  # 24 training pairs, 6 batches, 3 steps an epoch: the stop falls mid-epoch
+
+    first = jobs.execute(JOB_PATH, config, interrupted, lambda e: None, _stop_after(4))
+    assert isinstance(first, Finished) and first.stopped and first.summary["steps"] == 4
+    with Project.open(path) as project:
+        again = jobs.resume_run(project, interrupted.run_id)
+    assert again.resume and again.resume_step == 4
+    events = []
+    second = jobs.execute(JOB_PATH, config, again, events.append, lambda: False)
+    assert isinstance(second, Finished) and not second.stopped and second.summary["steps"] == total
+    assert [e.step for e in events if isinstance(e, Checkpoint)] == [6, 9]
+
+    a, b = _weights(straight.run_dir), _weights(interrupted.run_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    with Project.open(path) as project:
+        losses_a = project.store.metric_series(straight.run_id, "train/loss")
+        losses_b = project.store.metric_series(interrupted.run_id, "train/loss")
+    assert [s for s, _ in losses_b] == list(range(1, total + 1))  # every step once, none twice
+    assert [v for _, v in losses_b] == pytest.approx([v for _, v in losses_a], abs=1e-6)
