@@ -40,6 +40,8 @@ REWARD_GROUPS: Groups = (
     ("Accuracy", ("train/accuracy", "eval/accuracy")),
     ("Margin", ("train/margin", "eval/margin")),
     ("Learning rate", ("train/lr", "train/learning_rate")),
+    ("Throughput (pairs/s)", ("perf/pairs_per_s",)),
+    ("Gradient norm", ("train/grad_norm",)),
 )
 PPO_GROUPS: Groups = (
     ("Reward", ("objective/rlhf_reward", "objective/scores")),
@@ -219,8 +221,18 @@ class CurvesPanel(QWidget):
     A plot appears once it has data.
     """
 
-    def __init__(self, groups: Groups = REWARD_GROUPS, *, columns: int = 2, parent: QWidget | None = None):
+    def __init__(
+        self,
+        groups: Groups = REWARD_GROUPS,
+        *,
+        columns: int = 2,
+        only_groups: bool = False,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
+        # only_groups: figures outside the groups are not plotted (a live view stays one screen);
+        # otherwise each gets a plot of its own (the Runs tab shows everything a run logged).
+        self.only_groups = only_groups
         self.columns = columns
         self.cards: list[PlotCard] = []
         self._card_of: dict[str, PlotCard] = {}
@@ -295,6 +307,8 @@ class CurvesPanel(QWidget):
                 values.append(value)
         weight = self.smoothing
         for name, (steps, values) in points.items():
+            if not self.shows(name):
+                continue
             series = self._series(name)
             series.extend(steps, values, weight)
             self._dirty.add(series)
@@ -326,6 +340,18 @@ class CurvesPanel(QWidget):
             series.redraw(show_raw)
         self._dirty.clear()
         self._relayout()
+
+    def shows(self, name: str) -> bool:
+        """Whether figures called `name` get plotted here."""
+        return not self.only_groups or name in self._card_of
+
+    def series_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) received so far for `name` (empty when none)."""
+        card = self._card_of.get(name)
+        if card is None:
+            return np.empty(0), np.empty(0)
+        series = card.series_for(name)
+        return series.steps[: series.n], series.values[: series.n]
 
     def _series(self, name: str) -> _Series:
         card = self._card_of.get(name)

@@ -42,6 +42,7 @@ from .text import count, display_path
 from .views import placeholder
 from .views.data_view import DataView
 from .views.label_view import LabelView
+from .views.reward_view import RewardView
 from .views.runs_view import RunsView
 from .jobs import JobController
 from .views.placeholder import PlaceholderView
@@ -119,11 +120,12 @@ class MainWindow(QMainWindow):
         self._counts_timer.setInterval(2000)
         self._counts_timer.timeout.connect(self._show_project_state)
         self.label_view.judge_page.verdict_recorded.connect(lambda _: self._counts_timer.start())
-        self.reward_view = PlaceholderView(*placeholder.REWARD)
         self.ppo_view = PlaceholderView(*placeholder.PPO)
-        self.runs_view = RunsView()
         # One training job at a time, in a child process; the views start it and watch it.
         self.jobs = JobController(self)
+        self.reward_view = RewardView(self.jobs)
+        self.reward_view.error.connect(self.show_error)
+        self.runs_view = RunsView()
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
         self.jobs.failed.connect(self._job_failed)

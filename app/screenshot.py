@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="the PNG to write")
     parser.add_argument("--tab", type=int, default=0, help="which tab to show (0 = Data)")
     parser.add_argument("--row", type=int, default=3, help="which pair to select in the Data tab")
+    parser.add_argument("--diff", action="store_true", help="Label tab: highlight where the responses differ")
+    parser.add_argument(
+        "--mid-training", action="store_true", help="Reward model tab: start training and shoot while it runs"
+    )
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
@@ -54,15 +58,33 @@ def main(argv: list[str] | None = None) -> int:
     window.show_tab(args.tab)
     window.data_view.select_pair_row(args.row)
 
+    if args.diff:
+        window.label_view.judge_page.diff_box.setChecked(True)
+
     def shoot() -> None:
         ok = window.grab().save(str(args.output))
         print(f"{'wrote' if ok else 'could not write'} {args.output}")
         app.exit(0 if ok else 1)
 
-    QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
+    def shoot_when_trained_a_while() -> None:
+        view = window.reward_view
+        if not window.jobs.is_running and view.run_id is None and view.model_box.count():
+            view.start()
+        steps, _ = view.curves.series_data("train/loss")
+        evals, _ = view.curves.series_data("eval/accuracy")
+        if len(steps) >= 40 and len(evals) >= 2:
+            shoot()
+        else:
+            QTimer.singleShot(250, shoot_when_trained_a_while)
+
+    if args.mid_training:
+        QTimer.singleShot(500, shoot_when_trained_a_while)
+    else:
+        QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
     try:
         return app.exec()
     finally:
+        window.jobs.shutdown(10)
         window.close()
         shutil.rmtree(home, ignore_errors=True)
 

@@ -183,3 +183,27 @@ def test_differing_spans_mark_only_the_changed_words():
     assert [a[s:e] for s, e in spans_a] == ["4. Have a nice day!"]
     assert [b[s:e] for s, e in spans_b] == ["5."]
     assert differing_spans("x " * 7000, "y") is None
+
+
+def test_verdicts_and_agreement_are_there_after_closing_and_reopening(window, qtbot, demo_path):
+    page = window.label_view.judge_page
+    for key in (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_1, Qt.Key.Key_T, Qt.Key.Key_X):
+        qtbot.keyClick(page, key)
+    window.close()
+
+    reopened = create_main_window(parse_args([]))  # the last project, the remembered annotator
+    qtbot.addWidget(reopened)
+    assert reopened.project is not None and reopened.project.path == demo_path
+    assert reopened.annotator == ANNOTATOR
+    reopened.show_tab(1)
+    label_view = reopened.label_view
+    with qtbot.waitSignal(label_view.agreement.updated, timeout=10_000):
+        label_view.pages.setCurrentWidget(label_view.agreement)
+    report = label_view.agreement.report
+    ada = next(s for s in report.annotators if s.annotator == ANNOTATOR)
+    assert ada.count == 5 and ada.tie_rate == pytest.approx(0.2)
+    # People vs the demo's own labels, on those of ada's 5 pairs that carry one (3 of 5 here).
+    [with_dataset] = [d for d in report.with_dataset if d.annotator == ANNOTATOR]
+    assert with_dataset.shared_pairs == 3
+    assert label_view.agreement.annotators.rowCount() == len(report.annotators) >= 2
+    qtbot.waitUntil(lambda: "Labelled by you: 5 ·" in label_view.judge_page.progress_label.text())
