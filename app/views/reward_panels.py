@@ -1,10 +1,13 @@
 """What a trained reward model says: score a text, and the validation pairs it gets most wrong.
 
-Both load a checkpoint (torch, transformers) on a worker thread of this process: the window stays
-responsive, and the model is dropped when the work is done.
+Both load a checkpoint (torch, transformers) in a short-lived child process, waited on by a worker
+thread: the window stays responsive, the GUI process never imports torch (importing it on a worker
+thread of a Qt process was seen to deadlock), and the model's memory goes when the child ends.
 """
 
 from __future__ import annotations
+
+import multiprocessing
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -26,6 +29,12 @@ from rlhf_workbench.core.project import Project
 from ..tasks import run_task
 from ..text import one_line
 from ..widgets import TextPane, plain_label
+
+
+def call_in_child(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a fresh spawned process; its result or its exception comes back."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args, kwargs)
 
 
 class _CheckpointPicker(QComboBox):
@@ -83,9 +92,9 @@ class ScorePanel(QWidget):
         self.result.setText("Scoring…")
 
         def work(_state):
-            from rlhf_workbench.core.reward.evaluate import score
+            from rlhf_workbench.core.reward import remote
 
-            return score(model_path, [text])[0]
+            return call_in_child(remote.score_texts, model_path, [text])[0]
 
         run_task(self, work, on_done=self._scored, on_error=self._failed)
 
@@ -156,10 +165,9 @@ class MostWrongPanel(QWidget):
         self.status.setText("Scoring the validation pairs…")
 
         def work(_state):
-            from rlhf_workbench.core.reward.evaluate import most_wrong_validation_pairs
+            from rlhf_workbench.core.reward import remote
 
-            with Project.open(path) as project:  # this worker's own connection
-                return most_wrong_validation_pairs(checkpoint, project, k=50)
+            return call_in_child(remote.most_wrong_validation_pairs, checkpoint, path, k=50)
 
         run_task(self, work, on_done=self._show, on_error=self._failed)
 

@@ -160,3 +160,11 @@ def most_wrong_validation_pairs(checkpoint: str | Path, project, *, k: int = 20,
     for row in rows:
         row["pair_id"] = ids[row["index"]]
     return rows
+
+
+def most_wrong_validation_pairs_at(checkpoint: str | Path, project_path: str | Path, *, k: int = 20) -> list[dict[str, Any]]:
+    """most_wrong_validation_pairs for a project given by its folder: callable in a child process."""
+    from ..project import Project
+
+    with Project.open(project_path) as project:
+        return most_wrong_validation_pairs(checkpoint, project, k=k)
