@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QProgressDialog, QWidget
 
 from rlhf_workbench.core.errors import Cancelled, WorkbenchError
@@ -164,15 +165,6 @@ class Task(QObject):
         self.finished.emit()
 
 
-class _Runnable(QRunnable):
-    def __init__(self, task: Task):
-        super().__init__()
-        self.task = task
-
-    def run(self) -> None:
-        self.task._run()
-
-
 class _ProgressWindow:
     """A non-modal progress dialog for one task, made only once the task has run a while."""
 
@@ -234,16 +226,19 @@ class _ProgressWindow:
 
 
 _RUNNING: set[Task] = set()  # strong references: a running task must not be collected
-_POOL: QThreadPool | None = None
+_POOL: ThreadPoolExecutor | None = None
 
 
-def _pool() -> QThreadPool:
+def _pool() -> ThreadPoolExecutor:
+    """Plain Python threads, not QThreadPool: a Python QRunnable is destroyed by Qt in the pool
+    thread after it runs, which needs the GIL there, and the suite hung (intermittently) with a
+    worker waiting for a GIL nobody visible held. Results still reach the GUI thread through
+    queued signals."""
     global _POOL
     if _POOL is None:
-        _POOL = QThreadPool()
         # More threads than cores: the work is mostly SQLite and file reading, which let go of
         # the GIL, and a long import must not hold up a quick count behind it.
-        _POOL.setMaxThreadCount(max(4, QThreadPool.globalInstance().maxThreadCount()))
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="workbench-task")
     return _POOL
 
 
@@ -277,7 +272,7 @@ def run_task(
     if progress_title is not None:
         task.progress_window = _ProgressWindow(task, parent, cancellable, show_after_ms)
     _RUNNING.add(task)
-    _pool().start(_Runnable(task))
+    _pool().submit(task._run)
     return task
 
 

@@ -7,7 +7,7 @@ worker thread with its own connection and shown when it arrives.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.labeling import AgreementReport, agreement_report
 from rlhf_workbench.core.project import Project
 
+from ..tasks import run_store_task
 from ..widgets import plain_label
 
 
@@ -58,26 +58,6 @@ def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
             table.setItem(r, c, item)
 
 
-class _ReportSignals(QObject):
-    done = Signal(object, int)  # report, generation
-    failed = Signal(str, int)
-
-
-class _ReportJob(QRunnable):
-    def __init__(self, path, generation: int, signals: _ReportSignals):
-        super().__init__()
-        self.path, self.generation, self.signals = path, generation, signals
-
-    def run(self) -> None:
-        try:
-            with Project.open(self.path) as project:  # a connection of this thread's own
-                report = agreement_report(project.store)
-        except WorkbenchError as exc:
-            self.signals.failed.emit(str(exc), self.generation)
-        else:
-            self.signals.done.emit(report, self.generation)
-
-
 class AgreementView(QWidget):
     error = Signal(str)
     updated = Signal()
@@ -87,9 +67,6 @@ class AgreementView(QWidget):
         self.project: Project | None = None
         self.report: AgreementReport | None = None
         self._generation = 0
-        self._signals = _ReportSignals(self)
-        self._signals.done.connect(self._show)
-        self._signals.failed.connect(self._failed)
 
         self.status = plain_label("")
         self.refresh_button = QPushButton("Refresh")
@@ -135,7 +112,14 @@ class AgreementView(QWidget):
             return
         self._generation += 1
         self.status.setText("Computing…")
-        QThreadPool.globalInstance().start(_ReportJob(self.project.path, self._generation, self._signals))
+        generation = self._generation
+        run_store_task(
+            self,
+            self.project,
+            lambda store, _state: agreement_report(store),
+            on_done=lambda report: self._show(report, generation),
+            on_error=lambda message: self._failed(message, generation),
+        )
 
     def _failed(self, message: str, generation: int) -> None:
         if generation == self._generation:

@@ -1,0 +1,432 @@
+"""Reward-model training speed: our trainer against TRL's RewardTrainer on identical work.
+
+    .venv/bin/python bench/rm_vs_trl.py [--repeats N] [--profile ours|trl]
+
+Both sides train the same random-init Llama (hidden 256, 4 layers, 4 heads, MLP 688, vocab 4096;
+the same saved initial weights) with the same byte-level BPE tokenizer (trained here on the shared
+HH-RLHF sample) on the same 1,024 HH pairs (the first whose chosen and rejected transcripts, EOS
+included, fit in 512 tokens), token for token: batch 8 pairs, 1 epoch, AdamW lr 1e-4 with linear
+decay and no warm-up, gradients clipped to norm 1, fp32, 2 torch threads, no activation
+checkpointing. Each side then scores the next 256 fitting pairs with one shared evaluator.
+
+Sides alternate (ours, trl, ours, trl, ...), each run in a fresh process. The figures are the
+median training pairs/s of each side, their ratio (target: ours >= 1.5x TRL's) and the validation
+accuracies (target: ours no more than 0.05 below TRL's). The last printed line is one JSON object.
+See bench/README.md for what is timed on each side and the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
+
+TRAIN_PAIRS, VAL_PAIRS = 1024, 256
+MAX_LENGTH = 512
+BATCH = 8
+LEARNING_RATE = 1e-4
+THREADS = 2
+SEED = 0
+VOCAB = 4096
+# Llama's SwiGLU MLP at 8/3 x hidden (rounded up to a multiple of 16) has the weights of a 4x GELU one.
+MODEL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+         "intermediate_size": 688}
+TARGET_RATIO, MAX_ACCURACY_GAP = 1.5, 0.05
+EOS, PAD = "<eos>", "<pad>"
+HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+# Renders a conversation back into HH's own transcript text, EOS after a final answer. Our trainer
+# renders a pair through the tokenizer's chat template when it has one, so with this template it
+# sees exactly the string TRL sees (the HH transcript plus the EOS TRL appends to plain text).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{{ ('\n\nHuman:' if m['role'] == 'user' else '\n\nAssistant:') + m['content'] }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '\n\nAssistant:' }}"
+    "{% elif messages and messages[-1]['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+)
+
+
+# -- preparation (once, in the parent; nothing here is timed) ---------------------------------
+
+
+def split_transcript(text: str) -> tuple[list[dict[str, str]], str] | None:
+    """HH transcript -> (prompt messages, final answer), each content with its leading space kept
+    so that CHAT_TEMPLATE rebuilds the exact text; None unless it starts with a turn marker."""
+    cut = text.rfind(ASSISTANT)
+    if cut < 0:
+        return None
+    head, answer = text[:cut], text[cut + len(ASSISTANT) :]
+    messages: list[dict[str, str]] = []
+    pos = 0
+    while pos < len(head):
+        role = "user" if head.startswith(HUMAN, pos) else "assistant" if head.startswith(ASSISTANT, pos) else None
+        if role is None:
+            return None
+        start = pos + len(HUMAN if role == "user" else ASSISTANT)
+        ends = [i for i in (head.find(HUMAN, start), head.find(ASSISTANT, start)) if i >= 0]
+        pos = min(ends) if ends else len(head)
+        messages.append({"role": role, "content": head[start:pos]})
+    return messages, answer
+
+
+def train_tokenizer(texts: list[str], folder: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=VOCAB, special_tokens=[PAD, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    # A pad distinct from EOS: the classification head reads the reward at the last non-pad token,
+    # which would otherwise be the token before the EOS both sides end each text with.
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, pad_token=PAD, padding_side="right")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def prepare(work: Path, n_train: int = TRAIN_PAIRS, n_val: int = VAL_PAIRS) -> dict:
+    """Tokenizer, initial model and the chosen pairs, written under `work` for the children."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Writing model shards" would clutter the table
+    records = [json.loads(line) for line in SOURCE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    tokenizer = train_tokenizer([r[k] for r in records for k in ("chosen", "rejected")], work / "tokenizer")
+
+    pairs, skipped = [], {"prompt_differs": 0, "too_long": 0}
+    for r in records:
+        chosen, rejected = split_transcript(r["chosen"]), split_transcript(r["rejected"])
+        # A handful of HH records differ before the last answer (a response wrote extra turns):
+        # one prompt cannot carry both, so neither side gets them.
+        if chosen is None or rejected is None or chosen[0] != rejected[0]:
+            skipped["prompt_differs"] += 1
+            continue
+        # TRL's rule: plain text gets EOS appended, then pairs over max_length are dropped.
+        ids = [tokenizer(r[k] + EOS)["input_ids"] for k in ("chosen", "rejected")]
+        if max(map(len, ids)) > MAX_LENGTH:
+            skipped["too_long"] += 1
+            continue
+        pairs.append({"chosen": r["chosen"], "rejected": r["rejected"], "prompt": chosen[0],
+                      "chosen_answer": chosen[1], "rejected_answer": rejected[1], "lengths": list(map(len, ids))})
+        if len(pairs) == n_train + n_val:
+            break
+    if len(pairs) < n_train + n_val:
+        raise SystemExit(f"only {len(pairs)} HH pairs fit in {MAX_LENGTH} tokens; need {n_train + n_val}")
+    check_same_tokens(tokenizer, pairs)
+
+    torch.manual_seed(SEED)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=MAX_LENGTH, num_labels=1, tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **MODEL,
+    )
+    model = LlamaForSequenceClassification(config)
+    model.save_pretrained(work / "model")
+    (work / "pairs.json").write_text(json.dumps({"train": pairs[:n_train], "val": pairs[n_train:]}), encoding="utf-8")
+    train_lengths = [n for p in pairs[:n_train] for n in p["lengths"]]
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "skipped_prompt_differs": skipped["prompt_differs"],
+        "skipped_too_long": skipped["too_long"],
+        "train_tokens": sum(train_lengths),
+        "train_tokens_max": max(train_lengths),
+        "train_tokens_median": statistics.median(train_lengths),
+    }
+
+
+def check_same_tokens(tokenizer, pairs: list[dict]) -> None:
+    """Our data path must turn each pair into the very ids TRL's does, or the race is unfair."""
+    from rlhf_workbench.core.reward.data import encode_pair
+
+    for p in pairs:
+        ours = encode_pair(tokenizer, (p["prompt"], p["chosen_answer"], p["rejected_answer"]), MAX_LENGTH)
+        trl = [tokenizer(p[k] + EOS)["input_ids"] for k in ("chosen", "rejected")]
+        if [ours[0], ours[1]] != trl:
+            raise SystemExit(f"our tokens differ from TRL's for the pair starting {p['chosen'][:60]!r}")
+
+
+# -- one side, in a child process -------------------------------------------------------------
+
+
+def load(work: Path):
+    import torch
+    from transformers import LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    torch.set_num_threads(THREADS)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(work / "tokenizer")
+    model = LlamaForSequenceClassification.from_pretrained(work / "model", dtype=torch.float32)
+    pairs = json.loads((work / "pairs.json").read_text(encoding="utf-8"))
+    return model, tokenizer, pairs["train"], pairs["val"]
+
+
+class TokenCounter:
+    """Counts the tokens the model is fed in training (padding included) and the real ones."""
+
+    def __init__(self, model):
+        self.padded = self.real = self.forwards = 0
+        model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        if module.training:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            mask = kwargs.get("attention_mask")
+            self.forwards += 1
+            self.padded += ids.numel()
+            self.real += int(mask.sum()) if mask is not None else ids.numel()
+
+
+def val_accuracy(model, tokenizer, val: list[dict]) -> float:
+    """The same scorer for both trained models: share of pairs with r_chosen > r_rejected (a tie
+    is wrong, as in TRL), one batch of 8 pairs at a time."""
+    import torch
+
+    model.eval()
+    right = 0
+    with torch.no_grad():
+        for start in range(0, len(val), BATCH):
+            chunk = val[start : start + BATCH]
+            texts = [p["chosen"] + EOS for p in chunk] + [p["rejected"] + EOS for p in chunk]
+            batch = tokenizer(texts, padding=True, return_tensors="pt")
+            rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+            chosen, rejected = rewards.chunk(2)
+            right += int((chosen > rejected).sum())
+    return right / len(val)
+
+
+def run_trl(work: Path, profile: bool) -> dict:
+    import datasets
+    from transformers import TrainerCallback
+    from trl import RewardConfig, RewardTrainer
+
+    model, tokenizer, train_pairs, val_pairs = load(work)
+
+    class Clock(TrainerCallback):
+        # on_train_begin fires once the dataloader, optimizer and schedule exist, just before the
+        # first epoch; on_train_end after the last step and the final log.
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.stop = time.perf_counter()
+
+    clock = Clock()
+    args = RewardConfig(
+        output_dir=str(work / "trl-out"), report_to=[], use_cpu=True, bf16=False, activation_checkpointing=False,
+        per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH, num_train_epochs=1,
+        learning_rate=LEARNING_RATE, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
+        max_grad_norm=1.0, max_length=MAX_LENGTH, seed=SEED, save_strategy="no", eval_strategy="no",
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    def rows(ps):
+        return datasets.Dataset.from_dict({k: [p[k] for p in ps] for k in ("chosen", "rejected")})
+
+    trainer = RewardTrainer(
+        model=model, args=args, train_dataset=rows(train_pairs), eval_dataset=rows(val_pairs),
+        processing_class=tokenizer, callbacks=[clock],
+    )
+    assert len(trainer.train_dataset) == len(train_pairs), "TRL dropped pairs we counted as fitting"
+    counter = TokenCounter(trainer.model)
+    with profiled(profile):
+        trainer.train()
+    seconds = clock.stop - clock.start
+    own = trainer.evaluate()
+    return {
+        "train_s": seconds,
+        "pairs_per_s": len(train_pairs) / seconds,
+        "steps": trainer.state.global_step,
+        "val_accuracy": val_accuracy(trainer.model, tokenizer, val_pairs),
+        "own_val_accuracy": own["eval_accuracy"],
+        "padded_tokens": counter.padded,
+        "real_tokens": counter.real,
+    }
+
+
+def run_ours(work: Path, profile: bool) -> dict:
+    from rlhf_workbench.core.config import RewardConfig
+    from rlhf_workbench.core.events import Log, Progress
+    from rlhf_workbench.core.reward.train import train
+
+    model, tokenizer, train_pairs, val_pairs = load(work)
+    # TRL's RewardConfig defaults where ours differ (warm-up 0 not 5%); evaluation and checkpoints
+    # only at the end, as on the TRL side where evaluation runs after training, untimed.
+    config = RewardConfig(
+        max_length=MAX_LENGTH, batch_size=BATCH, epochs=1.0, learning_rate=LEARNING_RATE, warmup_ratio=0.0,
+        lr_scheduler="linear", weight_decay=0.0, max_grad_norm=1.0, precision="fp32", gradient_checkpointing=False,
+        device="cpu", torch_threads=THREADS, seed=SEED, log_every=10, eval_every=10**6, save_every=10**6,
+    )
+    marks: dict[str, float] = {}
+
+    def sink(event) -> None:
+        # train() emits its "training on ..." Log once the pairs are tokenized and the optimizer and
+        # schedule exist, just before the first step (where TRL's on_train_begin fires); its last
+        # Progress comes after the last step and its report, before the final evaluation.
+        now = time.perf_counter()
+        if isinstance(event, Log) and "start" not in marks:
+            marks["start"] = now
+        elif isinstance(event, Progress) and event.total is not None and event.step == event.total:
+            marks["stop"] = now
+
+    def pairs(ps):
+        return [(p["prompt"], p["chosen_answer"], p["rejected_answer"]) for p in ps]
+
+    counter = TokenCounter(model)
+    with profiled(profile):
+        summary = train(model, tokenizer, pairs(train_pairs), pairs(val_pairs), config, sink=sink, stop=lambda: False)
+    seconds = marks["stop"] - marks["start"]
+    return {
+        "train_s": seconds,
+        "pairs_per_s": len(train_pairs) / seconds,
+        "steps": summary["steps"],
+        "val_accuracy": val_accuracy(model, tokenizer, val_pairs),
+        "own_val_accuracy": summary.get("eval/accuracy"),
+        "padded_tokens": counter.padded,
+        "real_tokens": counter.real,
+    }
+
+
+class profiled:
+    """cProfile and torch.profiler around the training call, printed to stderr (the parent shows it)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self):
+        if self.enabled:
+            import torch.profiler
+
+            self.cprofile = cProfile.Profile()
+            self.torch = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.torch.__enter__()
+            self.cprofile.enable()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.enabled:
+            return False
+        self.cprofile.disable()
+        self.torch.__exit__(*exc)
+        text = io.StringIO()
+        pstats.Stats(self.cprofile, stream=text).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(self.cprofile, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue(), file=sys.stderr)
+        print(self.torch.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
+        return False
+
+
+def child(side: str, work: Path, profile: bool) -> None:
+    result = (run_ours if side == "ours" else run_trl)(work, profile)
+    print(json.dumps(result))
+
+
+# -- the parent: prepare once, alternate the sides, report ------------------------------------
+
+
+def run_side(side: str, work: Path, profile: bool = False) -> dict:
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS), TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0",
+    )
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--work", str(work)]
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(command + (["--profile", side] if profile else []), capture_output=True, text=True, env=env, check=False)
+    if profile:
+        print(done.stderr, file=sys.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    # Other work on the machine slows both sides unevenly: with 2 threads on 2 busy cores each
+    # parallel op waits for a time slice, so a busy machine punishes many small ops the most.
+    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), **load}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side (default 3)")
+    parser.add_argument("--pairs", type=int, default=TRAIN_PAIRS,
+                        help=f"training pairs (default {TRAIN_PAIRS}; fewer for a quick look, validation gets a quarter as many)")
+    parser.add_argument("--profile", choices=("ours", "trl"), help="one profiled run of that side instead")
+    parser.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.work, profile=args.profile is not None)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="rm-vs-trl-") as tmp:
+        work = Path(tmp)
+        began = time.perf_counter()
+        info = prepare(work, args.pairs, VAL_PAIRS * args.pairs // TRAIN_PAIRS)
+        print(f"  prepared in {time.perf_counter() - began:.1f} s: {info}", flush=True)
+        if args.profile:
+            print(json.dumps(run_side(args.profile, work, profile=True)))
+            return 0
+        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        for i in range(args.repeats):
+            for side in ("ours", "trl"):
+                result = run_side(side, work)
+                runs[side].append(result)
+                print(f"  run {i + 1} {side:<4} {result['pairs_per_s']:7.2f} pairs/s  {result['train_s']:7.1f} s  "
+                      f"val accuracy {result['val_accuracy']:.3f}  padding {1 - result['real_tokens'] / result['padded_tokens']:.0%}  "
+                      f"load {result['load_before']:.1f} -> {result['load_after']:.1f}", flush=True)
+    return report(runs, {**info, "train_pairs": args.pairs, "val_pairs": VAL_PAIRS * args.pairs // TRAIN_PAIRS})
+
+
+def report(runs: dict[str, list[dict]], info: dict) -> int:
+    def median(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[side])
+
+    ours, trl = median("ours", "pairs_per_s"), median("trl", "pairs_per_s")
+    ours_acc, trl_acc = median("ours", "val_accuracy"), median("trl", "val_accuracy")
+    ratio = ours / trl
+    ok = ratio >= TARGET_RATIO and ours_acc >= trl_acc - MAX_ACCURACY_GAP
+    rows = [
+        ("ours: training pairs/s", f"{ours:.2f}", f"median of {len(runs['ours'])}"),
+        ("TRL RewardTrainer: training pairs/s", f"{trl:.2f}", f"median of {len(runs['trl'])}"),
+        ("ratio ours / TRL", f"{ratio:.2f}", f"must be >= {TARGET_RATIO}"),
+        ("validation accuracy, ours", f"{ours_acc:.3f}", f"shared evaluator, {info['val_pairs']} pairs"),
+        ("validation accuracy, TRL", f"{trl_acc:.3f}", f"ours must be >= TRL - {MAX_ACCURACY_GAP}"),
+        ("padding share, ours", f"{1 - median('ours', 'real_tokens') / median('ours', 'padded_tokens'):.1%}", "of tokens fed"),
+        ("padding share, TRL", f"{1 - median('trl', 'real_tokens') / median('trl', 'padded_tokens'):.1%}", "of tokens fed"),
+        ("verdict", "ok" if ok else "FAIL", ""),
+    ]
+    for name, value, note in rows:
+        print(f"  {name:<38}{value:>10}  {note}")
+    print(json.dumps({
+        "ours_pairs_per_s": round(ours, 3),
+        "trl_pairs_per_s": round(trl, 3),
+        "ratio": round(ratio, 3),
+        "ours_val_accuracy": ours_acc,
+        "trl_val_accuracy": trl_acc,
+        "ok": ok,
+        "runs": {side: [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rs]
+                 for side, rs in runs.items()},
+        **info,
+        "max_length": MAX_LENGTH, "batch": BATCH,
+        "threads": THREADS, "python": platform.python_version(),
+    }))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
