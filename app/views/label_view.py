@@ -17,7 +17,6 @@ recorded), timing, committing each verdict before the next pair is shown, and un
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
@@ -364,7 +363,6 @@ class LabelView(QWidget):
         layout.addWidget(self.pages)
         self.judge_page.error.connect(self.error)
         self.agreement.error.connect(self.error)
-        self._started_at = time.monotonic()
 
     @property
     def session(self) -> LabelSession | None:
