@@ -4,6 +4,7 @@
     rlhf-workbench PROJECT [--annotator N] open the app on a project
     rlhf-workbench init|demo|import|export|stats|formats ...
     rlhf-workbench train-rm PROJECT [--config rm.toml] [--resume RUN_ID]
+    rlhf-workbench ppo PROJECT [--config ppo.toml] [--set KEY=VALUE] [--resume RUN_ID]
     rlhf-workbench score MODEL TEXT...
 
 Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
@@ -21,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .errors import Cancelled, WorkbenchError
 
-SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "score")
+SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "ppo", "score")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +122,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one setting (repeatable), e.g. --set epochs=3 --set base_model=/models/my-rm",
+    )
+    p.add_argument("--name", default="", help="a name for the run (default: its id)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
+
+    p = sub.add_parser(
+        "ppo",
+        help="train a policy by PPO against a reward model",
+        description="Run PPO on the project's prompts against a reward model, recording the run as the app does. "
+        "Without --config: the demo policy against the project's latest reward model, with settings that suit the "
+        "demo project on a CPU. Ctrl+C stops with a checkpoint; --resume continues a run from its last one.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--config", type=Path, help="a TOML file of PPO settings (unknown keys are refused)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set total_episodes=2048 --set policy=/models/my-sft",
     )
     p.add_argument("--name", default="", help="a name for the run (default: its id)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
@@ -276,6 +293,12 @@ def _cmd_train_rm(args) -> int:
     )
 
 
+def _cmd_ppo(args) -> int:
+    from .ppo.console import run_ppo
+
+    return run_ppo(args.project, config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume)
+
+
 def _cmd_score(args) -> int:
     from .models import resolve_model
 
@@ -297,6 +320,7 @@ _COMMANDS = {
     "stats": _cmd_stats,
     "formats": _cmd_formats,
     "train-rm": _cmd_train_rm,
+    "ppo": _cmd_ppo,
     "score": _cmd_score,
 }
 

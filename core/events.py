@@ -32,12 +32,14 @@ class Metric:
 
 @dataclass(frozen=True)
 class Sample:
-    """One generation (or scored text) worth showing: a prompt, a response, its score."""
+    """One generation (or scored text) worth showing: a prompt, a response, its score, and other
+    figures about it by name (PPO adds `kl`, the response's KL from the reference)."""
 
     step: int
     prompt: str
     response: str
     score: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ class _Recorder:
         self._store, self._run_id, self._forward, self._flush_s = store, run_id, forward, FLUSH_S
         self._lock = threading.Lock()
         self._metrics: list[tuple[int, str, float, float]] = []
-        self._samples: list[tuple[int, str, str, float | None, float]] = []
+        self._samples: list[tuple[int, str, str, float | None, float, dict[str, float]]] = []
         self.error: BaseException | None = None  # why the figures could not be saved
         self._closing = threading.Event()
         self._log = open(log_path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
@@ -273,7 +273,7 @@ class _Recorder:
             self.last_step = event.step
         elif isinstance(event, Sample):
             with self._lock:
-                self._samples.append((event.step, event.prompt, event.response, event.score, time.time()))
+                self._samples.append((event.step, event.prompt, event.response, event.score, time.time(), event.extra))
         elif isinstance(event, Progress):
             self.last_step = event.step
         elif isinstance(event, Checkpoint):

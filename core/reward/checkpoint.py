@@ -23,6 +23,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def save_checkpoint(
     run_dir: Path,
     *,
-    model,
-    tokenizer,
+    model=None,
+    tokenizer=None,
+    write_weights: Callable[[Path], None] | None = None,
     optimizer: torch.optim.Optimizer,
     scheduler,
     scaler,
@@ -73,7 +75,11 @@ def save_checkpoint(
     best: bool,
     keep_last: int,
 ) -> Path:
-    """Writes `step-NNNNNN` for state['step'], points `last` (and `best` when best) at it, prunes."""
+    """Writes `step-NNNNNN` for state['step'], points `last` (and `best` when best) at it, prunes.
+
+    The weights are the model and tokenizer saved in the folder itself, or whatever
+    `write_weights(folder)` writes (PPO saves two models in subfolders).
+    """
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     for leftover in root.glob(".tmp-*"):
@@ -81,9 +87,12 @@ def save_checkpoint(
     name = f"step-{state['step']:06d}"
     tmp = root / f".tmp-{name}"
     tmp.mkdir()
-    with quiet_transformers():
-        model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    if write_weights is not None:
+        write_weights(tmp)
+    else:
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     opt_tensors, opt_rest = _split_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
     save_file(_torch_rng(), str(tmp / RNG_FILE))
@@ -158,9 +167,12 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
 
 
 def restore(folder: Path, *, model, optimizer, scheduler, scaler) -> dict[str, Any]:
-    """Loads weights, optimizer, scheduler, scaler and every RNG from `folder`; returns the state."""
+    """Loads weights, optimizer, scheduler, scaler and every RNG from `folder`; returns the state.
+
+    `model` None: the caller restores the weights itself (PPO's two models)."""
     state = load_trainer_state(folder)
-    restore_weights(model, folder)
+    if model is not None:
+        restore_weights(model, folder)
     tensors = load_file(str(folder / OPTIMIZER_FILE))
     optimizer.load_state_dict(_join_optimizer(tensors, state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])

@@ -26,9 +26,36 @@ def train_reward_model(
     resume: str | None = None,
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
+    from .train import JOB_PATH
+
+    return run_job_from_terminal(
+        project_path, kind="reward", command="train-rm", config_cls=RewardConfig, job_path=JOB_PATH,
+        printer=TrainPrinter(), config_path=config_path, overrides=overrides, name=name, resume=resume,
+        describe=lambda config, verb: f"{verb} a reward model on {config.base_model!r}",
+        final_path_key="best_checkpoint", final_path_label="best checkpoint",
+    )
+
+
+def run_job_from_terminal(
+    project_path: Path,
+    *,
+    kind: str,
+    command: str,
+    config_cls: type,
+    job_path: str,
+    printer,
+    config_path: Path | None,
+    overrides: list[str],
+    name: str,
+    resume: str | None,
+    describe,
+    final_path_key: str,
+    final_path_label: str,
+) -> int:
+    """A training job from a terminal (train-rm, ppo): settings from --config and --set (or the run's
+    own with --resume), the run recorded as the app records it, Ctrl+C a polite stop."""
     from ..jobs import resume_run, run_in_thread, start_run
     from ..project import Project
-    from .train import JOB_PATH
 
     with Project.open(project_path) as project:
         if resume:
@@ -37,16 +64,18 @@ def train_reward_model(
             run = project.store.run(resume)
             if run is None:
                 raise WorkbenchError(f"{project.path}: has no run {resume!r}")
-            config = config_from_dict(RewardConfig, run["config"], source=f"run {resume}")
+            if run["kind"] != kind:
+                raise WorkbenchError(f"{project.path}: run {resume} is a {run['kind']} run, not a {kind} run")
+            config = config_from_dict(config_cls, run["config"], source=f"run {resume}")
             ctx = resume_run(project, resume)
         else:
-            config = load_config(RewardConfig, config_path) if config_path else RewardConfig()
+            config = load_config(config_cls, config_path) if config_path else config_cls()
             settings = {**config_to_dict(config), **parse_overrides(overrides)}
-            config = config_from_dict(RewardConfig, settings, source="--set").validate()
-            ctx = start_run(project, kind="reward", name=name, config=config)
+            config = config_from_dict(config_cls, settings, source="--set").validate()
+            ctx = start_run(project, kind=kind, name=name, config=config)
     verb = "resuming" if resume else "training"
-    print(f"run {ctx.run_id}: {verb} a reward model on {config.base_model!r}; its folder is {ctx.run_dir}", flush=True)
-    job = run_in_thread(JOB_PATH, config, ctx, TrainPrinter())
+    print(f"run {ctx.run_id}: {describe(config, verb)}; its folder is {ctx.run_dir}", flush=True)
+    job = run_in_thread(job_path, config, ctx, printer)
     try:
         while not job.join(0.2):
             pass
@@ -62,13 +91,13 @@ def train_reward_model(
         return 1
     summary = result.summary
     figures = ", ".join(
-        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items() if k not in ("best_checkpoint", "stopped")
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items() if k not in (final_path_key, "stopped")
     )
     print(f"{'stopped' if result.stopped else 'done'}: {figures}")
-    if summary.get("best_checkpoint"):
-        print(f"best checkpoint: {summary['best_checkpoint']}")
+    if summary.get(final_path_key):
+        print(f"{final_path_label}: {summary[final_path_key]}")
     if result.stopped:
-        print(f"resume with: rlhf-workbench train-rm {project_path} --resume {ctx.run_id}")
+        print(f"resume with: rlhf-workbench {command} {project_path} --resume {ctx.run_id}")
     return 0
 
 

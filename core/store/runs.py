@@ -125,11 +125,13 @@ class RunQueries(Connection):
         self.save_run_records(run_id, samples=rows)
 
     def samples(self, run_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
-        """The run's latest samples, newest first."""
-        return list(self.db.query(
-            "SELECT step, prompt, response, score, time FROM samples WHERE run_id = ? ORDER BY step DESC, id DESC LIMIT ?",
+        """The run's latest samples, newest first; `extra` is a dict of the sample's other figures."""
+        rows = self.db.query(
+            "SELECT step, prompt, response, score, time, extra FROM samples WHERE run_id = ? "
+            "ORDER BY step DESC, id DESC LIMIT ?",
             [run_id, limit],
-        ))
+        )
+        return [{**row, "extra": json.loads(row["extra"]) if row["extra"] else {}} for row in rows]
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -138,10 +140,10 @@ class RunQueries(Connection):
         run_id: str,
         *,
         metrics: Iterable[tuple[int, str, float, float]] = (),
-        samples: Iterable[tuple[int, str, str, float | None, float]] = (),
+        samples: Iterable[tuple[int, str, str, float | None, float] | tuple[int, str, str, float | None, float, dict]] = (),
         checkpoint: tuple[int, str, bool] | None = None,
     ) -> None:
-        """Metrics (step, name, value, time), samples (step, prompt, response, score, time) and
+        """Metrics (step, name, value, time), samples (step, prompt, response, score, time[, extra]) and
         perhaps a complete checkpoint (step, path, best), in one transaction: a checkpoint is
         never on record without the figures logged up to it."""
         with self.transaction():
@@ -150,8 +152,8 @@ class RunQueries(Connection):
                 [(run_id, int(s), name, float(v), float(t)) for s, name, v, t in metrics],
             )
             self.conn.executemany(
-                "INSERT INTO samples(run_id, step, prompt, response, score, time) VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, int(s), p, r, sc, float(t)) for s, p, r, sc, t in samples],
+                "INSERT INTO samples(run_id, step, prompt, response, score, time, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, int(row[0]), row[1], row[2], row[3], float(row[4]), _extra_json(row)) for row in samples],
             )
             if checkpoint is not None:
                 step, path, best = checkpoint
@@ -168,3 +170,8 @@ class RunQueries(Connection):
     def last_checkpoint(self, run_id: str) -> dict[str, Any] | None:
         rows = self.checkpoints(run_id)
         return rows[-1] if rows else None
+
+
+def _extra_json(sample: tuple) -> str | None:
+    extra = sample[5] if len(sample) > 5 else None
+    return json.dumps(extra) if extra else None

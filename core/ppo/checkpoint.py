@@ -1,0 +1,44 @@
+"""PPO checkpoints: the reward-model checkpoint format with two models in it.
+
+    run_dir/checkpoints/
+        step-000025/        (the step is the PPO update)
+            policy/         a transformers causal-LM folder (a peft adapter folder with LoRA) + tokenizer
+            value/          the value model (sequence classification, one output)
+            optimizer.safetensors, rng_state.safetensors, trainer_state.json
+        last -> step-000025
+
+Written whole or not at all, and pruned, exactly as reward-model checkpoints are (see
+core/reward/checkpoint.py, whose machinery this reuses). `policy/` loads anywhere a causal LM
+does: as the policy of another PPO run, in the Compare-with-reference step, or outside the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..models import quiet_transformers
+from ..reward import checkpoint as base
+from ..reward.checkpoint import latest_checkpoint, load_trainer_state, step_folders  # noqa: F401 -- same layout
+from .models import POLICY_DIR, VALUE_DIR, PPOModels
+
+
+def save(run_dir: Path, models: PPOModels, *, optimizer, scheduler, scaler, state: dict[str, Any], keep_last: int) -> Path:
+    def write_weights(folder: Path) -> None:
+        with quiet_transformers():
+            models.policy.save_pretrained(folder / POLICY_DIR)
+            models.value.save_pretrained(folder / VALUE_DIR)
+        models.tokenizer.save_pretrained(folder / POLICY_DIR)
+        models.tokenizer.save_pretrained(folder / VALUE_DIR)
+
+    return base.save_checkpoint(
+        run_dir, write_weights=write_weights, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        state=state, best=False, keep_last=keep_last,
+    )
+
+
+def restore(folder: Path, models: PPOModels, *, optimizer, scheduler, scaler) -> dict[str, Any]:
+    """Loads both models' weights, the optimizer, scheduler, scaler and every RNG; returns the state."""
+    base.restore_weights(models.policy, folder / POLICY_DIR)
+    base.restore_weights(models.value, folder / VALUE_DIR)
+    return base.restore(folder, model=None, optimizer=optimizer, scheduler=scheduler, scaler=scaler)

@@ -1,0 +1,484 @@
+"""PPO on a language model: one loop, its steps in order.
+
+    run(config, ctx, sink, stop)        the job ("rlhf_workbench.core.ppo.train:run"): the project's
+                                        prompts and the models the config names, then train()
+    train(models, prompts, config, sink=, stop=, run_dir=, resume=)
+                                        the loop itself, usable without a project (benchmarks call it)
+
+Each update:
+1. rollout: the next `batch_size` prompts (a seeded order, epoch after epoch), one sampled response
+   each, with the log-prob of every drawn token (rollout.py);
+2. scoring: the reference's log-probs, the value model's values, the reward model's scores (the
+   response decoded and rendered as the reward model was trained on it), the missing-EOS penalty
+   and score normalisation;
+3. rewards and advantages: per-token KL penalty, the score on the last real token, GAE, whitening
+   (algorithm.py);
+4. the update: `num_ppo_epochs` passes over shuffled minibatches, each an optimizer step over the
+   clipped policy loss + vf_coef x the clipped value loss, gradients clipped;
+5. report (TRL's metric names), watchdogs, samples, checkpoint, stop?
+
+Dropout is off throughout (every model stays in eval mode), so the log-probs of the rollout and of
+the first update pass agree and the first ratio is exactly 1 up to rounding.
+
+A resumed run continues exactly: the prompts, the sampling and the minibatch order of an update
+are functions of (seed, update), and a checkpoint holds the models, the optimizer, the KL
+controller and the running score statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..events import Checkpoint, Log, Metric, Progress, Sample, Sink, StopFlag
+from ..jobs import JobFailed, RunContext
+from ..models import ModelError
+from ..reward.hardware import (
+    autocast,
+    check_precision,
+    cpu_threads,
+    is_out_of_memory,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+)
+from . import algorithm as alg
+from . import checkpoint as ckpt
+from .config import PPOConfig
+from .models import PPOModels, load_models
+from .rollout import (
+    Rollout,
+    decode_responses,
+    encode_prompts,
+    entropy_of,
+    logprobs_of,
+    response_logits,
+    response_logprobs,
+    reward_scores,
+    sample,
+    token_values,
+)
+from .watchdogs import Watchdogs
+
+JOB_PATH = "rlhf_workbench.core.ppo.train:run"
+PROMPTS_FILE = "prompts.json"
+REWARD_MAX_LENGTH = 2048
+NAN_HINT = "lower learning_rate, keep max_grad_norm on (e.g. 1.0), train in fp32; the last good checkpoint is kept"
+OOM_HINT = (
+    "lower batch_size or raise num_mini_batches / gradient_accumulation_steps, lower max_new_tokens, turn on "
+    "gradient_checkpointing or LoRA, or use bf16"
+)
+
+__all__ = ["JOB_PATH", "PPOModels", "run", "train"]
+
+
+def as_config(config: PPOConfig | dict[str, Any]) -> PPOConfig:
+    from ..config import config_from_dict
+
+    return config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, dict(config))
+
+
+# -- the job ---------------------------------------------------------------------------------------
+
+
+def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: StopFlag) -> dict[str, Any]:
+    config = as_config(config).validate()
+    check_precision(config.precision, resolve_device(config.device))  # refuse before loading anything
+    prompts_path = ctx.run_dir / PROMPTS_FILE
+    project = ctx.open_project()
+    try:
+        if ctx.resume and prompts_path.is_file():
+            prompts = json.loads(prompts_path.read_text(encoding="utf-8"))  # the prompts the run started with
+        else:
+            prompts = project_prompts(project.store, config.prompt_origin)
+            if not prompts:
+                where = f" of pairs whose origin starts with {config.prompt_origin!r}" if config.prompt_origin else ""
+                raise JobFailed(
+                    f"the project has no prompts{where} to train on",
+                    hint="import prompts or preference data, or clear prompt_origin",
+                )
+            prompts_path.write_text(json.dumps(prompts), encoding="utf-8")
+            sink(Log(f"{len(prompts):,} prompts" + (f" from pairs of origin {config.prompt_origin}*" if config.prompt_origin else "")))
+        try:
+            torch.manual_seed(config.seed)  # a new value head starts the same every time
+            models = load_models(config, project, log=lambda message: sink(Log(message, "warning")))
+        except ModelError as exc:
+            raise JobFailed(str(exc), hint="choose another model in the PPO tab (or fix the config)") from None
+    finally:
+        project.close()
+    return train(models, prompts, config, sink=sink, stop=stop, run_dir=ctx.run_dir, resume=ctx.resume,
+                 resume_from=getattr(ctx, "resume_checkpoint", None))
+
+
+def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str]]]:
+    """Every prompt of the project (or of its pairs with this origin prefix) as chat messages, in id order."""
+    ids = [prompt_id for prompt_id, _ in store.prompt_ids_for_comparison(origin_prefix, "")]
+    messages = store.prompt_messages(ids)
+    return [json.loads(messages[i]) for i in ids]
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+
+
+def train(
+    models: PPOModels,
+    prompts: Sequence[Any],
+    config: PPOConfig,
+    *,
+    sink: Sink,
+    stop: StopFlag,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    resume_from: Path | None = None,
+) -> dict[str, Any]:
+    """Trains `models.policy` (and the value model) by PPO on `prompts`; returns the summary."""
+    started = time.perf_counter()
+    config.validate()
+    if not prompts:
+        raise JobFailed("no prompts to train on")
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    n_params = sum(p.numel() for p in models.policy.parameters())
+    with cpu_threads(config.torch_threads, device, n_params) as threads:
+        return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
+
+
+class _Trainer:
+    def __init__(self, models: PPOModels, prompts, config: PPOConfig, device, sink: Sink, stop: StopFlag, run_dir):
+        self.models, self.prompts, self.config, self.device = models, list(prompts), config, device
+        self.sink, self.stop, self.run_dir = sink, stop, run_dir
+        self.tokenizer = models.tokenizer
+        if self.tokenizer.pad_token_id is None:
+            raise JobFailed("the policy's tokenizer has no pad token and no end-of-text token to pad with")
+        self.eos_id = self.tokenizer.eos_token_id
+        self.encoded = encode_prompts(self.tokenizer, self.prompts, config.max_prompt_length)
+        self.total_updates = max(1, math.ceil(config.total_episodes / config.batch_size))
+        self.kl = alg.AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        self.score_moments = alg.RunningMoments()
+        self.watchdogs = Watchdogs.from_config(config)
+        self.autocast = autocast(config.precision, device) if config.precision != "fp32" else None
+        # In fp32 the sampling loop's log-probs are the policy's (to ~1e-6); in lower precision the
+        # KV-cache path and a full forward round differently, so the old log-probs are recomputed.
+        self.reuse_sampling_logprobs = config.precision == "fp32"
+        self.state: dict[str, Any] = {"step": 0, "episodes": 0}
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def run(self, threads: int, resume: bool, resume_from: Path | None, started: float) -> dict[str, Any]:
+        models, config = self.models, self.config
+        for model in (models.policy, models.value, models.reward, models.reference):
+            if model is not None:
+                model.to(self.device)
+                model.eval()  # dropout off everywhere (see the module docstring)
+        if config.gradient_checkpointing:
+            for model in (models.policy, models.value):
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        params = models.trainable()
+        # eps 1e-5 as in the N+ details (and CleanRL); foreach: one kernel per step for all tensors.
+        self.optimizer = torch.optim.AdamW(
+            params, lr=config.learning_rate, eps=1e-5, weight_decay=config.weight_decay, foreach=True
+        )
+        steps_per_update = config.num_ppo_epochs * config.num_mini_batches
+        total_steps = self.total_updates * steps_per_update
+        # Linear decay to zero over the run, as TRL's default schedule and CleanRL's anneal_lr.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: max(0.0, 1.0 - step / max(1, total_steps))
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.params = params
+
+        resumed_from = None
+        if resume:
+            resumed_from = resume_from or (ckpt.latest_checkpoint(self.run_dir) if self.run_dir is not None else None)
+        if resumed_from is not None:
+            saved = ckpt.restore(resumed_from, models, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
+            self._load_state(saved)
+            self.sink(Log(f"resumed from {resumed_from} at update {self.state['step']} of {self.total_updates}"))
+        else:
+            if resume:
+                self.sink(Log("nothing to resume from (no complete checkpoint); starting at update 0", "warning"))
+            random.seed(config.seed)
+            np.random.seed(config.seed % 2**32)
+        where = f"cpu ({threads} thread{'s' if threads != 1 else ''})" if self.device.type == "cpu" else str(self.device)
+        policy_params = sum(p.numel() for p in models.policy.parameters())
+        self.sink(Log(
+            f"PPO on {where} in {config.precision}: {len(self.prompts):,} prompts, {self.total_updates:,} updates of "
+            f"{config.batch_size} episodes, {config.num_ppo_epochs} epochs x {config.num_mini_batches} minibatches; "
+            f"policy {policy_params:,} parameters, {sum(p.numel() for p in params):,} trained (policy + value)"
+            + ("; reference = policy without its LoRA adapter" if models.reference is None else "")
+        ))
+        return self._loop(started)
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def _loop(self, started: float) -> dict[str, Any]:
+        reset_peak_memory(self.device)
+        session_start, session_updates = time.perf_counter(), 0
+        last: dict[str, float] = {}
+        while self.state["step"] < self.total_updates:
+            update = self.state["step"] + 1
+            try:
+                figures, responses, batch_prompts, scores, kl_rows = self._update(update)
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise JobFailed(
+                    f"out of {self.device.type} memory at update {update}: {str(exc).splitlines()[0]}",
+                    hint=OOM_HINT, step=update,
+                ) from None
+            self.state["step"] = update
+            self.state["episodes"] += len(responses)
+            session_updates += 1
+            done = update >= self.total_updates
+            figures["episodes"] = float(self.state["episodes"])
+            figures["perf/peak_memory_mb"] = peak_memory_mb(self.device)
+            self.sink(Metric(update, figures))
+            last = figures
+            for message in self.watchdogs.check(figures, responses):
+                self.sink(Log(f"update {update}: {message}", "warning"))
+            if self.config.samples_per_report and (update % self.config.sample_every == 0 or update == 1 or done):
+                for i in range(min(self.config.samples_per_report, len(responses))):
+                    self.sink(Sample(update, _prompt_line(batch_prompts[i]), responses[i], float(scores[i]),
+                                     {"kl": float(kl_rows[i])}))
+            now = time.perf_counter()
+            eta = (now - session_start) / session_updates * (self.total_updates - update)
+            self.sink(Progress(update, self.total_updates, f"update {update:,} of {self.total_updates:,}", eta))
+            if self.run_dir is not None and (update % self.config.save_every == 0 or done):
+                self._save()
+            if not done and self.stop():
+                if self.run_dir is not None:
+                    self._save()
+                self.sink(Log(f"stopped at update {update:,} of {self.total_updates:,}; resume continues from here"))
+                return self._summary(last, started, stopped=True)
+        return self._summary(last, started, stopped=False)
+
+    def _update(self, update: int):
+        config, models = self.config, self.models
+        generator = torch.Generator(device=self.device).manual_seed(_mix(config.seed, update))
+        indices = self._batch_indices(update)
+        batch_prompts = [self.prompts[i] for i in indices]
+
+        # 1. Rollout.
+        t0 = time.perf_counter()
+        rollout = sample(
+            models.policy, [self.encoded[i] for i in indices], pad_id=self.tokenizer.pad_token_id, eos_id=self.eos_id,
+            max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+            generator=generator, autocast=self.autocast,
+        )
+        responses = decode_responses(self.tokenizer, rollout)
+        t1 = time.perf_counter()
+
+        # 2. Scoring: old and reference log-probs, values, scores.
+        mask = rollout.response_mask
+        with torch.no_grad(), (self.autocast or _null()):
+            old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else response_logprobs(
+                models.policy, rollout, config.temperature)
+            with models.reference_model() as reference:
+                ref_logprobs = response_logprobs(reference, rollout, config.temperature)
+            values = token_values(models.value, rollout)
+            scores = reward_scores(models.reward, models.reward_tokenizer, batch_prompts, responses,
+                                   max_length=REWARD_MAX_LENGTH)
+        old_logprobs = old_logprobs.float().masked_fill(~mask, 1.0)
+        ref_logprobs = ref_logprobs.float().masked_fill(~mask, 1.0)
+        raw_scores = scores.clone()
+        if config.missing_eos_penalty is not None:
+            scores = scores - config.missing_eos_penalty * (~rollout.ended).float()
+        if config.normalize_scores:
+            self.score_moments.update(scores)
+            scores = (scores - self.score_moments.mean) / self.score_moments.std
+        t2 = time.perf_counter()
+
+        # 3. Rewards and advantages.
+        kl = alg.kl_per_token(old_logprobs, ref_logprobs, config.kl_estimator) * mask
+        kl_coef = self.kl.value
+        rewards, non_score = alg.token_rewards(scores, kl, mask, rollout.response_lengths, kl_coef)
+        if config.whiten_rewards:
+            rewards = alg.masked_whiten(rewards, mask, shift_mean=False)
+        advantages, returns = alg.gae(rewards, values, mask, gamma=config.gamma, lam=config.lam)
+        advantages = alg.masked_whiten(advantages, mask)
+        values = values * mask
+
+        # 4. The update.
+        stats = self._optimize(update, rollout, old_logprobs, advantages, returns, values, mask)
+        t3 = time.perf_counter()
+
+        # 5. Figures.
+        kl_rows = kl.sum(1)
+        mean_kl = float(kl_rows.mean())
+        if config.adaptive_kl:
+            self.kl.update(mean_kl, len(indices))
+        tokens = int(rollout.response_lengths.sum())
+        seconds = t3 - t0
+        figures = {
+            "objective/kl": mean_kl,
+            "objective/entropy": float((-old_logprobs * mask).sum(1).mean()),
+            "objective/non_score_reward": float(non_score.sum(1).mean()),
+            "objective/rlhf_reward": float(scores.mean() + non_score.sum(1).mean()),
+            "objective/scores": float(raw_scores.mean()),
+            "objective/kl_coef": kl_coef,
+            **stats,
+            "val/num_eos_tokens": float(rollout.ended.sum()),
+            "val/response_length": float(rollout.response_lengths.float().mean()),
+            "perf/episodes_per_s": len(indices) / seconds,
+            "perf/tokens_per_s": tokens / seconds,
+            "time/generation_s": t1 - t0,
+            "time/scoring_s": t2 - t1,
+            "time/update_s": t3 - t2,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+        if not math.isfinite(figures["loss/policy_avg"]) or not math.isfinite(figures["loss/value_avg"]):
+            raise JobFailed(f"the loss became NaN at update {update}", hint=NAN_HINT, step=update)
+        return figures, responses, batch_prompts, raw_scores.tolist(), kl_rows.tolist()
+
+    def _optimize(self, update, rollout: Rollout, old_logprobs, advantages, returns, old_values, mask) -> dict[str, float]:
+        config, models = self.config, self.models
+        batch = len(rollout.response_lengths)
+        mini, micro = config.mini_batch_size, config.micro_batch_size
+        order_gen = torch.Generator().manual_seed(_mix(config.seed, update, 1))
+        sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "approxkl": 0.0, "entropy": 0.0, "ratio": 0.0}
+        n = 0
+        for _epoch in range(config.num_ppo_epochs):
+            order = torch.randperm(batch, generator=order_gen).to(self.device)
+            for start in range(0, batch, mini):
+                for micro_start in range(start, start + mini, micro):
+                    rows = order[micro_start : micro_start + micro]
+                    part = rollout.select(rows)
+                    # Only as wide as this microbatch's longest response: less padding to compute.
+                    part, width = _trim(part)
+                    with self.autocast or _null():
+                        logits = response_logits(models.policy, part)
+                        vpred = token_values(models.value, part)
+                    m = mask[rows, :width]
+                    logprobs = logprobs_of(logits, part.responses, config.temperature)
+                    pg_loss, pg_stats = alg.policy_loss(
+                        logprobs, old_logprobs[rows, :width], advantages[rows, :width], m, config.cliprange)
+                    vf_loss, vf_stats = alg.value_loss(
+                        vpred, old_values[rows, :width], returns[rows, :width], m, config.cliprange_value)
+                    loss = (pg_loss + config.vf_coef * vf_loss) / config.gradient_accumulation_steps
+                    (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                    with torch.no_grad():
+                        entropy = alg.masked_mean(entropy_of(logits.detach(), config.temperature), m)
+                    sums["pg"] += pg_loss.item()
+                    sums["vf"] += vf_loss.item()
+                    sums["pg_clip"] += pg_stats["clipfrac"].item()
+                    sums["vf_clip"] += vf_stats["clipfrac"].item()
+                    sums["approxkl"] += pg_stats["approxkl"].item()
+                    sums["ratio"] += pg_stats["ratio"].item()
+                    sums["entropy"] += entropy.item()
+                    n += 1
+                if self.scaler is not None:
+                    self.scaler.unscale_(self.optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm or float("inf"))
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                elif not math.isfinite(float(grad_norm)):
+                    raise JobFailed(f"the gradient norm became {float(grad_norm)} at update {update}", hint=NAN_HINT, step=update)
+                else:
+                    self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return {
+            "policy/approxkl_avg": sums["approxkl"] / n,
+            "policy/clipfrac_avg": sums["pg_clip"] / n,
+            "policy/entropy_avg": sums["entropy"] / n,
+            "loss/policy_avg": sums["pg"] / n,
+            "loss/value_avg": sums["vf"] / n,
+            "val/clipfrac_avg": sums["vf_clip"] / n,
+            "val/ratio": sums["ratio"] / n,
+        }
+
+    def _batch_indices(self, update: int) -> list[int]:
+        # Prompts in a seeded order, epoch after epoch: update u takes episodes (u-1)B .. uB-1.
+        n, size = len(self.prompts), self.config.batch_size
+        first = (update - 1) * size
+        indices = []
+        for episode in range(first, first + size):
+            epoch, offset = divmod(episode, n)
+            indices.append(self._epoch_order(epoch)[offset])
+        return indices
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        cached = getattr(self, "_order_cache", None)
+        if cached is None or cached[0] != epoch:
+            order = list(range(len(self.prompts)))
+            random.Random(_mix(self.config.seed, epoch, 2)).shuffle(order)
+            self._order_cache = cached = (epoch, order)
+        return cached[1]
+
+    # -- checkpoints and summary -------------------------------------------------------------------
+
+    def _save(self) -> None:
+        state = {
+            **self.state,
+            "kl_coef": self.kl.value,
+            "score_moments": self.score_moments.state(),
+            "watchdogs": self.watchdogs.state(),
+        }
+        folder = ckpt.save(self.run_dir, self.models, optimizer=self.optimizer, scheduler=self.scheduler,
+                           scaler=self.scaler, state=state, keep_last=self.config.keep_last)
+        self.sink(Checkpoint(self.state["step"], str(folder)))
+
+    def _load_state(self, saved: dict[str, Any]) -> None:
+        self.state = {"step": int(saved["step"]), "episodes": int(saved["episodes"])}
+        self.kl.value = float(saved["kl_coef"])
+        self.score_moments.load(saved["score_moments"])
+        self.watchdogs.load(saved["watchdogs"])
+
+    def _summary(self, last: dict[str, float], started: float, *, stopped: bool) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "updates": self.state["step"],
+            "episodes": self.state["episodes"],
+            "seconds": round(time.perf_counter() - started, 3),
+            "stopped": stopped,
+        }
+        for name in ("objective/scores", "objective/kl", "objective/rlhf_reward", "perf/episodes_per_s"):
+            if name in last:
+                summary[name.split("/", 1)[1]] = last[name]
+        if self.run_dir is not None:
+            latest = ckpt.latest_checkpoint(self.run_dir)
+            if latest is not None:
+                summary["last_checkpoint"] = str(latest)
+        return summary
+
+
+def _trim(part: Rollout) -> tuple[Rollout, int]:
+    width = int(part.response_lengths.max())
+    if width == part.responses.shape[1]:
+        return part, width
+    cut = part.prompt_length + width
+    return Rollout(part.tokens[:, :cut], part.attention_mask[:, :cut], part.prompt_length, part.response_lengths,
+                   part.logprobs[:, :width], part.ended), width
+
+
+def _mix(*numbers: int) -> int:
+    # A seed per (run seed, update, purpose) that does not collide for nearby values.
+    value = 0x9E3779B97F4A7C15
+    for number in numbers:
+        value = (value ^ (number + 0x9E3779B9 + (value << 6) + (value >> 2))) & (2**63 - 1)
+    return value
+
+
+def _prompt_line(prompt: Any) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt) if len(prompt) > 1 else prompt[-1]["content"]
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False

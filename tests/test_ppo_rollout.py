@@ -1,0 +1,123 @@
+"""Rollouts on a real tiny Llama (random init, tokenizer trained here): what PPO's numbers rest on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlhf_workbench.core.models import build_demo_model, load_reward_model
+from rlhf_workbench.core.ppo import rollout as R
+from rlhf_workbench.core.ppo.models import load_policy
+
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 512}
+PROMPTS = ["What is 2 + 3?", "Tell me about bees, and then about the ocean and the moon please.", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = build_demo_model(tmp_path_factory.mktemp("tiny") / "model", TINY)
+    model, tokenizer = load_policy(folder)
+    model.eval()
+    return folder, model, tokenizer
+
+
+def _sample(model, tokenizer, prompts, seed=0, **kw):
+    ids = R.encode_prompts(tokenizer, prompts, 64)
+    options = {"max_new_tokens": 12, "temperature": 1.0} | kw
+    return R.sample(model, ids, pad_id=tokenizer.pad_token_id, eos_id=tokenizer.eos_token_id,
+                    generator=torch.Generator().manual_seed(seed), **options)
+
+
+def test_prompts_are_rendered_with_the_generation_prompt(tiny):
+    _, _, tokenizer = tiny
+    text, templated = R.prompt_text(tokenizer, "What is 2 + 3?")
+    assert templated and text == "User: What is 2 + 3?\n\nAssistant:"
+    whole = R.encode_prompts(tokenizer, ["What is 2 + 3?"], 64)[0]
+    assert tokenizer.decode(whole) == text
+    assert R.encode_prompts(tokenizer, ["What is 2 + 3?"], 4)[0] == whole[-4:]  # a long prompt keeps its end
+
+
+def test_sampling_log_probs_equal_a_full_forward_pass_despite_left_padding(tiny):
+    _, model, tokenizer = tiny
+    rollout = _sample(model, tokenizer, PROMPTS * 3, temperature=0.7)
+    with torch.no_grad():
+        full = R.response_logprobs(model, rollout, 0.7)
+    mask = rollout.response_mask
+    assert mask.any()
+    assert torch.allclose(full[mask], rollout.logprobs[mask], atol=1e-4)
+    # Padding after the end carries the sentinel, so its KL is zero.
+    assert bool((rollout.logprobs[~mask] == R.INVALID_LOGPROB).all())
+
+
+def test_a_prompt_gets_the_same_first_token_distribution_alone_or_padded_in_a_batch(tiny):
+    _, model, tokenizer = tiny
+    alone = R.encode_prompts(tokenizer, ["Hi"], 64)
+    batch = R.encode_prompts(tokenizer, PROMPTS, 64)
+    with torch.no_grad():
+        ids, mask = R.left_pad(alone, tokenizer.pad_token_id, "cpu")
+        one = model(input_ids=ids, attention_mask=mask).logits[0, -1]
+        ids, mask = R.left_pad(batch, tokenizer.pad_token_id, "cpu")
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        many = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[2, -1]
+    assert torch.allclose(one, many, atol=1e-4)
+
+
+def test_responses_stop_at_the_end_of_text_token_which_is_kept(tiny):
+    _, model, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    rollout = R.sample(model, R.encode_prompts(tokenizer, PROMPTS * 10, 64), pad_id=tokenizer.pad_token_id, eos_id=eos,
+                       max_new_tokens=40, temperature=3.0, generator=torch.Generator().manual_seed(3))
+    responses = rollout.responses
+    for row, length, ended in zip(responses.tolist(), rollout.response_lengths.tolist(), rollout.ended.tolist()):
+        real = row[:length]
+        assert eos not in real[:-1]
+        assert ended == (real[-1] == eos)
+        assert all(t == tokenizer.pad_token_id for t in row[length:])
+    assert bool(rollout.ended.any()), "a 512-token vocabulary at temperature 3 ends some of 30 responses in 40 tokens"
+
+
+def test_the_same_seed_samples_the_same_responses(tiny):
+    _, model, tokenizer = tiny
+    a = _sample(model, tokenizer, PROMPTS, seed=5)
+    b = _sample(model, tokenizer, PROMPTS, seed=5)
+    c = _sample(model, tokenizer, PROMPTS, seed=6)
+    assert torch.equal(a.tokens, b.tokens)
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logprobs = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    probs = R._top_p_probs(logprobs, 0.75)
+    assert (probs > 0).tolist() == [[True, True, False, False]]
+    probs = R._top_p_probs(logprobs, 0.01)  # the most likely token always stays
+    assert (probs > 0).tolist() == [[True, False, False, False]]
+
+
+def test_values_and_scores_come_from_the_right_positions(tiny):
+    folder, model, tokenizer = tiny
+    reward, reward_tokenizer = load_reward_model(folder, trainable=False)
+    reward.eval()
+    rollout = _sample(model, tokenizer, PROMPTS)
+    with torch.no_grad():
+        values = R.token_values(reward, rollout)
+        assert values.shape == rollout.logprobs.shape
+        # The value before response token t is the head on the hidden state at position P + t - 1.
+        hidden = reward.model(input_ids=rollout.tokens, attention_mask=rollout.attention_mask,
+                              position_ids=rollout.position_ids).last_hidden_state
+        expected = reward.score(hidden[:, rollout.prompt_length - 1 : -1]).squeeze(-1)
+        assert torch.allclose(values, expected, atol=1e-5)
+        texts = R.decode_responses(tokenizer, rollout)
+        scores = R.reward_scores(reward, reward_tokenizer, PROMPTS, texts, max_length=256)
+        # The same as scoring each rendered text alone, the way the reward model was trained.
+        from rlhf_workbench.core.reward.evaluate import score_with
+
+        alone = score_with(reward, reward_tokenizer, [(p, t.strip()) for p, t in zip(PROMPTS, texts)], max_length=256,
+                           batch_size=1, device=torch.device("cpu"))
+    assert scores.tolist() == pytest.approx(list(alone), abs=1e-4)
+
+
+def test_sample_responses_returns_one_text_per_prompt(tiny):
+    _, model, tokenizer = tiny
+    texts = R.sample_responses(model, tokenizer, PROMPTS * 5, max_new_tokens=8, temperature=1.0, batch_size=4)
+    assert len(texts) == 15 and all(isinstance(t, str) for t in texts)
+    assert texts == R.sample_responses(model, tokenizer, PROMPTS * 5, max_new_tokens=8, temperature=1.0, batch_size=4)
