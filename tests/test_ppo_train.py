@@ -1,0 +1,172 @@
+"""The PPO loop on real tiny models (random init, tokenizer trained here) in a real project:
+events and metric names, exact resume, LoRA's reference, failures with clear messages, the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlhf_workbench.core.config import ConfigError
+from rlhf_workbench.core.events import Checkpoint, Log, Metric, Sample
+from rlhf_workbench.core.jobs import JobFailed, execute, resume_run, start_run
+from rlhf_workbench.core.models import build_demo_model
+from rlhf_workbench.core.ppo.config import PPOConfig
+from rlhf_workbench.core.ppo.models import POLICY_DIR, load_models, load_policy
+from rlhf_workbench.core.ppo.train import JOB_PATH, train
+from rlhf_workbench.core.project import Project
+
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 512}
+OTHER = {**TINY, "vocab_size": 300, "seed": 1}  # another tokenizer: the reward model re-tokenizes
+PROMPTS = [f"Tell me about {x}." for x in ("bees", "the ocean", "trees", "bread", "the moon", "rain", "cats", "bicycles")]
+METRICS = {
+    "objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward", "objective/scores",
+    "policy/approxkl_avg", "policy/clipfrac_avg", "policy/entropy_avg", "loss/policy_avg", "loss/value_avg",
+    "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "val/response_length", "perf/episodes_per_s",
+    "perf/tokens_per_s", "time/generation_s", "time/scoring_s", "time/update_s", "perf/peak_memory_mb", "episodes",
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ppo-models")
+    return {
+        "policy": build_demo_model(root / "policy", TINY),
+        "reward": build_demo_model(root / "reward", {**TINY, "seed": 7}),
+        "other": build_demo_model(root / "other", OTHER),
+    }
+
+
+def _config(folders, **changes) -> PPOConfig:
+    base = dict(
+        policy=str(folders["policy"]), reward_model=str(folders["reward"]), batch_size=8, num_mini_batches=2,
+        max_new_tokens=8, total_episodes=32, save_every=2, sample_every=1, samples_per_report=2, seed=3,
+        learning_rate=1e-3,
+    )
+    return PPOConfig(**(base | changes)).validate()
+
+
+def _project(make_project):
+    pairs = [(p, "A fine answer.", "A poor answer.", "demo", None, None) for p in PROMPTS]
+    pairs += [("Unrelated prompt", "x", "y", "other", None, None)]
+    return make_project("ppo", pairs)
+
+
+def _run(path, config, *, stop_after=None):
+    events = []
+
+    def stop():
+        return stop_after is not None and sum(isinstance(e, Metric) for e in events) >= stop_after
+
+    with Project.open(path) as project:
+        ctx = start_run(project, kind="ppo", name="t", config=config)
+    result = execute(JOB_PATH, config, ctx, events.append, stop)
+    return ctx, result, events
+
+
+def test_a_run_reports_every_metric_samples_and_checkpoints(folders, make_project):
+    path = _project(make_project)
+    config = _config(folders, prompt_origin="demo")
+    ctx, result, events = _run(path, config)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    metrics = [e for e in events if isinstance(e, Metric)]
+    assert [m.step for m in metrics] == [1, 2, 3, 4]
+    assert METRICS <= set(metrics[0].values)
+    assert all(math.isfinite(v) for m in metrics for v in m.values.values())
+    # Dropout is off and the sampling log-probs are the policy's: the first pass starts at ratio 1.
+    assert metrics[0].values["val/ratio"] == pytest.approx(1.0, abs=0.05)
+    assert metrics[0].values["objective/kl"] == pytest.approx(0.0, abs=1e-4)  # policy == reference at first
+    samples = [e for e in events if isinstance(e, Sample)]
+    assert samples and all(s.prompt in PROMPTS for s in samples)  # only the 'demo' prompts
+    assert all("kl" in s.extra for s in samples)
+    checkpoints = [e for e in events if isinstance(e, Checkpoint)]
+    assert [c.step for c in checkpoints] == [2, 4]
+    policy, _ = load_policy(checkpoints[-1].path + "/" + POLICY_DIR)  # a plain causal-LM folder
+    assert sum(p.numel() for p in policy.parameters()) > 0
+    with Project.open(path) as project:
+        assert project.store.run(ctx.run_id)["status"] == "finished"
+        assert project.store.metric_series(ctx.run_id, "objective/kl")
+        assert project.store.samples(ctx.run_id)[0]["extra"].keys() == {"kl"}
+
+
+def test_a_stopped_run_resumes_exactly(folders, make_project):
+    path = _project(make_project)
+    config = _config(folders, save_every=100)
+    _, straight, straight_events = _run(path, config)
+    ctx, stopped, _ = _run(path, config, stop_after=2)
+    assert stopped.stopped
+    with Project.open(path) as project:
+        resumed_ctx = resume_run(project, ctx.run_id)
+    events = []
+    result = execute(JOB_PATH, config, resumed_ctx, events.append, lambda: False)
+    assert not result.stopped
+    resumed = [e for e in events if isinstance(e, Metric)]
+    expected = [e for e in straight_events if isinstance(e, Metric)][2:]
+    assert [m.step for m in resumed] == [3, 4]
+    for got, want in zip(resumed, expected):
+        for name in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg"):
+            assert got.values[name] == pytest.approx(want.values[name], rel=1e-4, abs=1e-6), name
+
+
+def test_lora_keeps_one_copy_of_the_base_weights_and_its_reference_is_the_base(folders):
+    config = _config(folders, lora=True, lora_r=4, total_episodes=16)
+    models = load_models(config)
+    assert models.reference is None
+    base_before = {n: p.detach().clone() for n, p in models.policy.named_parameters() if "lora_" not in n}
+    events = []
+    train(models, PROMPTS, config, sink=events.append, stop=lambda: False)
+    after = dict(models.policy.named_parameters())
+    assert all(torch.equal(after[n], w) for n, w in base_before.items())  # only the adapter learned
+    assert any(isinstance(e, Metric) for e in events)
+
+
+def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(folders):
+    config = _config(folders, reward_model=str(folders["other"]), total_episodes=8)
+    logs = []
+    models = load_models(config, log=logs.append)
+    assert models.reward_tokenizer.vocab_size != models.tokenizer.vocab_size
+    assert logs and "value model starts from the policy" in logs[0]
+    events = []
+    train(models, PROMPTS, config, sink=events.append, stop=lambda: False)
+    assert [e.step for e in events if isinstance(e, Metric)] == [1]
+
+
+def test_a_nan_fails_the_run_with_the_update_and_a_hint(folders, make_project):
+    path = _project(make_project)
+    config = _config(folders)
+    models = load_models(config)
+    with torch.no_grad():
+        next(models.value.parameters()).fill_(float("nan"))
+    with pytest.raises(JobFailed) as failure:
+        train(models, PROMPTS, config, sink=lambda e: None, stop=lambda: False)
+    assert failure.value.step == 1 and "learning_rate" in failure.value.hint
+
+
+def test_bad_settings_are_refused_naming_the_setting(folders, make_project):
+    with pytest.raises(ConfigError, match="num_mini_batches"):
+        PPOConfig(batch_size=10, num_mini_batches=4).validate()
+    with pytest.raises(ConfigError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k2").validate()
+    path = _project(make_project)
+    _, result, _ = _run(path, _config(folders, reward_model="latest"))
+    assert "no finished reward-model run" in result.message
+    _, result, _ = _run(path, _config(folders, prompt_origin="nothing-like-this"))
+    assert "no prompts" in result.message and "nothing-like-this" in result.message
+    _, result, _ = _run(path, _config(folders, policy=str(folders["policy"].parent / "missing")))
+    assert result.message.startswith("policy:")
+
+
+def test_the_ppo_command_runs_headless_and_resumes(folders, make_project, capsys):
+    from rlhf_workbench.core.cli import main
+
+    path = _project(make_project)
+    sets = [f"policy={folders['policy']}", f"reward_model={folders['reward']}", "total_episodes=16", "batch_size=8",
+            "max_new_tokens=6"]
+    code = main(["ppo", str(path), *sum((["--set", s] for s in sets), [])])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "update 2/2" in out and "last checkpoint:" in out
+    code = main(["ppo", str(path), "--set", "no_such_setting=1"])
+    assert code != 0
+    assert "no_such_setting" in capsys.readouterr().err
