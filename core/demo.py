@@ -31,6 +31,14 @@ A response's score under all three rules at once is `rule_score`; in every pair 
 response scores higher, so a reward model that learned the rules ranks every pair correctly,
 and `rule_score` can also check what a policy writes after PPO (is it polite, on topic, right?).
 
+`follows_demo_rule` asks the narrower question PPO's progress is measured by: does a response
+follow the one rule its prompt's kind of pair is about? Arithmetic prompts: the correct sum is
+the last number. Politeness prompts: a polite phrase, no rude one, and on topic. Topic prompts:
+on topic and not rude. "On topic" means mentioning the prompt's topic and no other demo topic.
+Which kind a prompt is comes from its wording (`prompt_rule`): the politeness and the topic
+prompts use different templates. In every demo pair the better response follows its rule and
+the worse one does not. `demo_prompts` lists the prompts PPO practises on.
+
 How learnable: in a check while this was written, a 2-layer transformer (width 64, word-level
 tokens) trained from scratch on the judged pairs for under a minute on two CPU cores ranked
 96-100% of the unjudged politeness and topic pairs correctly, and 70-77% of the arithmetic ones.
@@ -223,6 +231,14 @@ _TOPIC_PATTERNS = tuple(
 _SUM_PROMPT = re.compile(r"(\d+)\s*(?:\+|plus|and)\s*(\d+)")
 _NUMBER = re.compile(r"\d+")
 
+
+def _template_pattern(templates: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join("(?:" + ".+".join(map(re.escape, t.split("{t}"))) + ")" for t in templates))
+
+
+_POLITENESS_PROMPT = _template_pattern(POLITENESS_PROMPTS)
+_TOPIC_PROMPT = _template_pattern(TOPIC_PROMPTS)
+
 # -- the rules as code: the same rules the generator follows, checked from text alone -----------
 
 
@@ -258,6 +274,41 @@ def rule_score(prompt: str, response: str) -> int:
     if any(phrase in response for phrase in RUDE_OPENINGS + RUDE_CLOSINGS):
         score -= 1
     return score
+
+
+def prompt_rule(prompt: str) -> str | None:
+    """Which rule a demo prompt's pairs are about (RULE_ARITHMETIC, RULE_POLITENESS or RULE_TOPIC),
+    from its wording; None for a prompt written from none of the demo's templates."""
+    if arithmetic_question(prompt) is not None:
+        return RULE_ARITHMETIC
+    text = prompt.strip()
+    if _POLITENESS_PROMPT.fullmatch(text):
+        return RULE_POLITENESS
+    if _TOPIC_PROMPT.fullmatch(text):
+        return RULE_TOPIC
+    return None
+
+
+def follows_demo_rule(prompt: str, response: str) -> bool:
+    """Whether a response follows the rule its prompt's kind of demo pair is about.
+
+    Arithmetic: the last number is the correct sum. Politeness: a polite phrase, no rude phrase,
+    and on topic (the prompt's topic and no other). Topic: on topic and no rude phrase. A prompt
+    from no demo template is held to the topic rule. In every demo pair the better response
+    follows and the worse does not (see the module docstring).
+    """
+    rule = prompt_rule(prompt)
+    if rule == RULE_ARITHMETIC:
+        question = arithmetic_question(prompt)
+        numbers = _NUMBER.findall(response)
+        return bool(numbers) and question is not None and int(numbers[-1]) == sum(question)
+    asked = topics_in(prompt)
+    on_topic = bool(asked) and topics_in(response) == asked
+    rude = any(phrase in response for phrase in RUDE_OPENINGS + RUDE_CLOSINGS)
+    if rule == RULE_POLITENESS:
+        polite = any(phrase in response for phrase in POLITE_OPENINGS + POLITE_CLOSINGS)
+        return on_topic and polite and not rude
+    return on_topic and not rude
 
 
 def rule_verdict(prompt: str, response_a: str, response_b: str) -> str:
@@ -372,6 +423,11 @@ def _balanced(rng: random.Random, n: int) -> list[bool]:
     sides = [i % 2 == 0 for i in range(n)]
     rng.shuffle(sides)
     return sides
+
+
+def demo_prompts(seed: int = 0) -> list[str]:
+    """The demo's prompt texts, each once, in the order of `demo_pairs(seed)` (the rules mixed)."""
+    return list(dict.fromkeys(record.prompt[-1].content for record in demo_pairs(seed)))
 
 
 def demo_texts(seed: int = 0) -> list[str]:

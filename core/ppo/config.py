@@ -61,7 +61,7 @@ class PPOConfig:
     # -- rollout -----------------------------------------------------------------------------------
     batch_size: int = _f(64, "Prompts (episodes) per PPO update.", min=1, max=65536)
     max_new_tokens: int = _f(24, "Longest response in tokens; generation stops earlier at the end-of-text token.", min=1, max=32768)
-    temperature: float = _f(1.0, "Sampling temperature. Lower is more focused; 0.7 is TRL's default for real models.", min=0.01, max=10.0)
+    temperature: float = _f(0.7, "Sampling temperature (TRL's default). Lower is more focused; 1.0 samples the model as it is.", min=0.01, max=10.0)
     top_p: float = _f(1.0, "Nucleus sampling: sample from the smallest set of tokens with this much probability.", min=0.01, max=1.0)
     missing_eos_penalty: float | None = _f(
         None,
