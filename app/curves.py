@@ -43,13 +43,15 @@ REWARD_GROUPS: Groups = (
     ("Throughput (pairs/s)", ("perf/pairs_per_s",)),
     ("Gradient norm", ("train/grad_norm",)),
 )
+# PPO logs TRL's names; these are the figures that say whether it works (the Runs tab shows the rest).
 PPO_GROUPS: Groups = (
     ("Reward", ("objective/rlhf_reward", "objective/scores")),
     ("KL", ("objective/kl",)),
     ("Entropy", ("policy/entropy_avg",)),
-    ("Losses", ("loss/policy_avg", "loss/value_avg")),
     ("Clip fraction", ("policy/clipfrac_avg", "val/clipfrac_avg")),
-    ("Learning rate", ("lr",)),
+    ("Value loss", ("loss/value_avg",)),
+    ("Response length", ("val/response_length",)),
+    ("Episodes/s", ("perf/episodes_per_s",)),
 )
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 REDRAW_MS = 100

@@ -39,13 +39,12 @@ from . import settings, tasks
 from .dialogs import APP_TITLE, NewProjectDialog, StartPanel, WelcomeDialog, about_box, error_box
 from .resources import app_icon
 from .text import count, display_path
-from .views import placeholder
 from .views.data_view import DataView
 from .views.label_view import LabelView
+from .views.ppo_view import PPOView
 from .views.reward_view import RewardView
 from .views.runs_view import RunsView
 from .jobs import JobController
-from .views.placeholder import PlaceholderView
 from .widgets import heading_label, plain_label
 
 
@@ -120,11 +119,13 @@ class MainWindow(QMainWindow):
         self._counts_timer.setInterval(2000)
         self._counts_timer.timeout.connect(self._show_project_state)
         self.label_view.judge_page.verdict_recorded.connect(lambda _: self._counts_timer.start())
-        self.ppo_view = PlaceholderView(*placeholder.PPO)
         # One training job at a time, in a child process; the views start it and watch it.
         self.jobs = JobController(self)
         self.reward_view = RewardView(self.jobs)
         self.reward_view.error.connect(self.show_error)
+        self.ppo_view = PPOView(self.jobs)
+        self.ppo_view.error.connect(self.show_error)
+        self.ppo_view.pairs_added.connect(lambda _: self.refresh())
         self.runs_view = RunsView()
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())

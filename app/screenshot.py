@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", type=int, default=3, help="which pair to select in the Data tab")
     parser.add_argument("--diff", action="store_true", help="Label tab: highlight where the responses differ")
     parser.add_argument(
-        "--mid-training", action="store_true", help="Reward model tab: start training and shoot while it runs"
+        "--mid-training",
+        action="store_true",
+        help="Reward model tab (--tab 2) or PPO tab (--tab 3, after a reward model): start training, shoot while it runs",
     )
     args = parser.parse_args(argv)
 
@@ -77,8 +79,26 @@ def main(argv: list[str] | None = None) -> int:
         else:
             QTimer.singleShot(250, shoot_when_trained_a_while)
 
+    ppo_started: list[bool] = []  # once: a PPO run that cannot start would otherwise be retried
+
+    def shoot_when_ppo_ran_a_while() -> None:
+        reward, ppo = window.reward_view, window.ppo_view
+        if not window.jobs.is_running:
+            if reward.run_id is None and reward.model_box.count():
+                reward.form.widgets["max_steps"].setText("150")  # PPO needs a reward model: a quick one
+                reward.start()
+            elif reward.run_id is not None and not ppo_started and ppo.policy_box.count():
+                ppo_started.append(True)
+                ppo.start()
+        steps, _ = ppo.curves.series_data("objective/rlhf_reward")
+        if ppo.live_run_id is not None and len(steps) >= 15 and ppo.samples.table.rowCount():
+            ppo.samples.table.selectRow(0)
+            shoot()
+        else:
+            QTimer.singleShot(250, shoot_when_ppo_ran_a_while)
+
     if args.mid_training:
-        QTimer.singleShot(500, shoot_when_trained_a_while)
+        QTimer.singleShot(500, shoot_when_ppo_ran_a_while if args.tab == 3 else shoot_when_trained_a_while)
     else:
         QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
     try:

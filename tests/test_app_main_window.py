@@ -66,10 +66,12 @@ def test_ctrl_1_to_5_switch_tabs(start, make_project, qtbot):
         assert window.tabs.currentIndex() == n - 1
 
 
-def test_placeholder_tabs_say_what_will_come(start, make_project):
+def test_the_ppo_tab_holds_the_ppo_view(start, make_project):
+    from rlhf_workbench.app.views.ppo_view import PPOView
+
     window = start(make_project("p", PAIRS))
-    for view in (window.ppo_view,):
-        assert view.title.text() and len(view.description.text()) > 40
+    assert isinstance(window.ppo_view, PPOView)
+    assert window.tabs.indexOf(window.ppo_view) == 3
 
 
 def test_opening_a_folder_that_is_not_a_project_shows_the_core_message(start, make_project, tmp_path, qtbot):

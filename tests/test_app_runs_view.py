@@ -117,3 +117,45 @@ def test_small_formatters():
     assert duration_text({"status": "finished", "started_at": "2026-01-01T10:00:00.000+00:00",
                           "finished_at": "2026-01-01T11:02:05.000+00:00"}) == "1 h 02 min"
     assert duration_text({"status": "created", "started_at": None}) == ""
+
+
+def test_ppo_runs_show_the_human_win_rate(view, project, qtbot):
+    from rlhf_workbench.core.bulk import BulkWriter
+    from rlhf_workbench.core.records import user_prompt
+
+    run_id = view.ids["created"]  # the PPO run
+    origin = f"ppo-vs-ref:{run_id}"
+    assert _cell(view, 0, "Human win rate") == "" and _cell(view, 2, "Human win rate") == ""
+    with project.store.transaction():
+        writer = BulkWriter(project.store, import_id=None, source="model", source_name="tests")
+        for i in range(5):
+            writer.add_pair(user_prompt(f"question {i}"), f"policy says {i}", f"reference says {i}", origin=origin)
+        writer.flush()
+    pair_ids = project.store.pair_ids(origin=origin)
+    view.refresh()
+    assert _cell(view, 0, "Human win rate") == "not judged yet (5 pairs)"
+
+    for pair_id, verdict in zip(pair_ids, ("a", "b", "a", "tie", "both_bad")):
+        project.store.add_judgment(pair_id, "ada", verdict, shown_left="b")
+    project.store.add_judgment(pair_ids[0], "dataset:imported", "b")  # a label that came with data: not a person
+    skipped = project.store.add_judgment(pair_ids[1], "bob", "skip")
+    project.store.undo_judgment(project.store.add_judgment(pair_ids[2], "bob", "b"))
+    view.refresh()
+    assert _cell(view, 0, "Human win rate") == "62% of 4"  # (2 wins + 1 tie / 2) / 4
+    assert view.table.item(0, COLUMNS.index("Human win rate")).toolTip().startswith("People preferred the policy 2 times")
+    assert _cell(view, 1, "Human win rate") == ""  # reward-model runs have none
+    assert skipped
+
+    view.select_run(run_id)
+    assert view.info_form.isRowVisible(view.fields["win_rate"])
+    assert "on 5 of 5 pairs" in view.fields["win_rate"].text()
+    view.select_run(view.ids["finished"])
+    assert not view.info_form.isRowVisible(view.fields["win_rate"])
+
+    # Verdicts given elsewhere (the Label tab) show when the tab is shown again.
+    view.show()
+    qtbot.waitExposed(view)
+    project.store.add_judgment(pair_ids[4], "bob", "a")
+    view.hide()
+    view.show()
+    assert _cell(view, 0, "Human win rate") == "70% of 5"

@@ -1,7 +1,7 @@
 """The Runs tab: every run of the project, newest first, and one run in detail.
 
-    Runs  3 runs                                                   [Refresh]
-    ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Error ───────────┐
+    Runs  3 runs                                                               [Refresh]
+    ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Human win rate │ Error ───────┐
     ├──────────────────────────────────────────────────────────────────────┤  splitter
     │ id, status, times          │ curves (CurvesPanel, from the database)  │
     │ folder [Open folder]       │                                          │
@@ -9,7 +9,10 @@
     └──────────────────────────────────────────────────────────────────────┘
 
 Read through Store queries only; the list is re-read on refresh(), which the window calls when a
-job ends. Everything is shown as plain text: a run's name or error may hold anything.
+job ends, and whenever the tab is shown (verdicts given in the Label tab change win rates). A PPO
+run's human win rate is how often people preferred its policy to its reference on the pairs
+"Compare with reference" made (store.ppo_win_rates). Everything is shown as plain text: a run's
+name or error may hold anything.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ from rlhf_workbench.core.project import Project
 from ..curves import CurvesPanel, groups_for_kind
 from ..text import count, display_path, one_line
 from ..widgets import heading_label, plain_label
+from .ppo_compare import win_rate_details, win_rate_text
 
-COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Error")
+COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
 _KIND_NAMES = {"reward": "Reward model", "ppo": "PPO", "generate": "Generation"}
 _LOG_TAIL_BYTES = 200_000
 
@@ -100,6 +104,7 @@ class RunsView(QWidget):
         super().__init__(parent)
         self.project: Project | None = None
         self._runs: list[dict[str, Any]] = []
+        self._win_rates: dict[str, dict[str, Any]] = {}
         self._shown: tuple | None = None  # (id, status, finished_at) of the run in the detail area
         self._live_run_id: str | None = None
         self._live_last_step: dict[str, int] = {}
@@ -126,15 +131,18 @@ class RunsView(QWidget):
         header.setSectionResizeMode(COLUMNS.index("Error"), QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
-        self.fields = {key: plain_label() for key in ("id", "status", "started", "finished", "duration", "folder")}
+        self.fields = {
+            key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder")
+        }
         for label in self.fields.values():
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.clicked.connect(self.open_folder)
-        form = QFormLayout()
+        form = self.info_form = QFormLayout()
         for key, title in (("id", "Run"), ("status", "Status"), ("started", "Started"),
-                           ("finished", "Ended"), ("duration", "Duration"), ("folder", "Folder")):
+                           ("finished", "Ended"), ("duration", "Duration"), ("win_rate", "Human win rate"),
+                           ("folder", "Folder")):
             form.addRow(title, self.fields[key])
         form.addRow("", self.open_folder_button)
         self.config_text, self.summary_text, self.error_text, self.log_text = (_text_box() for _ in range(4))
@@ -180,6 +188,7 @@ class RunsView(QWidget):
         """Re-read the runs, keeping the selected one (its detail is re-read if it changed)."""
         selected = self.selected_run_id
         self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
+        self._win_rates = self.project.store.ppo_win_rates() if self.project else {}
         self.count_label.setText(count(len(self._runs), "run") if self.project else "")
         self.table.blockSignals(True)
         self.table.setRowCount(len(self._runs))
@@ -192,14 +201,20 @@ class RunsView(QWidget):
                 run["status"].capitalize(),
                 duration_text(run),
                 summary_line(run.get("summary")),
+                win_rate_text(self._win_rates.get(run["id"])),
                 one_line(error[0]) if error else "",
             )
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, run["id"] if col == 0 else None))
+            if run["kind"] == "ppo":
+                self.table.item(row, COLUMNS.index("Human win rate")).setToolTip(
+                    win_rate_details(self._win_rates.get(run["id"]))
+                )
         self.table.blockSignals(False)
         if not self.select_run(selected) and self._runs:
             self.table.selectRow(0)
         self._selection_changed()
+        self._show_win_rate(next((r for r in self._runs if r["id"] == self.selected_run_id), None))
 
     # -- selection -----------------------------------------------------------------------------
 
@@ -233,6 +248,7 @@ class RunsView(QWidget):
         self.fields["started"].setText(local_time(run["started_at"]) if run else "")
         self.fields["finished"].setText(local_time(run["finished_at"]) if run else "")
         self.fields["duration"].setText(duration_text(run) if run else "")
+        self._show_win_rate(run)
         self.fields["folder"].setText(display_path(folder) if folder else "")
         self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
         self.config_text.setPlainText(config_toml(run["config"]) if run else "")
@@ -241,6 +257,19 @@ class RunsView(QWidget):
         self.error_text.setPlainText((run or {}).get("error") or "")
         self.log_text.setPlainText(self._log_tail(folder) if folder else "")
         self._load_curves(run if has_run else None)
+
+    def _show_win_rate(self, run: dict[str, Any] | None) -> None:
+        label = self.fields["win_rate"]
+        is_ppo = run is not None and run["kind"] == "ppo"
+        rate = self._win_rates.get(run["id"]) if is_ppo else None
+        label.setText(win_rate_details(rate) if is_ppo else "")
+        label.setToolTip(win_rate_text(rate))
+        self.info_form.setRowVisible(label, is_ppo)
+
+    def showEvent(self, event) -> None:
+        if self.project is not None:
+            self.refresh()
+        super().showEvent(event)
 
     def _log_tail(self, folder: Path) -> str:
         path = folder / LOG_NAME

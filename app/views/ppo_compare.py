@@ -1,0 +1,207 @@
+"""Compare with reference, in the PPO tab: the button, its progress, and the run's human win rate.
+
+    Prompts [32]  [Compare with reference]
+    People preferred this policy to its reference in 62% of 40 verdicts.
+
+The comparison (core.ppo.compare) loads two causal LMs (torch, transformers) in a spawned child, as
+the reward tab's score panels do and for the same reasons: the GUI process never imports torch
+(importing it on a worker thread of a Qt process was seen to deadlock), the window stays
+responsive, and the models' memory goes when the child ends. A worker thread waits on it and
+relays its progress to a progress dialog (with Cancel) and to the line under the button.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QPushButton, QSpinBox, QWidget
+from rlhf_workbench.core.errors import Cancelled, WorkbenchError
+from rlhf_workbench.core.project import Project
+
+from ..tasks import TaskState, run_task
+from ..widgets import plain_label
+
+COMPARE_PROMPTS = 32
+# How long the comparison's child gets to end by itself once it has answered or was cancelled.
+CHILD_EXIT_S = 10.0
+
+
+def win_rate_text(rate: dict[str, Any] | None) -> str:
+    """A PPO run's human win rate in a few words: "62% of 40", or why there is none."""
+    if not rate:
+        return ""
+    if rate["win_rate"] is None:
+        return f"not judged yet ({rate['pairs']:,} pairs)" if not rate["judged"] else f"no preference ({rate['both_bad']:,} both bad)"
+    return f"{rate['win_rate']:.0%} of {rate['wins'] + rate['losses'] + rate['ties']:,}"
+
+
+def win_rate_details(rate: dict[str, Any] | None) -> str:
+    if not rate:
+        return "Not compared with its reference yet: “Compare with reference” in the PPO tab makes pairs for people to judge."
+    return (
+        f"People preferred the policy {rate['wins']:,} times and its reference {rate['losses']:,} times, "
+        f"called {rate['ties']:,} ties and {rate['both_bad']:,} both bad, on {rate['judged_pairs']:,} of "
+        f"{rate['pairs']:,} pairs. Win rate = (wins + ties / 2) / (wins + losses + ties)."
+    )
+
+
+class CompareProcess:
+    """core.ppo.compare.compare_with_reference in a spawned child.
+
+    Started on the GUI thread (spawn's start-up swaps the main module for a moment, which must not
+    race another start); `wait` is for a worker thread (run_task): it relays the child's progress
+    to the task and Cancel to the child, and returns the counts or raises Cancelled or
+    WorkbenchError with the child's message (WorkbenchError too if it died without one).
+    """
+
+    def __init__(self, project_path: str | Path, run_id: str, **kwargs: Any):
+        from rlhf_workbench.core.ppo import remote
+        from rlhf_workbench.core.runners import _main_module_hidden
+
+        mp = multiprocessing.get_context("spawn")
+        self.events, self.cancel = mp.Queue(), mp.Event()
+        # daemon: the child goes with the window; it starts no processes of its own.
+        self.process = mp.Process(
+            target=remote.compare_in_child,
+            args=(self.events, self.cancel, str(project_path), run_id),
+            kwargs=kwargs,
+            name=f"rlhf-workbench-compare-{run_id}",
+            daemon=True,
+        )
+        # Kept from importing the app's main module again, as spawn otherwise does: it imports Qt.
+        with _main_module_hidden():
+            self.process.start()
+
+    def wait(self, state: TaskState) -> dict[str, Any]:
+        process, events = self.process, self.events
+        try:
+            while True:
+                if state.cancelled():
+                    self.cancel.set()
+                try:
+                    message = events.get(timeout=0.1)
+                except queue.Empty:
+                    if process.is_alive():
+                        continue
+                    try:  # it may have answered just before it ended
+                        message = events.get(timeout=1.0)
+                    except queue.Empty:
+                        raise WorkbenchError(
+                            f"The comparison's process ended without an answer (exit code {process.exitcode}); "
+                            "it may have run out of memory"
+                        ) from None
+                kind, *rest = message
+                if kind == "progress":
+                    state.progress(*rest)
+                elif kind == "done":
+                    return rest[0]
+                elif kind == "cancelled":
+                    raise Cancelled(rest[0])
+                else:
+                    raise WorkbenchError(rest[0])
+        finally:
+            process.join(CHILD_EXIT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            events.close()
+
+
+class CompareControl(QObject):
+    """The comparison's widgets (laid out by the tab) and what they do, for the run the tab shows."""
+
+    pairs_added = Signal(int)  # this many new pairs are in the project
+    logged = Signal(str)  # a line for the tab's log
+    failed_to_start = Signal(str)
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent)
+        self.parent_widget = parent
+        self.project: Project | None = None
+        self.run_id: str | None = None
+        self.running_for: str | None = None  # the run being compared, while it is
+        self.count = QSpinBox()
+        self.count.setRange(1, 4096)
+        self.count.setValue(COMPARE_PROMPTS)
+        self.count.setToolTip("How many prompts to compare on (one pair each)")
+        self.button = QPushButton("Compare with reference")
+        self.button.setToolTip(
+            "Sample the run's latest policy and its reference on the same prompts and put the pairs into "
+            "the Label queue, so that people can judge whether the policy really got better (Ctrl+Shift+Return)"
+        )
+        self.button.setShortcut("Ctrl+Shift+Return")
+        self.button.clicked.connect(self.start)
+        self.status = plain_label("")
+        self.status.setWordWrap(True)
+        self.refresh()
+
+    def set_run(self, project: Project | None, run_id: str | None) -> None:
+        self.project, self.run_id = project, run_id
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read whether the run can be compared (it has a checkpoint) and its win rate."""
+        self.button.setEnabled(self.running_for is None and self._has_checkpoint())
+        if self.running_for is not None and self.running_for == self.run_id:
+            return  # the line shows the comparison's progress
+        rate = self.project.store.ppo_win_rates().get(self.run_id) if self.project and self.run_id else None
+        if rate and rate["win_rate"] is not None:
+            text = f"People preferred this policy to its reference in {win_rate_text(rate)} verdicts."
+        elif rate:
+            text = f"{rate['pairs']:,} policy-vs-reference pairs wait in the Label queue."
+        else:
+            text = ""
+        self.status.setText(text)
+        self.status.setToolTip(win_rate_details(rate) if self.run_id else "")
+
+    def _has_checkpoint(self) -> bool:
+        return bool(self.project and self.run_id and self.project.store.last_checkpoint(self.run_id) is not None)
+
+    def start(self) -> None:
+        if self.project is None or self.run_id is None or self.running_for is not None or not self._has_checkpoint():
+            return
+        run_id, n = self.run_id, self.count.value()
+        # A new seed each time: asking again samples new responses, not the same ones.
+        rate = self.project.store.ppo_win_rates().get(run_id)
+        try:
+            process = CompareProcess(self.project.path, run_id, n_prompts=n, seed=rate["pairs"] if rate else 0)
+        except OSError as exc:
+            self.failed_to_start.emit(f"Could not start the comparison: {exc}")
+            return
+        self.running_for = run_id
+        self.status.setText(f"Comparing {n:,} prompts: loading the policy…")
+        self.refresh()
+        run_task(
+            self.parent_widget,
+            process.wait,
+            on_done=lambda counts: self._done(run_id, counts),
+            on_error=lambda message: self._ended(run_id, message),
+            on_cancelled=lambda message: self._ended(run_id, message),
+            progress_title=f"Comparing run {run_id} with its reference",
+        ).progressed.connect(self._progressed)
+
+    def _progressed(self, done, total, message) -> None:
+        if message and self.running_for == self.run_id:
+            self.status.setText(str(message))
+
+    def _done(self, run_id: str, counts: dict[str, Any]) -> None:
+        added = counts["pairs_added"]
+        parts = [f"{added:,} policy-vs-reference pairs went into the Label queue (origin {counts['origin']})"]
+        if counts.get("pairs_existing"):
+            parts.append(f"{counts['pairs_existing']:,} were there already")
+        if counts.get("identical"):
+            parts.append(f"{counts['identical']:,} prompts got the same response from both and were skipped")
+        text = "; ".join(parts) + "."
+        self.logged.emit(f"compare with reference (update {counts.get('step')}): {text}")
+        self._ended(run_id, text)
+        self.pairs_added.emit(added)
+
+    def _ended(self, run_id: str, message: str) -> None:
+        self.running_for = None
+        self.refresh()
+        if run_id == self.run_id:
+            self.status.setText(message)

@@ -1,0 +1,176 @@
+"""Policy against reference, for people to judge: did PPO really make the policy better?
+
+A reward model can be fooled (reward hacking): the reward curve climbs while the answers get no
+better, or worse. People are the check. `compare_with_reference` samples one response from a PPO
+run's latest policy checkpoint and one from its reference (the model the run started from) for
+the same prompts, and adds each pair to the project with origin `ppo-vs-ref:<run id>`, response A
+the policy's and B the reference's. The Label tab shows them like any other pair (on a random
+side, so nobody knows which is which), and `store.ppo_win_rates()` counts how often people
+preferred the policy.
+
+Prompts come from the run's own prompts (its `prompt_origin`), those not compared for this run
+before first, in a seeded random order. Both models sample with the run's temperature, top_p and
+max_new_tokens, and with the same seed, so that any difference comes from the weights. Identical
+responses are not a pair (there is nothing to judge): they are skipped and counted.
+
+Nothing is written until both models have answered; then the pairs go in through BulkWriter, in
+one transaction, like any import (a pair already in the project is not added twice).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..bulk import BulkWriter
+from ..config import config_from_dict
+from ..errors import Cancelled, WorkbenchError
+from ..project import Project
+from ..records import conversation_from_json
+from ..store.labeling import POLICY_VS_REFERENCE
+from .config import PPOConfig
+
+Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape
+# Prompts per generate call: how often progress is reported and Cancel is looked at.
+CHUNK = 16
+
+
+def compare_origin(run_id: str) -> str:
+    return POLICY_VS_REFERENCE + run_id
+
+
+def compare_with_reference(
+    project_path: str | Path,
+    run_id: str,
+    *,
+    n_prompts: int = 32,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Add up to `n_prompts` policy-vs-reference pairs of PPO run `run_id` to the project.
+
+    Returns counts: prompts (sampled), pairs_added, pairs_existing (already in the project),
+    identical (skipped: both models wrote the same text), step (of the checkpoint), origin.
+    Raises WorkbenchError when the run is not a PPO run, has no checkpoint or no prompts, and
+    Cancelled (nothing added) when `cancelled()` turns true.
+    """
+    if n_prompts < 1:
+        raise WorkbenchError(f"n_prompts: must be at least 1, not {n_prompts}")
+    report = progress or (lambda done, total, message=None: None)
+    is_cancelled = cancelled or (lambda: False)
+    with Project.open(project_path) as project:
+        config, policy_dir, step = _run_policy(project, run_id)
+        origin = compare_origin(run_id)
+        prompts = _pick_prompts(project, config.prompt_origin, origin, n_prompts, seed)
+
+    total = 2 * len(prompts)
+    report(0, total, "Loading the policy…")
+    responses = []
+    for which, spec in (("policy", str(policy_dir)), ("reference", config.policy)):
+        responses.append(
+            _sample(which, spec, prompts, config, seed, lambda done, which=which: report(
+                done + (len(prompts) if which == "reference" else 0), total,
+                f"Sampling from the {which}: {done} of {len(prompts)}",
+            ), is_cancelled)
+        )
+        if which == "policy":
+            report(len(prompts), total, "Loading the reference…")
+
+    kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
+    if is_cancelled():
+        raise Cancelled("The comparison was cancelled; nothing was added")
+    report(total, total, "Adding the pairs…")
+    with Project.open(project_path) as project:
+        store = project.store
+        with store.transaction():
+            writer = BulkWriter(store, import_id=None, source="model", source_name=f"{run_id}: policy vs reference")
+            for prompt, a, b in kept:
+                writer.add_pair(
+                    prompt, a, b, origin=origin,
+                    meta={"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": config.policy},
+                )
+            writer.flush()
+    return {
+        "origin": origin,
+        "step": step,
+        "prompts": len(prompts),
+        "pairs_added": writer.counts.pairs_added,
+        "pairs_existing": writer.counts.pairs_existing,
+        "identical": len(prompts) - len(kept),
+    }
+
+
+def _run_policy(project: Project, run_id: str) -> tuple[PPOConfig, Path, int]:
+    """The run's config, its latest checkpoint's policy folder, and that checkpoint's step."""
+    run = project.store.run(run_id)
+    if run is None:
+        raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
+    if run["kind"] != "ppo":
+        raise WorkbenchError(f"Run {run_id} is a {run['kind']} run; only PPO runs have a policy to compare")
+    config = config_from_dict(PPOConfig, run["config"], source=f"run {run_id}")
+    checkpoint = project.store.last_checkpoint(run_id)
+    if checkpoint is None:
+        raise WorkbenchError(f"Run {run_id} has no checkpoint yet: there is no trained policy to compare")
+    from .models import POLICY_DIR
+
+    folder = project.path / checkpoint["path"] / POLICY_DIR  # an absolute path stays as it is
+    if not folder.is_dir():
+        raise WorkbenchError(f"Run {run_id}: its last checkpoint has no policy folder ({folder} is missing)")
+    return config, folder, checkpoint["step"]
+
+
+def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> list:
+    """n of the run's prompts, those not yet compared for this run first, seeded random order."""
+    candidates = project.store.prompt_ids_for_comparison(origin_prefix, origin)
+    if not candidates:
+        where = f"of pairs whose origin starts with {origin_prefix!r}" if origin_prefix else "in this project"
+        raise WorkbenchError(f"There are no prompts {where} to compare on")
+    rng = random.Random(seed)
+    fresh = [i for i, done in candidates if not done]
+    seen = [i for i, done in candidates if done]
+    rng.shuffle(fresh)
+    rng.shuffle(seen)
+    chosen = (fresh + seen)[:n]
+    messages = project.store.prompt_messages(chosen)
+    return [conversation_from_json(messages[i]) for i in chosen]
+
+
+def _sample(which: str, spec: str, prompts: list, config: PPOConfig, seed: int, progress, cancelled) -> list[str]:
+    """One response per prompt from the model `spec`, which is loaded here and freed after."""
+    import torch
+
+    from ..reward.hardware import resolve_device
+    from .models import load_policy
+    from .rollout import sample_responses
+
+    device = resolve_device(config.device)
+    dtype = torch.float32
+    if device.type == "cuda" and config.precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    try:
+        model, tokenizer = load_policy(spec, trust_remote_code=config.trust_remote_code, dtype=dtype)
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"The {which} cannot be loaded: {exc}") from None
+    model.to(device)
+    model.eval()
+    responses: list[str] = []
+    try:
+        for start in range(0, len(prompts), CHUNK):
+            if cancelled():
+                raise Cancelled("The comparison was cancelled; nothing was added")
+            responses += sample_responses(
+                model, tokenizer, prompts[start : start + CHUNK],
+                max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+                seed=seed + start, batch_size=CHUNK, max_prompt_length=config.max_prompt_length,
+            )
+            progress(len(responses))
+    finally:
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the reference loads next: give the policy's memory back first
+    return responses

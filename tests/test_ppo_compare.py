@@ -1,0 +1,197 @@
+"""Compare with reference: a PPO run's policy and its reference answer the same prompts, the pairs
+go into the project, and people's verdicts on them make the run's human win rate.
+
+The run here is a real PPO run record whose checkpoint holds a real policy: the demo policy with its
+weights moved a little (a policy that learned something), saved where a PPO checkpoint keeps it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
+from rlhf_workbench.core.errors import Cancelled, WorkbenchError
+from rlhf_workbench.core.jobs import start_run
+from rlhf_workbench.core.labeling import LabelSession
+from rlhf_workbench.core.ppo.compare import compare_origin, compare_with_reference
+from rlhf_workbench.core.ppo.config import PPOConfig
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.records import user_prompt
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One user data folder for the module: the demo policy is built once (it trains a little)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("home")
+        patch.setenv("RLHF_WORKBENCH_HOME", str(path))
+        yield path
+
+
+def fake_trained_checkpoint(project: Project, config: PPOConfig, *, noise: float = 0.05) -> str:
+    """A PPO run whose checkpoint's policy is the demo policy with its weights nudged (seeded)."""
+    import torch
+    from rlhf_workbench.core.models import quiet_transformers
+    from rlhf_workbench.core.ppo.models import load_policy
+
+    ctx = start_run(project, kind="ppo", name="nudged demo policy", config=config)
+    model, tokenizer = load_policy("demo")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * noise)
+    folder = ctx.run_dir / "checkpoints" / "step-000003"
+    with quiet_transformers():
+        model.save_pretrained(folder / "policy")
+    tokenizer.save_pretrained(folder / "policy")
+    project.store.save_run_records(ctx.run_id, checkpoint=(3, folder.relative_to(project.path).as_posix(), False))
+    project.store.set_run_status(ctx.run_id, "running")
+    project.store.set_run_status(ctx.run_id, "cancelled", summary={"updates": 3, "stopped": True})
+    return ctx.run_id
+
+
+@pytest.fixture(scope="module")
+def demo(home, tmp_path_factory):
+    """The demo project with one PPO run (max 12 new tokens, prompts of the demo pairs)."""
+    path = tmp_path_factory.mktemp("demo") / "demo"
+    with create_demo_project(path) as project:
+        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))
+    return path, run_id
+
+
+def _pairs(path, origin):
+    with Project.open(path) as project:
+        rows = project.store.conn.execute(
+            """SELECT p.id, pr.messages, ra.text, rb.text, p.meta, ra.source FROM pairs p
+               JOIN prompts pr ON pr.id = p.prompt_id JOIN responses ra ON ra.id = p.response_a_id
+               JOIN responses rb ON rb.id = p.response_b_id WHERE p.origin = ? ORDER BY p.id""",
+            (origin,),
+        ).fetchall()
+    return rows
+
+
+def test_pairs_of_policy_and_reference_go_into_the_project(demo):
+    path, run_id = demo
+    reports = []
+    counts = compare_with_reference(path, run_id, n_prompts=10, seed=0, progress=lambda *a: reports.append(a))
+    assert counts["origin"] == compare_origin(run_id) == f"ppo-vs-ref:{run_id}"
+    assert counts["prompts"] == 10 and counts["step"] == 3
+    assert counts["pairs_added"] + counts["pairs_existing"] + counts["identical"] == 10
+    assert counts["pairs_added"] >= 5  # the nudged policy writes something else most of the time
+    pairs = _pairs(path, counts["origin"])
+    assert len(pairs) == counts["pairs_added"]
+    for _, _, a, b, meta, source in pairs:
+        assert a != b and source == "model"
+        assert '"a": "policy"' in meta and '"b": "reference"' in meta
+    # Progress went from nothing to everything, with something to say on the way.
+    assert reports[0][0] == 0 and reports[-1][0] == reports[-1][1] == 20
+    assert any(message and "reference" in message for *_, message in reports)
+
+    # The prompts are the run's: prompts of the demo pairs.
+    with Project.open(path) as project:
+        demo_prompts = {
+            row[0] for row in project.store.conn.execute(
+                "SELECT DISTINCT pr.messages FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id WHERE p.origin = ?",
+                (DEMO_ORIGIN,),
+            )
+        }
+    assert {messages for _, messages, *_ in pairs} <= demo_prompts
+
+    # Again: prompts not compared yet come first, and the same seed gives the same answers.
+    again = compare_with_reference(path, run_id, n_prompts=10, seed=0)
+    assert again["prompts"] == 10
+    second = _pairs(path, counts["origin"])[len(pairs):]
+    assert not {m for _, m, *_ in second} & {m for _, m, *_ in pairs}
+
+
+def test_the_reference_against_itself_gives_no_pairs(demo, tmp_path):
+    """A checkpoint that is its reference: same weights, same seed, same answers: nothing to judge."""
+    path, _ = demo
+    with Project.open(path) as project:
+        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12), noise=0.0)
+    counts = compare_with_reference(path, run_id, n_prompts=6)
+    assert counts["identical"] == 6 and counts["pairs_added"] == 0
+    assert _pairs(path, compare_origin(run_id)) == []
+
+
+def test_cancel_adds_nothing_and_bad_runs_are_refused(demo):
+    path, run_id = demo
+    before = len(_pairs(path, compare_origin(run_id)))
+    with pytest.raises(Cancelled, match="nothing was added"):
+        compare_with_reference(path, run_id, n_prompts=4, cancelled=lambda: True)
+    assert len(_pairs(path, compare_origin(run_id))) == before
+
+    with Project.open(path) as project:
+        reward = start_run(project, kind="reward", name="a reward run", config=PPOConfig()).run_id
+        bare = start_run(project, kind="ppo", name="no checkpoint yet", config=PPOConfig()).run_id
+        nowhere = start_run(project, kind="ppo", name="no prompts", config=PPOConfig(prompt_origin="nowhere"))
+        project.store.save_run_records(nowhere.run_id, checkpoint=(1, "runs/x/checkpoints/step-000001", False))
+    with pytest.raises(WorkbenchError, match="only PPO runs"):
+        compare_with_reference(path, reward)
+    with pytest.raises(WorkbenchError, match="no checkpoint yet"):
+        compare_with_reference(path, bare)
+    with pytest.raises(WorkbenchError, match="has no policy folder"):
+        compare_with_reference(path, nowhere.run_id)
+    with pytest.raises(WorkbenchError, match="no run"):
+        compare_with_reference(path, "ppo-nope")
+
+
+def _judge_as(session: LabelSession, verdict: str) -> int:
+    """Judge the session's current pair so that the stored verdict is `verdict` (a/b name responses)."""
+    shown_left = session.current.shown_left
+    choice = {"a": "left" if shown_left == "a" else "right", "b": "right" if shown_left == "a" else "left"}
+    return session.judge(choice.get(verdict, verdict))
+
+
+def test_win_rates_count_peoples_active_verdicts(home, tmp_path):
+    prompts = ["What is 2 + 3?", "Tell me about the moon, please.", "What is 4 + 4?", "Say something about tea.",
+               "What is 7 + 1?", "Tell me about rivers.", "What is 5 + 2?", "Tell me about bread, please."]
+    with Project.create(tmp_path / "small") as project:
+        from rlhf_workbench.core.bulk import BulkWriter
+
+        with project.store.transaction():
+            writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="tests")
+            for text in prompts:
+                writer.add_pair(user_prompt(text), "Yes.", "No.", origin="mine")
+            writer.flush()
+        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin="mine", max_new_tokens=12), noise=0.1)
+        assert project.store.ppo_win_rates() == {}
+    counts = compare_with_reference(tmp_path / "small", run_id, n_prompts=8)
+    assert counts["pairs_added"] >= 6
+    origin = compare_origin(run_id)
+
+    with Project.open(tmp_path / "small") as project:
+        store = project.store
+        assert store.ppo_win_rates() == {
+            run_id: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0, "judged": 0,
+                     "pairs": counts["pairs_added"], "judged_pairs": 0, "win_rate": None}
+        }
+        ada = LabelSession(store, "ada", rng=random.Random(0))
+        ada.next()
+        while ada.current.pair.origin != origin:  # the pairs that were there first
+            ada.judge("skip")
+        judged = {}
+        for verdict in ("a", "a", "b", "tie", "both_bad", "skip"):
+            judged[ada.current.pair_id] = verdict
+            _judge_as(ada, verdict)
+        # A verdict taken back does not count; nor does a label that came with data.
+        ada.undo()  # the skip
+        _judge_as(ada, "b")
+        ada.undo()
+        first = next(iter(judged))
+        store.add_judgment(first, "dataset:import", "b")
+        # A second person's verdicts count as well.
+        bob = LabelSession(store, "bob", "others_not_me", rng=random.Random(1))
+        bob.next()
+        while bob.current.pair_id != first:
+            bob.judge("skip")
+        _judge_as(bob, "a")
+
+        rates = store.ppo_win_rates()
+    assert rates[run_id] == {
+        "wins": 3, "losses": 1, "ties": 1, "both_bad": 1, "judged": 6,
+        "pairs": counts["pairs_added"], "judged_pairs": 5, "win_rate": (3 + 0.5) / 5,
+    }
