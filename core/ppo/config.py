@@ -23,8 +23,8 @@ class PPOConfig:
     Each update: sample `batch_size` prompts, generate a response to each, score them with the reward
     model, subtract a per-token KL penalty against the reference, compute advantages with GAE, and
     take `num_ppo_epochs` passes of clipped policy and value losses over minibatches. The defaults
-    move the demo policy from about half to most of its answers following the demo rules in a few
-    minutes on two CPU cores. For a real model: learning_rate ~1e-6 to 3e-6 (1e-5 with LoRA),
+    move the demo policy from 0.41 to 0.84 of its answers following the demo rules in 256 updates,
+    about 2.5 minutes on two CPU cores (bench/ppo_demo.py). For a real model: learning_rate ~1e-6 to 3e-6 (1e-5 with LoRA),
     temperature 0.7, kl_coef 0.05, a GPU, and bf16.
     """
 
@@ -104,7 +104,7 @@ class PPOConfig:
     lam: float = _f(0.95, "Lambda of GAE.", min=0.0, max=1.0)
     max_grad_norm: float = _f(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", min=0.0, max=1e6)
     weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1.0)
-    total_episodes: int = _f(8192, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10)
+    total_episodes: int = _f(16384, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10)
     # -- watchdogs (warnings, never stops) --------------------------------------------------------
     warn_kl: float = _f(20.0, "Warn when objective/kl passes this.", min=0.0, max=1e6)
     warn_length_ratio: float = _f(
