@@ -42,8 +42,14 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+# Words a field name spells in lower case that a person reads as an acronym or a proper name.
+_WORDS = {"kl": "KL", "ppo": "PPO", "eos": "EOS", "lora": "LoRA", "lr": "LR", "vf": "VF"}
+
+
 def label_for(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    words = name.split("_")
+    text = " ".join(_WORDS.get(w, w) for w in words)
+    return text[0].upper() + text[1:]
 
 
 class ConfigForm(QWidget):

@@ -6,6 +6,7 @@
     rlhf-workbench train-rm PROJECT [--config rm.toml] [--resume RUN_ID]
     rlhf-workbench ppo PROJECT [--config ppo.toml] [--set KEY=VALUE] [--resume RUN_ID]
     rlhf-workbench score MODEL TEXT...
+    rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
 
 Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import Cancelled, WorkbenchError
 
-SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "ppo", "score")
+SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "ppo", "score", "score-pairs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +155,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=1024, help="longest text in tokens (default 1024)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (trusted models only)")
+
+    p = sub.add_parser(
+        "score-pairs",
+        help="score the pairs nobody has judged with a reward model (the Label tab's least-sure queue)",
+        description="Write p = sigmoid(r_a - r_b) for every pair without a person's verdict that the run has not "
+        "scored yet; the Label tab's \"Reward model least sure\" queue offers pairs with p nearest 0.5 first. "
+        "Ctrl+C keeps the pairs scored so far.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--run", metavar="RUN_ID", help="a reward-model run (default: the latest finished one)")
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     return parser
 
 
@@ -312,6 +324,17 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _cmd_score_pairs(args) -> int:
+    from .project import Project
+    from .reward.pair_scores import score_unjudged_pairs
+
+    with Project.open(args.project) as project:
+        result = score_unjudged_pairs(project, args.run, device=args.device)
+    print(f"scored {result['scored']:,} pairs with run {result['run_id']} ({result['run_name']}); "
+          f"{result['total']:,} pairs have its scores")
+    return 0
+
+
 _COMMANDS = {
     "init": _cmd_init,
     "demo": _cmd_demo,
@@ -322,6 +345,7 @@ _COMMANDS = {
     "train-rm": _cmd_train_rm,
     "ppo": _cmd_ppo,
     "score": _cmd_score,
+    "score-pairs": _cmd_score_pairs,
 }
 
 

@@ -14,20 +14,29 @@ Words used throughout
   ignored), the same rule the exports use. A pair's *dataset label* is the settled verdict of its
   `dataset:*` judgments; *people's verdict* is the settled verdict of its people's judgments.
 
-The queues (each walked in pair-id order)
------------------------------------------
+The queues (walked in pair-id order unless said otherwise)
+---------------------------------------------------------
 - "unlabelled": pairs no person has judged (`human_verdicts = 0`, an index look-up).
 - "others_not_me": pairs with another person's verdict and none of mine, to build overlap for
   agreement.
 - "disagreement": pairs whose dataset label and people's verdict both exist and differ, and
   that I have not judged.
+- "policy_vs_reference": pairs that "Compare with reference" made for a PPO run (origin
+  `ppo-vs-ref:<run id>`, A the policy's response, B the reference's; shown on random sides like
+  any pair) that I have not judged; the newest run's pairs first, a run's pairs in id order. In
+  "unlabelled" they would wait behind every older pair.
+- "least_sure": active learning. Pairs a reward model has scored (`pair_scores`: p, its
+  probability that A is better) that I have not judged, the ones it is least sure of first:
+  |p - 0.5| ascending, then id. The scores followed are those of `store.least_sure_run()` (the
+  newest finished run with scores); none scored yet, the queue is empty. core/reward/pair_scores.py
+  writes them.
 
 A session walks a queue in two passes. The first offers the pairs with no judgment of mine (for
 "unlabelled": no judgment by any person); a skip records a skip judgment, which takes the pair
 out of the first pass, so a skipped pair never comes straight back. When the first pass reaches
-the last id it looks again from the start, for pairs that entered the queue behind the cursor
+the queue's end it looks again from the start, for pairs that entered the queue behind the cursor
 (another person's undo, say, or a pair passed over with `next()`). Once the first pass is empty,
-the second pass offers, once, in id order, the pairs that were only skipped
+the second pass offers, once, in the queue's order, the pairs that were only skipped
 (for "unlabelled": pairs people have only skipped; otherwise: pairs I only skipped), except the
 pair skipped a moment ago, which would otherwise come straight back when the first pass ends on
 it. When that pass reaches its end, `next()` returns None until `set_queue()` starts again.
@@ -57,11 +66,15 @@ from .errors import WorkbenchError
 from .records import DATASET_ANNOTATOR_PREFIX, ExportPair
 from .store import Store, settle_verdict
 
-QUEUES: tuple[str, ...] = ("unlabelled", "others_not_me", "disagreement")  # menu order
+QUEUES: tuple[str, ...] = (  # menu order
+    "unlabelled", "others_not_me", "disagreement", "policy_vs_reference", "least_sure",
+)
 QUEUE_TITLES: dict[str, str] = {
     "unlabelled": "Unlabelled pairs first",
     "others_not_me": "Labelled by others, not by me",
     "disagreement": "Dataset label and people disagree",
+    "policy_vs_reference": "Policy vs reference (PPO runs)",
+    "least_sure": "Reward model least sure",
 }
 # What a labeller can say, in screen terms; `verdict_for` turns sides into the stored a/b.
 CHOICES: tuple[str, ...] = ("left", "right", "tie", "both_bad", "skip")
@@ -177,7 +190,7 @@ class LabelSession:
 
     def set_queue(self, queue: str) -> None:
         """Switch queue (or restart this one) and show its first pair (`current`; None if it is
-        empty). The walk starts again from the lowest id, both passes; the undo history is kept,
+        empty). The walk starts again from the queue's start, both passes; the undo history is kept,
         so a verdict given in the previous queue can still be undone."""
         self._reset(queue)
         self.next()
@@ -186,7 +199,9 @@ class LabelSession:
         if queue not in QUEUES:
             raise WorkbenchError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
         self.queue = queue
-        self._pass, self._after = _FIRST_PASS, 0
+        # Where the walk is: None before the first pair, else the last pair's place in the
+        # queue's order (its id, or the sort key the store's look-up returned with it).
+        self._pass, self._after = _FIRST_PASS, None
         self._just_skipped: int | None = None  # a deliberate restart offers everything again
         self._pushed_back.clear()
         self.current = None
@@ -204,24 +219,37 @@ class LabelSession:
 
     def _find(self) -> int | None:
         if self._pass == _FIRST_PASS:
-            pair_id = self._lookup(self._after, second_pass=False)
-            if pair_id is None and self._after > 0:
-                pair_id = self._lookup(0, second_pass=False)  # pairs that entered behind the cursor
-            if pair_id is not None:
-                self._after = pair_id
-                return pair_id
-            self._pass, self._after = _SECOND_PASS, 0
+            found = self._lookup(self._after, second_pass=False)
+            if found is None and self._after is not None:
+                found = self._lookup(None, second_pass=False)  # pairs that entered behind the cursor
+            if found is not None:
+                self._after = found[1]
+                return found[0]
+            self._pass, self._after = _SECOND_PASS, None
         if self._pass == _SECOND_PASS:
-            pair_id = self._lookup(self._after, second_pass=True)
-            if pair_id is not None and pair_id == self._just_skipped:
-                pair_id = self._lookup(pair_id, second_pass=True)  # never straight back
-            if pair_id is not None:
-                self._after = pair_id
-                return pair_id
+            found = self._lookup(self._after, second_pass=True)
+            if found is not None and found[0] == self._just_skipped:
+                found = self._lookup(found[1], second_pass=True)  # never straight back
+            if found is not None:
+                self._after = found[1]
+                return found[0]
             self._pass = _DONE
         return None
 
-    def _lookup(self, after_id: int, *, second_pass: bool) -> int | None:
+    def _lookup(self, after, *, second_pass: bool) -> tuple[int, object] | None:
+        """(pair id, its place) of the queue's next pair after place `after` (None: from the start)."""
+        store, me = self.store, self.annotator
+        if self.queue == "policy_vs_reference":
+            return store.next_policy_vs_reference_pair(me, after, skipped_by_me=second_pass)
+        if self.queue == "least_sure":
+            run_id = store.least_sure_run()
+            if run_id is None:
+                return None
+            return store.next_least_sure_pair(me, run_id, after, skipped_by_me=second_pass)
+        pair_id = self._lookup_by_id(after or 0, second_pass=second_pass)
+        return None if pair_id is None else (pair_id, pair_id)
+
+    def _lookup_by_id(self, after_id: int, *, second_pass: bool) -> int | None:
         store, me = self.store, self.annotator
         if self.queue == "unlabelled":
             return store.next_skipped_only_pair_id(after_id) if second_pass else store.next_unlabelled_pair_id(after_id)
@@ -316,6 +344,11 @@ def queue_progress(store: Store, annotator: str, queue: str) -> QueueProgress:
         by_others, also_mine = store.overlap_with_others(annotator)
         remaining = by_others - also_mine
         overlap = 100.0 * also_mine / by_others if by_others else None
+    elif queue == "policy_vs_reference":
+        remaining = store.policy_vs_reference_left(annotator)
+    elif queue == "least_sure":
+        run_id = store.least_sure_run()
+        remaining = store.least_sure_left(annotator, run_id) if run_id is not None else 0
     else:
         candidates = store.disagreement_candidates(annotator, skipped_by_me=None)  # both passes
         remaining = sum(in_disagreement(judgments) for _, judgments in candidates)

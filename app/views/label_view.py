@@ -9,6 +9,10 @@
     │ [← 1 Left better] [2 → Right better] [3 T Tie] [4 X Both bad] [Space S Skip]   [Ctrl+Z Undo]  │
     └───────────────────────────────────────────────────────────────────────────────────────────────┘
 
+Two queues are fed from other tabs: "Policy vs reference" (pairs the PPO tab's "Compare with
+reference" made) and "Reward model least sure", which a button beside the queue fills by scoring
+the unjudged pairs with the latest reward model in a child process (label_queues.py).
+
 The keys live on the view itself (its keyPressEvent), not in global shortcuts, so that typing a
 rationale never casts a verdict: while the rationale has focus only Esc (back to the keys) and
 Enter are ours. The core's LabelSession does the work: which side is shown left (random per pair,
@@ -33,9 +37,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.labeling import QUEUE_TITLES, QUEUES, LabelSession, QueueProgress, queue_progress
+from rlhf_workbench.core.labeling import (
+    QUEUE_TITLES,
+    QUEUES,
+    LabelSession,
+    QueueProgress,
+    queue_progress,
+)
 from rlhf_workbench.core.project import Project
 
 from ..tasks import run_store_task
@@ -44,6 +53,7 @@ from ..widgets import TextPane, heading_label, plain_label
 from .agreement_view import AgreementView
 from .diff_highlight import differing_spans, paint_spans
 from .key_help import KEYS, KeyHelpOverlay
+from .label_queues import ScorePairsControl, empty_queue_text
 
 # key → choice. Letters are matched case-insensitively through Qt's key codes.
 _CHOICE_KEYS: dict[int, str] = {
@@ -81,6 +91,9 @@ class JudgePage(QWidget):
         self.queue_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.queue_box.currentIndexChanged.connect(self._queue_chosen)
         self.progress_label = plain_label()
+        self.scoring = ScorePairsControl(self)
+        self.scoring.button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.scoring.scored.connect(self._scores_arrived)
         self.diff_box = QCheckBox("Highlight differences (D)")
         self.diff_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.diff_box.toggled.connect(lambda _: self._paint_differences())
@@ -90,6 +103,7 @@ class JudgePage(QWidget):
         top = QHBoxLayout()
         top.addWidget(plain_label("Queue:"))
         top.addWidget(self.queue_box)
+        top.addWidget(self.scoring.button)
         top.addSpacing(12)
         top.addWidget(self.progress_label, 1)
         top.addWidget(self.diff_box)
@@ -138,6 +152,7 @@ class JudgePage(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.scoring.status)
         layout.addWidget(self.body, 1)
         layout.addWidget(self.rationale)
         layout.addLayout(buttons)
@@ -161,6 +176,9 @@ class JudgePage(QWidget):
         self.session = session
         self.project = project
         self.rationale.clear()
+        if project is not self.scoring.project:
+            self.scoring.set_project(project)
+        self.scoring.set_visible(session is not None and session.queue == "least_sure")
         if session is None:
             self._per_hour_timer.stop()
             self._show_message("Open a project to label its pairs.")
@@ -179,9 +197,21 @@ class JudgePage(QWidget):
         if self.session is None:
             return
         self._guard(lambda: self.session.set_queue(self.queue_box.itemData(index)))
+        self.scoring.set_visible(self.session.queue == "least_sure")
         self.show_current()
         self.update_progress()
         self.setFocus()
+
+    def _scores_arrived(self) -> None:
+        """New scores reorder the least-sure queue: start it again from the least sure pair,
+        unless a pair of it is on screen (the labeller is mid-way; new scores join as it wraps)."""
+        session = self.session
+        if session is None or session.queue != "least_sure":
+            return
+        if session.current is None:
+            self._guard(lambda: session.set_queue("least_sure"))
+            self.show_current()
+        self.update_progress()
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -231,9 +261,7 @@ class JudgePage(QWidget):
         for action, button in self.buttons.items():
             button.setEnabled(has_pair or (action == "undo" and self.session is not None))
         if current is None:
-            self._show_message(
-                "Nothing left in this queue.\n\nPick another queue above, or import more pairs in the Data tab."
-            )
+            self._show_message(empty_queue_text(self.project, self.session.queue if self.session else ""))
             self.pair_shown.emit(None)
             return
         pair = current.pair
@@ -394,6 +422,7 @@ class LabelView(QWidget):
             QTimer.singleShot(0, self._ask_annotator)
         if self.pages.currentWidget() is self.judge_page:
             self.judge_page.setFocus()
+        self.judge_page.scoring.refresh()  # a reward model may have finished training meanwhile
 
     def _ask_annotator(self) -> None:
         if self.annotator or self.ask_annotator is None or not self.isVisible():

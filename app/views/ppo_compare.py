@@ -12,22 +12,17 @@ relays its progress to a progress dialog (with Cancel) and to the line under the
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPushButton, QSpinBox, QWidget
-from rlhf_workbench.core.errors import Cancelled, WorkbenchError
 from rlhf_workbench.core.project import Project
 
-from ..tasks import TaskState, run_task
+from ..child_work import ChildWork
+from ..tasks import run_task
 from ..widgets import plain_label
 
 COMPARE_PROMPTS = 32
-# How long the comparison's child gets to end by itself once it has answered or was cancelled.
-CHILD_EXIT_S = 10.0
 
 
 def win_rate_text(rate: dict[str, Any] | None) -> str:
@@ -47,68 +42,6 @@ def win_rate_details(rate: dict[str, Any] | None) -> str:
         f"called {rate['ties']:,} ties and {rate['both_bad']:,} both bad, on {rate['judged_pairs']:,} of "
         f"{rate['pairs']:,} pairs. Win rate = (wins + ties / 2) / (wins + losses + ties)."
     )
-
-
-class CompareProcess:
-    """core.ppo.compare.compare_with_reference in a spawned child.
-
-    Started on the GUI thread (spawn's start-up swaps the main module for a moment, which must not
-    race another start); `wait` is for a worker thread (run_task): it relays the child's progress
-    to the task and Cancel to the child, and returns the counts or raises Cancelled or
-    WorkbenchError with the child's message (WorkbenchError too if it died without one).
-    """
-
-    def __init__(self, project_path: str | Path, run_id: str, **kwargs: Any):
-        from rlhf_workbench.core.ppo import remote
-        from rlhf_workbench.core.runners import _main_module_hidden
-
-        mp = multiprocessing.get_context("spawn")
-        self.events, self.cancel = mp.Queue(), mp.Event()
-        # daemon: the child goes with the window; it starts no processes of its own.
-        self.process = mp.Process(
-            target=remote.compare_in_child,
-            args=(self.events, self.cancel, str(project_path), run_id),
-            kwargs=kwargs,
-            name=f"rlhf-workbench-compare-{run_id}",
-            daemon=True,
-        )
-        # Kept from importing the app's main module again, as spawn otherwise does: it imports Qt.
-        with _main_module_hidden():
-            self.process.start()
-
-    def wait(self, state: TaskState) -> dict[str, Any]:
-        process, events = self.process, self.events
-        try:
-            while True:
-                if state.cancelled():
-                    self.cancel.set()
-                try:
-                    message = events.get(timeout=0.1)
-                except queue.Empty:
-                    if process.is_alive():
-                        continue
-                    try:  # it may have answered just before it ended
-                        message = events.get(timeout=1.0)
-                    except queue.Empty:
-                        raise WorkbenchError(
-                            f"The comparison's process ended without an answer (exit code {process.exitcode}); "
-                            "it may have run out of memory"
-                        ) from None
-                kind, *rest = message
-                if kind == "progress":
-                    state.progress(*rest)
-                elif kind == "done":
-                    return rest[0]
-                elif kind == "cancelled":
-                    raise Cancelled(rest[0])
-                else:
-                    raise WorkbenchError(rest[0])
-        finally:
-            process.join(CHILD_EXIT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-            events.close()
 
 
 class CompareControl(QObject):
@@ -168,7 +101,10 @@ class CompareControl(QObject):
         # A new seed each time: asking again samples new responses, not the same ones.
         rate = self.project.store.ppo_win_rates().get(run_id)
         try:
-            process = CompareProcess(self.project.path, run_id, n_prompts=n, seed=rate["pairs"] if rate else 0)
+            from rlhf_workbench.core.ppo import remote
+
+            process = ChildWork(remote.compare_in_child, str(self.project.path), run_id, what="comparison",
+                                n_prompts=n, seed=rate["pairs"] if rate else 0)
         except OSError as exc:
             self.failed_to_start.emit(f"Could not start the comparison: {exc}")
             return

@@ -24,8 +24,6 @@ from ..widgets import TextPane, plain_label
 
 # Rows the samples table keeps: the newest; older ones stay in the database (store.samples).
 MAX_SAMPLE_ROWS = 200
-# How long the comparison's child gets to end by itself once it has answered or was cancelled.
-CHILD_EXIT_S = 10.0
 
 
 def _number(value: Any, fmt: str) -> str:

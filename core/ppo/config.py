@@ -146,7 +146,7 @@ class PPOConfig:
         "auto", "Layers that get adapters: comma-separated module names, 'all-linear', or 'auto' (peft's choice)."
     )
 
-    def validate(self) -> "PPOConfig":
+    def validate(self) -> PPOConfig:
         """Raises ConfigError naming the first setting outside its allowed values; returns self."""
         validate_fields(self)
         if not self.policy.strip():

@@ -24,7 +24,6 @@ import torch
 
 from ..models import (
     DEMO,
-    LoraSettings,
     ModelError,
     _load_config,
     check_safe_weights,

@@ -54,7 +54,7 @@ class Rollout:
     def position_ids(self) -> torch.Tensor:
         return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
 
-    def select(self, rows: torch.Tensor) -> "Rollout":
+    def select(self, rows: torch.Tensor) -> Rollout:
         return Rollout(
             self.tokens[rows], self.attention_mask[rows], self.prompt_length, self.response_lengths[rows],
             self.logprobs[rows], self.ended[rows],

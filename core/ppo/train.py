@@ -276,7 +276,7 @@ class _Trainer:
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
             generator=generator, autocast=self.autocast,
         )
-        responses = decode_responses(self.tokenizer, rollout)
+        responses = [text.strip() for text in decode_responses(self.tokenizer, rollout)]
         t1 = time.perf_counter()
 
         # 2. Scoring: old and reference log-probs, values, scores.

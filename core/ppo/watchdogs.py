@@ -34,7 +34,7 @@ class Watchdogs:
     _active: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_config(cls, config) -> "Watchdogs":
+    def from_config(cls, config) -> Watchdogs:
         return cls(config.warn_kl, config.warn_length_ratio, config.warn_entropy, config.warn_identical)
 
     def check(self, figures: dict[str, float], responses: Sequence[str]) -> list[str]:

@@ -9,7 +9,9 @@ here are only the statements. Vocabulary used below:
   the pair, so it never makes a pair labelled, but it does move a pair out of the way.
 
 Queue look-ups are keyset scans in pair-id order (`id > after_id ... LIMIT`), never OFFSET, so a
-session's cursor costs the same on the first and the last page.
+session's cursor costs the same on the first and the last page. The two queues with an order of
+their own (policy vs reference: newest run first; least sure: |p - 0.5| ascending) page the same
+way on their sort key, which each look-up returns as the position to continue after.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ def _mine(pair: str, mode: str) -> str:
 
 def _pass(skipped_by_me: bool | None) -> str:
     return "none" if skipped_by_me is False else "skipped" if skipped_by_me else "no_verdict"
+
+
+def _prefix_range(prefix: str) -> dict[str, str]:
+    """Bounds for `origin >= :low AND origin < :high`: every origin starting with `prefix` sorts in
+    between, so the look-up is a range on the origin index (LIKE would ignore case, and read % and
+    _ in a run id as wildcards)."""
+    return {"low": prefix, "high": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+
+
+def _person_verdict(pair: str) -> str:
+    return f"""EXISTS (SELECT 1 FROM judgments v WHERE v.pair_id = {pair} AND v.undone = 0
+                   AND v.verdict != 'skip' AND v.annotator {_PERSON})"""
 
 
 def _verdict_by_others(pair: str) -> str:
@@ -229,6 +243,129 @@ class LabelQueries(Connection):
                 (pair_id,),
             )
         )
+
+    # -- the policy-vs-reference queue -----------------------------------------------------------
+
+    def policy_vs_reference_origins(self) -> list[tuple[str, str]]:
+        """(run's creation time, origin) of every `ppo-vs-ref:*` origin, newest run first. A run
+        whose record is gone sorts last, with '' for its time."""
+        return self.conn.execute(
+            """SELECT coalesce((SELECT r.created_at FROM runs r WHERE r.id = substr(o.origin, :skip)), ''), o.origin
+               FROM (SELECT DISTINCT origin FROM pairs WHERE origin >= :low AND origin < :high) o
+               ORDER BY 1 DESC, 2 DESC""",
+            {**_prefix_range(POLICY_VS_REFERENCE), "skip": len(POLICY_VS_REFERENCE) + 1},
+        ).fetchall()
+
+    def next_policy_vs_reference_pair(
+        self, annotator: str, after: tuple[str, str, int] | None = None, *, skipped_by_me: bool = False
+    ) -> tuple[int, tuple[str, str, int]] | None:
+        """The next pair of origin `ppo-vs-ref:*` that `annotator` has not judged (or, with
+        `skipped_by_me`, only skipped): the newest run's pairs first, a run's pairs in id order.
+
+        Returns (pair id, place) or None; pass the place back as `after` to continue past it.
+        """
+        # One run at a time, each an (origin, id) range on the origin index: sorting every
+        # compared pair by its run on each look-up cost ~20 ms at 10,000 of them.
+        for made, origin in self.policy_vs_reference_origins():
+            after_id = 0
+            if after is not None:
+                if (made, origin) > after[:2]:
+                    continue  # sorts before the place (descending): walked already
+                if (made, origin) == after[:2]:
+                    after_id = after[2]
+            row = self.conn.execute(
+                f"""SELECT id FROM pairs
+                    WHERE origin = :origin AND id > :after AND {_mine("id", _pass(skipped_by_me))}
+                    ORDER BY id LIMIT 1""",
+                {"origin": origin, "after": after_id, "me": annotator},
+            ).fetchone()
+            if row:
+                return row[0], (made, origin, row[0])
+        return None
+
+    def policy_vs_reference_left(self, annotator: str) -> int:
+        """Policy-vs-reference pairs with no verdict by `annotator` (skipped ones included)."""
+        return self.conn.execute(
+            f"""SELECT count(*) FROM pairs p
+                WHERE p.origin >= :low AND p.origin < :high AND {_mine("p.id", "no_verdict")}""",
+            {**_prefix_range(POLICY_VS_REFERENCE), "me": annotator},
+        ).fetchone()[0]
+
+    # -- reward-model scores and the least-sure queue ----------------------------------------------
+
+    def pair_ids_to_score(self, run_id: str) -> list[int]:
+        """Pairs without any person's verdict (skips aside) that `run_id` has not scored, by id."""
+        return [row[0] for row in self.conn.execute(
+            f"""SELECT p.id FROM pairs p
+                WHERE (p.human_verdicts = 0 OR NOT {_person_verdict("p.id")})
+                  AND NOT EXISTS (SELECT 1 FROM pair_scores s WHERE s.pair_id = p.id AND s.run_id = :run)
+                ORDER BY p.id""",
+            {"run": run_id},
+        )]
+
+    def pair_texts(self, pair_ids: Iterable[int]) -> list[tuple[int, str, str, str]]:
+        """(pair id, prompt messages as JSON, response A, response B) for these pairs, by id."""
+        ids = list(pair_ids)
+        rows: list[tuple[int, str, str, str]] = []
+        for start in range(0, len(ids), 500):  # under SQLite's oldest limit on bound parameters
+            chunk = ids[start : start + 500]
+            rows += self.conn.execute(
+                f"""SELECT p.id, pr.messages, ra.text, rb.text FROM pairs p
+                    JOIN prompts pr ON pr.id = p.prompt_id
+                    JOIN responses ra ON ra.id = p.response_a_id
+                    JOIN responses rb ON rb.id = p.response_b_id
+                    WHERE p.id IN ({", ".join("?" * len(chunk))})""",
+                chunk,
+            ).fetchall()
+        return sorted(rows)
+
+    def save_pair_scores(self, run_id: str, scores: Iterable[tuple[int, float]]) -> None:
+        """Record (pair id, p) under `run_id`, in one transaction; a pair scored again is replaced."""
+        now = now_iso()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO pair_scores(pair_id, run_id, p, scored_at) VALUES (?, ?, ?, ?)",
+                [(pair_id, run_id, p, now) for pair_id, p in scores],
+            )
+
+    def pair_scores(self, run_id: str) -> dict[int, float]:
+        return dict(self.conn.execute("SELECT pair_id, p FROM pair_scores WHERE run_id = ?", (run_id,)))
+
+    def pair_score_count(self, run_id: str) -> int:
+        return self.conn.execute("SELECT count(*) FROM pair_scores WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+    def least_sure_run(self) -> str | None:
+        """The run whose scores the least-sure queue follows: the newest finished run that has
+        scored pairs, else the newest run that has (one still running, or stopped)."""
+        row = self.conn.execute(
+            """SELECT r.id FROM runs r
+               WHERE EXISTS (SELECT 1 FROM pair_scores s WHERE s.run_id = r.id)
+               ORDER BY r.status = 'finished' DESC, r.created_at DESC, r.rowid DESC LIMIT 1"""
+        ).fetchone()
+        return row[0] if row else None
+
+    def next_least_sure_pair(
+        self, annotator: str, run_id: str, after: tuple[float, int] | None = None, *, skipped_by_me: bool = False
+    ) -> tuple[int, tuple[float, int]] | None:
+        """The next pair scored by `run_id` that `annotator` has not judged (or only skipped), in
+        order of |p - 0.5| ascending, then id. Returns (pair id, place) or None; the place goes
+        back in as `after`. Walks the pair_scores_unsure index: no sort per look-up."""
+        distance, after_id = after if after is not None else (-1.0, 0)
+        row = self.conn.execute(
+            f"""SELECT s.pair_id, abs(s.p - 0.5) FROM pair_scores s
+                WHERE s.run_id = :run AND (abs(s.p - 0.5), s.pair_id) > (:distance, :after)
+                  AND {_mine("s.pair_id", _pass(skipped_by_me))}
+                ORDER BY abs(s.p - 0.5), s.pair_id LIMIT 1""",
+            {"run": run_id, "distance": distance, "after": after_id, "me": annotator},
+        ).fetchone()
+        return (row[0], (row[1], row[0])) if row else None
+
+    def least_sure_left(self, annotator: str, run_id: str) -> int:
+        """Pairs scored by `run_id` with no verdict by `annotator` (skipped ones included)."""
+        return self.conn.execute(
+            f"""SELECT count(*) FROM pair_scores s WHERE s.run_id = :run AND {_mine("s.pair_id", "no_verdict")}""",
+            {"run": run_id, "me": annotator},
+        ).fetchone()[0]
 
     # -- policy vs reference -------------------------------------------------------------------
 

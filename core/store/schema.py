@@ -164,6 +164,27 @@ def _add_run_summaries_and_checkpoints(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX checkpoints_run_step ON checkpoints(run_id, step)")
 
 
+def _add_pair_scores(conn: sqlite3.Connection) -> None:
+    # What a reward model thought of a pair before people judged it: p = sigmoid(r_a - r_b), its
+    # probability that response A is the better one. Keyed by run, so a newer model's scores sit
+    # beside an older one's rather than overwriting them. The expression index is the "least sure"
+    # queue's walk: |p - 0.5| ascending within one run, without sorting every scored pair per look-up.
+    conn.execute(
+        """CREATE TABLE pair_scores (
+               pair_id   INTEGER NOT NULL REFERENCES pairs(id),
+               run_id    TEXT NOT NULL REFERENCES runs(id),
+               p         REAL NOT NULL CHECK (p >= 0 AND p <= 1),
+               scored_at TEXT NOT NULL,
+               PRIMARY KEY (pair_id, run_id)
+           )"""
+    )
+    conn.execute("CREATE INDEX pair_scores_unsure ON pair_scores(run_id, abs(p - 0.5), pair_id)")
+
+
 # MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _add_run_summaries_and_checkpoints]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_0_to_1,
+    _add_run_summaries_and_checkpoints,
+    _add_pair_scores,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
