@@ -121,3 +121,46 @@ def test_sample_responses_returns_one_text_per_prompt(tiny):
     texts = R.sample_responses(model, tokenizer, PROMPTS * 5, max_new_tokens=8, temperature=1.0, batch_size=4)
     assert len(texts) == 15 and all(isinstance(t, str) for t in texts)
     assert texts == R.sample_responses(model, tokenizer, PROMPTS * 5, max_new_tokens=8, temperature=1.0, batch_size=4)
+
+
+def test_rows_grouped_by_length_give_the_same_numbers_with_less_padding(tiny):
+    _, model, tokenizer = tiny
+    prompts = ["Hi"] * 6 + ["Tell me everything about " + "the deep blue ocean and " * 8 + "bees."] * 2
+    rollout = _sample(model, tokenizer, prompts, max_new_tokens=10)
+    rows = torch.arange(len(prompts))
+    groups = R.length_groups(rollout.lengths, rows)
+    assert len(groups) > 1, "six short prompts and two long ones are worth two passes"
+    assert sorted(torch.cat(groups).tolist()) == rows.tolist()
+    with torch.no_grad():
+        whole = R.response_logprobs(model, rollout, 1.0)
+        values_whole = R.token_values(model_value := load_reward_model(tiny[0], trainable=False)[0], rollout)
+        padded_cells = 0
+        for group in groups:
+            part = rollout.select(group)
+            padded_cells += part.tokens.numel()
+            width = part.responses.shape[1]
+            assert torch.allclose(R.response_logprobs(model, part, 1.0)[part.response_mask],
+                                  whole[group, :width][part.response_mask], atol=1e-4)
+            assert torch.allclose(R.token_values(model_value, part)[part.response_mask],
+                                  values_whole[group, :width][part.response_mask], atol=1e-4)
+    assert padded_cells < 0.7 * rollout.tokens.numel()
+
+
+def test_the_parts_of_a_batch_add_up_to_its_loss():
+    from rlhf_workbench.core.ppo import algorithm as alg
+
+    torch.manual_seed(0)
+    logp, old, adv = torch.randn(6, 5), torch.randn(6, 5), torch.randn(6, 5)
+    mask = torch.rand(6, 5) > 0.3
+    whole, _ = alg.policy_loss(logp, old, adv, mask, 0.2)
+    n = float(mask.sum())
+    parts = sum(alg.policy_loss(logp[r], old[r], adv[r], mask[r], 0.2, n)[0] for r in (slice(0, 2), slice(2, 6)))
+    assert float(parts) == pytest.approx(float(whole), abs=1e-6)
+
+
+def test_drawing_follows_the_distribution_and_never_draws_an_impossible_token():
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2]]).repeat(40_000, 1)
+    drawn = R._draw(probs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn, minlength=4).float() / len(drawn)
+    assert counts[1] == 0
+    assert torch.allclose(counts, probs[0], atol=0.01)

@@ -84,14 +84,23 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
+def _mean_over(values: torch.Tensor, mask: torch.Tensor, n_tokens: float | None) -> torch.Tensor:
+    # n_tokens: a larger batch's token count, when this is one part of it (the parts' losses then
+    # add up to the batch's mean exactly).
+    return masked_mean(values, mask) if n_tokens is None else (values * mask).sum() / n_tokens
+
+
 def policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, cliprange: float,
+    n_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The clipped surrogate, averaged over real tokens (over `n_tokens` when given); stats are
+    means over this part's tokens."""
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = _mean_over(torch.maximum(unclipped, clipped), mask, n_tokens)
     with torch.no_grad():
         stats = {
             "clipfrac": masked_mean((clipped > unclipped).float(), mask),
@@ -102,11 +111,12 @@ def policy_loss(
 
 
 def value_loss(
-    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float,
+    n_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     losses = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
-    loss = 0.5 * masked_mean(losses, mask)
+    loss = 0.5 * _mean_over(losses, mask, n_tokens)
     with torch.no_grad():
         stats = {"clipfrac": masked_mean(((clipped - returns) ** 2 > (values - returns) ** 2).float(), mask)}
     return loss, stats

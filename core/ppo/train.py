@@ -59,6 +59,7 @@ from .rollout import (
     decode_responses,
     encode_prompts,
     entropy_of,
+    length_groups,
     logprobs_of,
     response_logits,
     response_logprobs,
@@ -282,11 +283,11 @@ class _Trainer:
         # 2. Scoring: old and reference log-probs, values, scores.
         mask = rollout.response_mask
         with torch.no_grad(), (self.autocast or _null()):
-            old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else response_logprobs(
-                models.policy, rollout, config.temperature)
+            old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
+                rollout, lambda part: response_logprobs(models.policy, part, config.temperature))
             with models.reference_model() as reference:
-                ref_logprobs = response_logprobs(reference, rollout, config.temperature)
-            values = token_values(models.value, rollout)
+                ref_logprobs = _by_length(rollout, lambda part: response_logprobs(reference, part, config.temperature))
+            values = _by_length(rollout, lambda part: token_values(models.value, part))
             scores = reward_scores(models.reward, models.reward_tokenizer, batch_prompts, responses,
                                    max_length=REWARD_MAX_LENGTH)
         old_logprobs = old_logprobs.float().masked_fill(~mask, 1.0)
@@ -346,37 +347,24 @@ class _Trainer:
         batch = len(rollout.response_lengths)
         mini, micro = config.mini_batch_size, config.micro_batch_size
         order_gen = torch.Generator().manual_seed(_mix(config.seed, update, 1))
-        sums = {"pg": 0.0, "vf": 0.0, "pg_clip": 0.0, "vf_clip": 0.0, "approxkl": 0.0, "entropy": 0.0, "ratio": 0.0}
-        n = 0
+        lengths = rollout.lengths
+        names = ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "ratio", "entropy")
+        sums = dict.fromkeys(names, 0.0)  # token-weighted
+        tokens_seen = 0
         for _epoch in range(config.num_ppo_epochs):
             order = torch.randperm(batch, generator=order_gen).to(self.device)
             for start in range(0, batch, mini):
                 for micro_start in range(start, start + mini, micro):
                     rows = order[micro_start : micro_start + micro]
-                    part = rollout.select(rows)
-                    # Only as wide as this microbatch's longest response: less padding to compute.
-                    part, width = _trim(part)
-                    with self.autocast or _null():
-                        logits = response_logits(models.policy, part)
-                        vpred = token_values(models.value, part)
-                    m = mask[rows, :width]
-                    logprobs = logprobs_of(logits, part.responses, config.temperature)
-                    pg_loss, pg_stats = alg.policy_loss(
-                        logprobs, old_logprobs[rows, :width], advantages[rows, :width], m, config.cliprange)
-                    vf_loss, vf_stats = alg.value_loss(
-                        vpred, old_values[rows, :width], returns[rows, :width], m, config.cliprange_value)
-                    loss = (pg_loss + config.vf_coef * vf_loss) / config.gradient_accumulation_steps
-                    (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-                    with torch.no_grad():
-                        entropy = alg.masked_mean(entropy_of(logits.detach(), config.temperature), m)
-                    sums["pg"] += pg_loss.item()
-                    sums["vf"] += vf_loss.item()
-                    sums["pg_clip"] += pg_stats["clipfrac"].item()
-                    sums["vf_clip"] += vf_stats["clipfrac"].item()
-                    sums["approxkl"] += pg_stats["approxkl"].item()
-                    sums["ratio"] += pg_stats["ratio"].item()
-                    sums["entropy"] += entropy.item()
-                    n += 1
+                    n_tokens = float(mask[rows].sum())
+                    # Rows of similar length together, each group only as wide as its longest row:
+                    # the padding of left-padded prompts and of short responses is not computed.
+                    for group in length_groups(lengths, rows):
+                        stats = self._backward(rollout.select(group), group, old_logprobs, advantages, returns,
+                                               old_values, mask, n_tokens)
+                        for name in names:
+                            sums[name] += stats[name]
+                    tokens_seen += n_tokens
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm or float("inf"))
@@ -389,14 +377,44 @@ class _Trainer:
                     self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
+        per_token = {name: value / max(tokens_seen, 1.0) for name, value in sums.items()}
         return {
-            "policy/approxkl_avg": sums["approxkl"] / n,
-            "policy/clipfrac_avg": sums["pg_clip"] / n,
-            "policy/entropy_avg": sums["entropy"] / n,
-            "loss/policy_avg": sums["pg"] / n,
-            "loss/value_avg": sums["vf"] / n,
-            "val/clipfrac_avg": sums["vf_clip"] / n,
-            "val/ratio": sums["ratio"] / n,
+            "policy/approxkl_avg": per_token["approxkl"],
+            "policy/clipfrac_avg": per_token["pg_clip"],
+            "policy/entropy_avg": per_token["entropy"],
+            "loss/policy_avg": per_token["pg"],
+            "loss/value_avg": per_token["vf"],
+            "val/clipfrac_avg": per_token["vf_clip"],
+            "val/ratio": per_token["ratio"],
+        }
+
+    def _backward(self, part: Rollout, rows, old_logprobs, advantages, returns, old_values, mask, n_tokens: float):
+        """Forward and backward of one group of rows; returns its figures, each x its token count."""
+        config, models = self.config, self.models
+        width = part.responses.shape[1]
+        with self.autocast or _null():
+            logits = response_logits(models.policy, part)
+            vpred = token_values(models.value, part)
+        m = mask[rows, :width]
+        logprobs = logprobs_of(logits, part.responses, config.temperature)
+        pg_loss, pg_stats = alg.policy_loss(
+            logprobs, old_logprobs[rows, :width], advantages[rows, :width], m, config.cliprange, n_tokens)
+        vf_loss, vf_stats = alg.value_loss(
+            vpred, old_values[rows, :width], returns[rows, :width], m, config.cliprange_value, n_tokens)
+        loss = (pg_loss + config.vf_coef * vf_loss) / config.gradient_accumulation_steps
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        group_tokens = float(m.sum())
+        with torch.no_grad():
+            entropy = alg.masked_mean(entropy_of(logits.detach(), config.temperature), m)
+        # The losses are already over n_tokens (the microbatch's); as token-weighted sums:
+        return {
+            "pg": pg_loss.item() * n_tokens,
+            "vf": vf_loss.item() * n_tokens,
+            "pg_clip": pg_stats["clipfrac"].item() * group_tokens,
+            "vf_clip": vf_stats["clipfrac"].item() * group_tokens,
+            "approxkl": pg_stats["approxkl"].item() * group_tokens,
+            "ratio": pg_stats["ratio"].item() * group_tokens,
+            "entropy": entropy.item() * group_tokens,
         }
 
     def _batch_indices(self, update: int) -> list[int]:
@@ -453,13 +471,17 @@ class _Trainer:
         return summary
 
 
-def _trim(part: Rollout) -> tuple[Rollout, int]:
-    width = int(part.response_lengths.max())
-    if width == part.responses.shape[1]:
-        return part, width
-    cut = part.prompt_length + width
-    return Rollout(part.tokens[:, :cut], part.attention_mask[:, :cut], part.prompt_length, part.response_lengths,
-                   part.logprobs[:, :width], part.ended), width
+def _by_length(rollout: Rollout, per_token) -> torch.Tensor:
+    """[B, R] of `per_token(part)` computed over groups of rows of similar length (less padding)."""
+    rows = torch.arange(len(rollout.response_lengths), device=rollout.tokens.device)
+    groups = length_groups(rollout.lengths, rows)
+    if len(groups) == 1:
+        return per_token(rollout)
+    out = torch.zeros(rollout.logprobs.shape, device=rollout.tokens.device)
+    for group in groups:
+        values = per_token(rollout.select(group))
+        out[group, : values.shape[1]] = values.float()
+    return out
 
 
 def _mix(*numbers: int) -> int:
