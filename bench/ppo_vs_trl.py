@@ -44,13 +44,10 @@ is one JSON object. See bench/README.md for what is timed on each side and the l
 from __future__ import annotations
 
 import argparse
-import cProfile
 import hashlib
-import io
 import json
 import os
 import platform
-import pstats
 import shutil
 import statistics
 import subprocess
@@ -58,6 +55,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
+from bench_common import profiled
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -412,35 +412,6 @@ def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
         "eos_sampled": sum(u["eos"] for u in updates),
         **watch.report(),
     }
-
-
-class profiled:
-    """cProfile and torch.profiler around the training call, printed to stderr (the parent shows it)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def __enter__(self):
-        if self.enabled:
-            import torch.profiler
-
-            self.cprofile = cProfile.Profile()
-            self.torch = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
-            self.torch.__enter__()
-            self.cprofile.enable()
-        return self
-
-    def __exit__(self, *exc):
-        if not self.enabled:
-            return False
-        self.cprofile.disable()
-        self.torch.__exit__(*exc)
-        text = io.StringIO()
-        pstats.Stats(self.cprofile, stream=text).sort_stats("cumulative").print_stats(40)
-        pstats.Stats(self.cprofile, stream=text).sort_stats("tottime").print_stats(25)
-        print(text.getvalue(), file=sys.stderr)
-        print(self.torch.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
-        return False
 
 
 def child(side: str, work: Path, episodes: int, profile: bool) -> None:

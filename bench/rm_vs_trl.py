@@ -18,18 +18,18 @@ See bench/README.md for what is timed on each side and the latest figures.
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
 import os
 import platform
-import pstats
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
+from bench_common import profiled
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -303,35 +303,6 @@ def run_ours(work: Path, profile: bool) -> dict:
         "padded_tokens": counter.padded,
         "real_tokens": counter.real,
     }
-
-
-class profiled:
-    """cProfile and torch.profiler around the training call, printed to stderr (the parent shows it)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def __enter__(self):
-        if self.enabled:
-            import torch.profiler
-
-            self.cprofile = cProfile.Profile()
-            self.torch = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
-            self.torch.__enter__()
-            self.cprofile.enable()
-        return self
-
-    def __exit__(self, *exc):
-        if not self.enabled:
-            return False
-        self.cprofile.disable()
-        self.torch.__exit__(*exc)
-        text = io.StringIO()
-        pstats.Stats(self.cprofile, stream=text).sort_stats("cumulative").print_stats(40)
-        pstats.Stats(self.cprofile, stream=text).sort_stats("tottime").print_stats(25)
-        print(text.getvalue(), file=sys.stderr)
-        print(self.torch.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
-        return False
 
 
 def child(side: str, work: Path, profile: bool) -> None:
