@@ -73,23 +73,32 @@ class Rollout:
         return self.attention_mask.sum(1)
 
 
-def length_groups(lengths: torch.Tensor, rows: torch.Tensor, *, max_groups: int = 4, overhead: float = 0.05) -> list[torch.Tensor]:
+# A pass through a model has a fixed cost (Python, kernel launches) worth about this many
+# parameter-tokens of arithmetic: a few hundred tokens for the 0.3M-parameter demo policy, where a
+# split never pays, a few dozen for a 5M one.
+PASS_COST_PARAM_TOKENS = 1e8
+
+
+def length_groups(
+    lengths: torch.Tensor, rows: torch.Tensor, *, n_params: int = 0, max_groups: int = 4, overhead: float = 0.05
+) -> list[torch.Tensor]:
     """`rows` split into up to `max_groups` groups of similar length, when that saves padding.
 
     A forward pass costs about (rows x longest row) token-steps, padding included; rows sorted by
-    length and cut into k groups cost the sum over groups, plus `overhead` x the one-group cost per
-    extra pass (a pass has fixed costs). The k with the lowest total wins; k = 1 means no split.
-    The losses are normalised by the tokens of the whole minibatch (see train.py), so the split
-    changes the arithmetic only by rounding.
+    length and cut into k groups cost the sum over groups, plus a fixed cost per extra pass: the
+    larger of `overhead` x the one-group cost and PASS_COST_PARAM_TOKENS / n_params tokens. The k
+    with the lowest total wins; k = 1 means no split. The losses are normalised by the tokens of
+    the whole minibatch (see train.py), so the split changes the arithmetic only by rounding.
     """
     order = rows[torch.argsort(lengths[rows], descending=True, stable=True)]
     sorted_lengths = lengths[order].tolist()
     n = len(sorted_lengths)
     single = n * sorted_lengths[0] if n else 0
     best_k, best_cost = 1, float(single)
+    extra_pass = max(overhead * single, PASS_COST_PARAM_TOKENS / n_params if n_params else 0.0)
     for k in range(2, min(max_groups, n) + 1):
         bounds = [round(i * n / k) for i in range(k + 1)]
-        cost = sum((bounds[i + 1] - bounds[i]) * sorted_lengths[bounds[i]] for i in range(k)) + overhead * single * (k - 1)
+        cost = sum((bounds[i + 1] - bounds[i]) * sorted_lengths[bounds[i]] for i in range(k)) + extra_pass * (k - 1)
         if cost < best_cost:
             best_k, best_cost = k, cost
     bounds = [round(i * n / best_k) for i in range(best_k + 1)]

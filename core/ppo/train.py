@@ -170,6 +170,7 @@ class _Trainer:
         # KV-cache path and a full forward round differently, so the old log-probs are recomputed.
         self.reuse_sampling_logprobs = config.precision == "fp32"
         self.state: dict[str, Any] = {"step": 0, "episodes": 0}
+        self.n_params = sum(p.numel() for p in models.policy.parameters())
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -284,10 +285,11 @@ class _Trainer:
         mask = rollout.response_mask
         with torch.no_grad(), (self.autocast or _null()):
             old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
-                rollout, lambda part: response_logprobs(models.policy, part, config.temperature))
+                rollout, lambda part: response_logprobs(models.policy, part, config.temperature), self.n_params)
             with models.reference_model() as reference:
-                ref_logprobs = _by_length(rollout, lambda part: response_logprobs(reference, part, config.temperature))
-            values = _by_length(rollout, lambda part: token_values(models.value, part))
+                ref_logprobs = _by_length(
+                    rollout, lambda part: response_logprobs(reference, part, config.temperature), self.n_params)
+            values = _by_length(rollout, lambda part: token_values(models.value, part), self.n_params)
             scores = reward_scores(models.reward, models.reward_tokenizer, batch_prompts, responses,
                                    max_length=REWARD_MAX_LENGTH)
         old_logprobs = old_logprobs.float().masked_fill(~mask, 1.0)
@@ -359,7 +361,7 @@ class _Trainer:
                     n_tokens = float(mask[rows].sum())
                     # Rows of similar length together, each group only as wide as its longest row:
                     # the padding of left-padded prompts and of short responses is not computed.
-                    for group in length_groups(lengths, rows):
+                    for group in length_groups(lengths, rows, n_params=self.n_params):
                         stats = self._backward(rollout.select(group), group, old_logprobs, advantages, returns,
                                                old_values, mask, n_tokens)
                         for name in names:
@@ -471,10 +473,10 @@ class _Trainer:
         return summary
 
 
-def _by_length(rollout: Rollout, per_token) -> torch.Tensor:
+def _by_length(rollout: Rollout, per_token, n_params: int) -> torch.Tensor:
     """[B, R] of `per_token(part)` computed over groups of rows of similar length (less padding)."""
     rows = torch.arange(len(rollout.response_lengths), device=rollout.tokens.device)
-    groups = length_groups(rollout.lengths, rows)
+    groups = length_groups(rollout.lengths, rows, n_params=n_params)
     if len(groups) == 1:
         return per_token(rollout)
     out = torch.zeros(rollout.logprobs.shape, device=rollout.tokens.device)
