@@ -143,7 +143,8 @@ class PlotCard(QWidget):
         self.widget = pg.PlotWidget()
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.addLegend(offset=(-10, 10))
+        # A dark, nearly opaque box: the legend sits over the curves, and its names must stay legible.
+        self.plot.addLegend(offset=(-6, 6), brush=pg.mkBrush(0, 0, 0, 190), pen=pg.mkPen("#555"), labelTextSize="8pt")
         self.plot.setLabel("bottom", "step")
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.crosshair.hide()
