@@ -3,18 +3,24 @@
 The run goes through the same runner as the app's (core.jobs: start_run / resume_run, then the
 job in a thread), so the project's Runs tab shows it, with its metrics and checkpoints. Events
 become plain lines: one per report (log_every steps), per evaluation and per checkpoint.
+
+Under `torchrun --nproc_per_node=N` (train-rm only) every rank runs this command: rank 0 creates
+or resumes the run, records it and prints, and hands the run to the others; they train beside it
+(core.distributed) and say nothing unless they fail, naming their rank.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import tomllib
+import traceback
 from pathlib import Path
 from typing import Any
 
 from ..config import RewardConfig, config_from_dict, config_to_dict, load_config
 from ..errors import WorkbenchError
-from ..events import Checkpoint, Event, Log, Metric, Progress
+from ..events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress
 
 
 def train_reward_model(
@@ -26,13 +32,13 @@ def train_reward_model(
     resume: str | None = None,
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
-    from .train import JOB_PATH
+    from .train import JOB_PATH, check_world
 
     return run_job_from_terminal(
         project_path, kind="reward", command="train-rm", config_cls=RewardConfig, job_path=JOB_PATH,
         printer=TrainPrinter(), config_path=config_path, overrides=overrides, name=name, resume=resume,
         describe=lambda config, verb: f"{verb} a reward model on {config.base_model!r}",
-        final_path_key="best_checkpoint", final_path_label="best checkpoint",
+        final_path_key="best_checkpoint", final_path_label="best checkpoint", check_world=check_world,
     )
 
 
@@ -51,12 +57,21 @@ def run_job_from_terminal(
     describe,
     final_path_key: str,
     final_path_label: str,
+    check_world=None,
 ) -> int:
     """A training job from a terminal (train-rm, ppo): settings from --config and --set (or the run's
-    own with --resume), the run recorded as the app records it, Ctrl+C a polite stop."""
+    own with --resume), the run recorded as the app records it, Ctrl+C a polite stop.
+
+    `check_world(config, world_size)` says the job can train under torchrun (and refuses settings
+    the ranks cannot share); without it, a torchrun launch is refused.
+    """
+    from .. import distributed
     from ..jobs import resume_run, run_in_thread, start_run
     from ..project import Project
 
+    multi = distributed.launched()
+    if multi and check_world is None:
+        raise WorkbenchError(f"{command} does not train under torchrun yet; run it as one process")
     with Project.open(project_path) as project:
         if resume:
             if config_path or overrides:
@@ -67,15 +82,34 @@ def run_job_from_terminal(
             if run["kind"] != kind:
                 raise WorkbenchError(f"{project.path}: run {resume} is a {run['kind']} run, not a {kind} run")
             config = config_from_dict(config_cls, run["config"], source=f"run {resume}")
-            ctx = resume_run(project, resume)
+            if not multi:
+                ctx = resume_run(project, resume)
         else:
             config = load_config(config_cls, config_path) if config_path else config_cls()
             settings = {**config_to_dict(config), **parse_overrides(overrides)}
             config = config_from_dict(config_cls, settings, source="--set").validate()
-            ctx = start_run(project, kind=kind, name=name, config=config)
+            if not multi:
+                ctx = start_run(project, kind=kind, name=name, config=config)
+    if multi:
+        # Every rank read the same settings; each refuses a bad one itself, before any waiting.
+        check_world(config, distributed.env_world_size())
+        distributed.setup(getattr(config, "device", "auto"))
+        try:
+            return _run_on_ranks(
+                project_path, kind=kind, command=command, job_path=job_path, printer=printer, config=config,
+                name=name, resume=resume, describe=describe, final_path_key=final_path_key,
+                final_path_label=final_path_label,
+            )
+        finally:
+            distributed.cleanup()
     verb = "resuming" if resume else "training"
     print(f"run {ctx.run_id}: {describe(config, verb)}; its folder is {ctx.run_dir}", flush=True)
     job = run_in_thread(job_path, config, ctx, printer)
+    _wait(job)
+    return _report(job.result, ctx, project_path, command, final_path_key, final_path_label)
+
+
+def _wait(job) -> None:
     try:
         while not job.join(0.2):
             pass
@@ -83,11 +117,13 @@ def run_job_from_terminal(
         print("stopping: writing a checkpoint...", flush=True)
         job.stop()
         job.join()
-    result = job.result
+
+
+def _report(result, ctx, project_path, command, final_path_key, final_path_label, *, who: str = "") -> int:
     if result is None or not hasattr(result, "summary"):
         message = getattr(result, "message", None) or "the run ended without a result"
         hint = getattr(result, "hint", None)
-        print(f"error: {message}" + (f" ({hint})" if hint else ""), file=sys.stderr)
+        print(f"error: {who}{message}" + (f" ({hint})" if hint else ""), file=sys.stderr)
         return 1
     summary = result.summary
     figures = ", ".join(
@@ -99,6 +135,97 @@ def run_job_from_terminal(
     if result.stopped:
         print(f"resume with: rlhf-workbench {command} {project_path} --resume {ctx.run_id}")
     return 0
+
+
+def _run_on_ranks(project_path, *, kind, command, job_path, printer, config, name, resume, describe,
+                  final_path_key, final_path_label) -> int:
+    """One rank's part of a torchrun launch (the process group is up)."""
+    from .. import distributed
+    from ..jobs import resume_run, run_in_thread, start_run
+    from ..project import Project
+
+    rank, world = distributed.rank(), distributed.world_size()
+    ctx, failure = None, None
+    if rank == 0:
+        try:
+            with Project.open(project_path) as project:
+                ctx = resume_run(project, resume) if resume else start_run(project, kind=kind, name=name, config=config)
+        except WorkbenchError as exc:
+            failure = str(exc)
+    # The others learn the run (or why there is none) from rank 0, so all use one run folder.
+    ctx, failure = distributed.broadcast_object((ctx, failure))
+    if failure is not None:
+        if rank == 0:
+            raise WorkbenchError(failure)
+        return 1
+    if rank == 0:
+        verb = "resuming" if resume else "training"
+        print(f"run {ctx.run_id}: {describe(config, verb)}; its folder is {ctx.run_dir}", flush=True)
+        accum = getattr(config, "gradient_accumulation_steps", 1)
+        print(
+            f"global batch = per-rank {config.batch_size // world} x {world} ranks x accumulation {accum} "
+            f"({config.batch_size * accum} pairs per optimizer step)",
+            flush=True,
+        )
+        job = run_in_thread(job_path, config, ctx, printer)
+    else:
+        job = _RankJob(job_path, config, ctx)
+    _wait(job)
+    who = f"rank {rank}: "
+    if rank == 0:
+        status = _report(job.result, ctx, project_path, command, final_path_key, final_path_label, who=who)
+    else:
+        status = _report_rank(job.result, who)
+    if status == 0:
+        # Nobody leaves before everyone is done: a rank that failed instead breaks this barrier,
+        # and the ones waiting in it end too, instead of waiting for a peer that is gone.
+        try:
+            distributed.barrier()
+        except Exception as exc:  # noqa: BLE001 -- any failure of a peer, however the backend words it
+            print(f"error: {who}another rank failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                  file=sys.stderr, flush=True)
+            return 1
+    return status
+
+
+def _report_rank(result, who: str) -> int:
+    if isinstance(result, Finished):
+        return 0
+    message = getattr(result, "message", None) or "the run ended without a result"
+    hint = getattr(result, "hint", None)
+    print(f"error: {who}{message}" + (f" ({hint})" if hint else ""), file=sys.stderr, flush=True)
+    return 1
+
+
+class _RankJob:
+    """The job on a rank other than 0, in a thread like ThreadJob: unrecorded (rank 0 records the
+    run for all), its events dropped, its end kept in `result` as Finished or Failed."""
+
+    def __init__(self, job_path: str, config: Any, ctx):
+        self.result: Finished | Failed | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, args=(job_path, config, ctx), name="rank job", daemon=True)
+        self._thread.start()
+
+    def _main(self, job_path: str, config: Any, ctx) -> None:
+        from .. import distributed
+        from ..jobs import JobFailed, load_job
+
+        try:
+            summary = load_job(job_path)(config, ctx, distributed.drop_events, self._stop.is_set) or {}
+            self.result = Finished(summary, bool(summary.get("stopped")))
+        except JobFailed as exc:
+            self.result = Failed(exc.message, hint=exc.hint, step=exc.step)
+        except Exception as exc:  # noqa: BLE001 -- no run folder log of its own: the traceback goes to stderr
+            traceback.print_exc()
+            self.result = Failed(f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ checkpoint holds the position in it, the optimizer, the scheduler and every RNG.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -30,7 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
 from ..config import RewardConfig, config_from_dict
+from ..errors import ConfigError
 from ..events import Checkpoint, Log, Metric, Progress, Sink, StopFlag
 from ..jobs import JobFailed, RunContext
 from ..models import LoraSettings, ModelError, load_reward_model
@@ -89,7 +92,8 @@ def run(config: RewardConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop
                 raise JobFailed(_no_pairs_message(data.counts), hint="label pairs in the Label tab, or import labelled data")
             train_pairs, val_pairs = data.train, data.val
             split = {"train_ids": data.train_ids, "val_ids": data.val_ids, "max_length": config.max_length, "counts": data.counts}
-            split_path.write_text(json.dumps(split), encoding="utf-8")
+            if distributed.is_main():  # every rank drew the same split; one writes it
+                split_path.write_text(json.dumps(split), encoding="utf-8")
             sink(Log(_data_line(data.counts, len(data.train_ids), len(data.val_ids))))
     finally:
         project.close()
@@ -103,6 +107,15 @@ def run(config: RewardConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop
         model, tokenizer, train_pairs, val_pairs, config, sink=sink, stop=stop, run_dir=ctx.run_dir,
         resume=ctx.resume, resume_from=getattr(ctx, "resume_checkpoint", None),
     )
+
+
+def check_world(config: RewardConfig, world: int) -> None:
+    """Refuses a batch that the ranks cannot share equally."""
+    if world > 1 and config.batch_size % world:
+        raise ConfigError(
+            f"batch_size: {config.batch_size} pairs cannot be split evenly over {world} ranks; batch_size is the "
+            f"global batch of one forward pass, so choose a multiple of {world}"
+        )
 
 
 def _no_pairs_message(counts: dict[str, int]) -> str:
@@ -146,11 +159,28 @@ def train(
     """
     started = time.perf_counter()
     config.validate()
+    check_world(config, distributed.world_size())
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     with cpu_threads(config.torch_threads, device, sum(p.numel() for p in model.parameters())) as threads:
-        return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
-                      sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
+        try:
+            return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
+                          sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
+        except RuntimeError as exc:
+            if not _peer_lost(exc):
+                raise
+            # Not a bug here: another rank ended first, and it (or torchrun) says why.
+            raise JobFailed(
+                f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
+                hint="another rank stopped or failed first; torchrun's report names it and its output says why",
+            ) from None
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    if distributed.world_size() == 1:
+        return False
+    text = str(exc)
+    return isinstance(exc, torch.distributed.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection"))
 
 
 def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started, *, sink, stop, run_dir,
@@ -205,11 +235,16 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
         if resume:
             sink(Log("nothing to resume from (no complete checkpoint); starting at step 0", "warning"))
         _seed_everything(config.seed)
+    # Under torchrun every rank holds the whole model; DDP averages the gradients in backward().
+    # The plain model stays what is evaluated and saved (its state has no "module." prefix).
+    world = distributed.world_size()
+    net = _ddp(model, device) if world > 1 else model
     n_params = sum(p.numel() for p in model.parameters())
     where = f"cpu ({threads} thread{'s' if threads != 1 else ''})" if device.type == "cpu" else str(device)
+    shares = f"{config.batch_size // world} per rank x {world} ranks x {accum}" if world > 1 else f"{config.batch_size} x {accum}"
     sink(Log(
         f"training on {where} in {config.precision}: {len(train_enc):,} training pairs, {len(val_enc):,} "
-        f"validation pairs; global batch {config.batch_size * accum} pairs ({config.batch_size} x {accum}); "
+        f"validation pairs; global batch {config.batch_size * accum} pairs ({shares}); "
         f"{total_steps:,} steps ({total_steps / steps_per_epoch:.3g} epochs); "
         f"{sum(p.numel() for p in params):,} of {n_params:,} parameters trained"
         + (f"; checkpoints in {ckpt.checkpoints_dir(run_dir)}" if run_dir is not None else "")
@@ -229,22 +264,29 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
         step = state["step"] + 1
         try:
             lr = scheduler.get_last_lr()[0]
-            for indices in group:
+            for micro, indices in enumerate(group):
+                weight, counted = 1.0, True
+                if world > 1:
+                    indices, weight, counted = _share(indices, world)
                 batch = collate(train_enc, indices, pad_id)
-                rewards = forward_rewards(model, batch, device, config.precision)
-                chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
-                loss = reward_loss(
-                    chosen, rejected, margin=batch["margin"], center_rewards_coefficient=config.center_rewards_coefficient
-                )
-                scaled = loss / len(group)
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                # Gradients are averaged over the ranks once per optimizer step, on the last pass.
+                syncing = contextlib.nullcontext() if world == 1 or micro == len(group) - 1 else net.no_sync()
+                with syncing:
+                    rewards = forward_rewards(net, batch, device, config.precision)
+                    chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
+                    loss = reward_loss(
+                        chosen, rejected, margin=batch["margin"], center_rewards_coefficient=config.center_rewards_coefficient
+                    )
+                    scaled = loss / len(group) if world == 1 else loss * weight / len(group)
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 # Read back only now, with the backward pass already queued: on a GPU the one
                 # wait per batch then overlaps with work instead of idling the device.
                 metrics = batch_metrics(chosen, rejected)
                 loss_value = loss.item()
-                if not math.isfinite(loss_value):
+                if counted and not math.isfinite(loss_value):
                     raise JobFailed(f"the loss became {loss_value} at step {step}", hint=NAN_HINT, step=step)
-                window.add(loss_value, metrics, len(indices), int(batch["attention_mask"].sum()))
+                if counted:
+                    window.add(loss_value, metrics, len(indices), int(batch["attention_mask"].sum()))
             if scaler is not None:
                 scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
@@ -277,12 +319,12 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
         # 6. Report.
         now = time.perf_counter()
         if step % config.log_every == 0 or done:
-            values = window.flush(now)
+            values = window.flush(now) if world == 1 else window.flush(now, distributed.all_reduce_sum)
             values.update({
                 "train/learning_rate": lr,
                 "train/grad_norm": grad_norm,
                 "train/epoch": state["epoch"] + state["batch"] / max(1, len(epoch_cache[1])),
-                "perf/peak_memory_mb": peak_memory_mb(device),
+                "perf/peak_memory_mb": peak_memory_mb(device) if world == 1 else distributed.all_reduce_max([peak_memory_mb(device)])[0],
             })
             sink(Metric(step, values))
         if now - last_progress >= PROGRESS_EVERY_S or done:
@@ -291,19 +333,44 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
             sink(Progress(step, total_steps, f"step {step:,} of {total_steps:,}", eta))
 
         # 7. Evaluate and checkpoint (a checkpoint's validation figures are always its own step's).
+        # Every rank evaluates the whole validation set (the same figures, no messages, so no rank
+        # falls out of step); only the main rank saves, the others wait for it in the next step.
+        main = distributed.is_main()
         fresh = None
         if val_enc and (step % config.eval_every == 0 or done):
             fresh = last_eval = _evaluate(model, val_enc, pad_id, config, device, sink, step)
         if run_dir is not None and (step % config.save_every == 0 or done):
             if val_enc and fresh is None:
                 fresh = last_eval = _evaluate(model, val_enc, pad_id, config, device, sink, step)
-            _save(run_dir, model, tokenizer, optimizer, scheduler, scaler, state, fresh, bool(val_enc), config, sink)
-        if not done and stop():
-            if run_dir is not None:
+            if main:
+                _save(run_dir, model, tokenizer, optimizer, scheduler, scaler, state, fresh, bool(val_enc), config, sink)
+        if not done and (stop() if world == 1 else distributed.any_rank(stop())):
+            if run_dir is not None and main:
                 _save(run_dir, model, tokenizer, optimizer, scheduler, scaler, state, None, bool(val_enc), config, sink)
             sink(Log(f"stopped at step {step:,} of {total_steps:,}; resume continues from here"))
             return _summary(state, train_enc, val_enc, last_eval, run_dir, started, stopped=True)
     return _summary(state, train_enc, val_enc, last_eval, run_dir, started, stopped=False)
+
+
+def _ddp(model, device):
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _share(indices: list[int], world: int) -> tuple[list[int], float, bool]:
+    """(this rank's pairs of a global batch, its loss weight, whether they count).
+
+    DDP averages gradients over ranks, so weighting a rank's mean loss by world x its share of
+    the batch makes the step the single-process step over the whole batch, also for the short
+    last batch of an epoch. A rank left with nothing (a batch smaller than the world) still runs
+    a pass, on one pair weighted 0, since every rank must join every gradient all-reduce.
+    """
+    mine = distributed.shard(indices)
+    if not mine:
+        return indices[:1], 0.0, False
+    return mine, len(mine) * world / len(indices), True
 
 
 def _evaluate(model, val_enc, pad_id, config, device, sink, step) -> dict[str, float]:
@@ -364,8 +431,13 @@ class _Window:
         self.pairs += pairs
         self.tokens += tokens
 
-    def flush(self, now: float) -> dict[str, float]:
+    def flush(self, now: float, reduce=None) -> dict[str, float]:
+        """`reduce` (ranks' sums) turns every rank's window into the global batch's figures."""
         seconds = max(now - self.start, 1e-9)
+        if reduce is not None:
+            names = ("loss", "accuracy", "margin", "mean_reward")
+            *sums, self.pairs, self.tokens = reduce([self.sums.get(k, 0.0) for k in names] + [self.pairs, self.tokens])
+            self.sums = dict(zip(names, sums))
         values = {f"train/{k}": v / self.pairs for k, v in self.sums.items()}
         values["perf/pairs_per_s"] = self.pairs / seconds
         values["perf/tokens_per_s"] = self.tokens / seconds

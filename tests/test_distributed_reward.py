@@ -1,0 +1,117 @@
+"""`train-rm` under torchrun: two CPU ranks (gloo) train exactly as one process does.
+
+Each run is a real launch (`python -m torch.distributed.run ... -m rlhf_workbench.core.cli`), as a
+person starts one on a workstation; the two processes share this machine's cores, so the runs
+are short and every process keeps to one thread.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from rlhf_workbench.core.demo import create_demo_project
+from rlhf_workbench.core.models import ensure_demo_model
+from rlhf_workbench.core.project import Project
+
+SETTINGS = ("max_steps=24", "log_every=1", "eval_every=12", "save_every=12", "torch_threads=1")
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone")
+CLI = ("-m", "rlhf_workbench.core.cli")
+
+
+@pytest.fixture
+def env(workbench_home):
+    # Built once here, so that the ranks find it instead of building it side by side.
+    ensure_demo_model()
+    return {**os.environ, "RLHF_WORKBENCH_HOME": str(workbench_home), "OMP_NUM_THREADS": "1"}
+
+
+def _train(env, project, *, ranks, settings=SETTINGS, timeout=120):
+    launcher = TORCHRUN if ranks == 2 else (sys.executable,)
+    sets = [arg for item in settings for arg in ("--set", item)]
+    return subprocess.run([*launcher, *CLI, "train-rm", str(project), *sets], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def _the_run(project):
+    with Project.open(project) as p:
+        (row,) = p.store.runs()
+        run = p.store.run(row["id"])
+        return run, p.store.metric_series(run["id"], "train/loss"), project / run["output_dir"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("batch_size, accumulation", [(8, 1), (4, 2)])
+def test_two_cpu_ranks_train_as_one_process_does(env, tmp_path, batch_size, accumulation):
+    one, two = tmp_path / "one", tmp_path / "two"
+    create_demo_project(one).close()
+    create_demo_project(two).close()
+    settings = (*SETTINGS, f"batch_size={batch_size}", f"gradient_accumulation_steps={accumulation}")
+
+    started = time.perf_counter()
+    single = _train(env, one, ranks=1, settings=settings)
+    assert single.returncode == 0, single.stderr
+    both = _train(env, two, ranks=2, settings=settings)
+    assert both.returncode == 0, both.stdout + both.stderr
+    print(f"1 process then 2 ranks: {time.perf_counter() - started:.1f} s")
+
+    # Only rank 0 prints: one start line, one line per step, one summary.
+    out = both.stdout
+    assert out.count(f"global batch = per-rank {batch_size // 2} x 2 ranks x accumulation {accumulation}") == 1
+    assert out.count("done: steps 24") == 1 and out.count("step 24/24  loss") == 1
+
+    # Only rank 0 records: one run, finished, with one loss per step.
+    _, loss1, dir1 = _the_run(one)
+    run2, loss2, dir2 = _the_run(two)
+    assert run2["status"] == "finished"
+    assert [s for s, _ in loss2] == [s for s, _ in loss1] == list(range(1, 25))  # past an epoch's end too
+    loss_diff = max(abs(a - b) for (_, a), (_, b) in zip(loss1, loss2))
+    w1 = load_file(str(dir1 / "checkpoints" / "last" / "model.safetensors"))
+    w2 = load_file(str(dir2 / "checkpoints" / "last" / "model.safetensors"))
+    assert w1.keys() == w2.keys()
+    weight_diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    print(f"max |loss difference| {loss_diff:.2e}, max |weight difference| {weight_diff:.2e}")
+    assert loss_diff < 1e-4 and weight_diff < 1e-5
+    with Project.open(two) as p:
+        assert [c["step"] for c in p.store.checkpoints(run2["id"])] == [12, 24]
+
+
+def test_a_batch_the_ranks_cannot_share_is_refused_naming_batch_size(env, tmp_path):
+    create_demo_project(tmp_path / "p").close()
+    result = _train(env, tmp_path / "p", ranks=2, settings=("batch_size=7", "max_steps=2"), timeout=60)
+    assert result.returncode != 0
+    assert "batch_size: 7 pairs cannot be split evenly over 2 ranks" in result.stderr
+    with Project.open(tmp_path / "p") as p:
+        assert p.store.runs() == []
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_that_dies_ends_every_rank_without_a_hang(env, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    create_demo_project(tmp_path / "p").close()
+    sets = [arg for item in ("max_steps=100000", "batch_size=8", "torch_threads=1", "save_every=1000000",
+                             "eval_every=1000000") for arg in ("--set", item)]
+    launcher = subprocess.Popen([*TORCHRUN, *CLI, "train-rm", str(tmp_path / "p"), *sets], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in launcher.stdout:  # training has begun on every rank once a step is reported
+            if line.startswith("step "):
+                break
+        ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "rlhf_workbench" in " ".join(p.cmdline())]
+        assert len(ranks) == 2, ranks
+        victim = max(ranks, key=lambda p: p.pid)
+        victim.send_signal(signal.SIGKILL)
+        started = time.perf_counter()
+        launcher.wait(timeout=60)
+        assert launcher.returncode != 0
+        psutil.wait_procs(ranks, timeout=10)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks)
+        print(f"every rank gone {time.perf_counter() - started:.1f} s after one was killed")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
