@@ -2,9 +2,10 @@
 
 Loading a model (torch, transformers) happens in a child, never in the GUI process: importing torch
 on a worker thread of a Qt process was seen to deadlock, the window stays responsive, and the
-model's memory goes when the child ends. The child speaks the protocol of the core's `remote`
-entry points (core/reward/remote.py, core/ppo/remote.py): ("progress", done, total, message) ...,
-then ("done", result), ("cancelled", message) or ("failed", message).
+model's memory goes when the child ends. The child is one of the core's `remote` entry points
+(core/reward/remote.py, core/ppo/remote.py), speaking core/child_protocol.py's protocol:
+("progress", done, total, message) ..., then ("done", result), ("cancelled", message) or
+("failed", message).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,19 +94,20 @@ def demo_model_path() -> Path:
 
 
 def ensure_demo_model() -> Path:
-    """The demo model's folder, building it the first time (a few seconds; deterministic).
+    """The demo model's folder, building it the first time (a few seconds; deterministic)."""
+    return build_once(demo_model_path(), build_demo_model)
 
-    Built in a temporary folder and renamed into place, so an interrupted build leaves nothing
-    that looks complete; when two processes build at once, the first rename wins and the other
-    discards its copy (they are identical).
-    """
-    dest = demo_model_path()
+
+def build_once(dest: Path, build: Callable[[Path], Any]) -> Path:
+    """`dest`, made by `build(folder)` the first time: into a temporary folder renamed into place,
+    so an interrupted build leaves nothing that looks complete; when two processes build at once,
+    the first rename wins and the other discards its copy (builds are deterministic)."""
     if (dest / "config.json").is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        build_demo_model(tmp)
+        build(tmp)
         try:
             os.rename(tmp, dest)
         except OSError:

@@ -25,10 +25,7 @@ torch and transformers are imported inside the functions: listing what exists mu
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,27 +67,10 @@ def demo_policy_path() -> Path:
 
 
 def ensure_demo_policy() -> Path:
-    """The demo policy's folder, building it the first time (~10 s; deterministic).
+    """The demo policy's folder, building it the first time (~10 s; deterministic; see build_once)."""
+    from ..models import build_once
 
-    Built in a temporary folder and renamed into place, so an interrupted build leaves nothing
-    that looks complete; when two processes build at once, the first rename wins and the other
-    discards its copy (they are identical).
-    """
-    dest = demo_policy_path()
-    if (dest / "config.json").is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        build_demo_policy(tmp)
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (dest / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    return build_once(demo_policy_path(), build_demo_policy)
 
 
 def build_demo_policy(folder: Path, spec: dict[str, Any] | None = None) -> Path:
