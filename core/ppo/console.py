@@ -3,11 +3,10 @@ core/reward/console.py, which runs it). Each update becomes one line; warnings a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..events import Checkpoint, Event, Log, Metric, Progress, Sample
-from ..reward.console import run_job_from_terminal
+from ..events import Event, Sample
+from ..reward.console import RunPrinter, run_job_from_terminal
 
 
 def run_ppo(
@@ -30,33 +29,21 @@ def run_ppo(
     )
 
 
-class PPOPrinter:
-    """A sink that prints a PPO run's events as lines (called from the job's thread)."""
+class PPOPrinter(RunPrinter):
+    """One line per update, and the samples."""
 
-    def __init__(self, out=None):
-        self.out = out or sys.stdout
-        self.total: int | None = None
+    unit = "update"
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Progress):
-            self.total = event.total
-        elif isinstance(event, Log):
-            self._line(event.message if event.level == "info" else f"{event.level}: {event.message}")
-        elif isinstance(event, Metric):
-            v = event.values
-            at = f"update {event.step}" + (f"/{self.total}" if self.total else "")
-            self._line(
-                f"{at}  score {v['objective/scores']:+.3f}  kl {v['objective/kl']:.3f}  "
-                f"entropy {v['policy/entropy_avg']:.3f}  length {v['val/response_length']:.1f}  "
-                f"clip {v['policy/clipfrac_avg']:.3f}  {v['perf/episodes_per_s']:.1f} episodes/s"
-            )
-        elif isinstance(event, Sample):
+    def metric_lines(self, v: dict[str, float]) -> list[str]:
+        return [
+            f"score {v['objective/scores']:+.3f}  kl {v['objective/kl']:.3f}  entropy {v['policy/entropy_avg']:.3f}  "
+            f"length {v['val/response_length']:.1f}  clip {v['policy/clipfrac_avg']:.3f}  "
+            f"{v['perf/episodes_per_s']:.1f} episodes/s"
+        ]
+
+    def other(self, event: Event) -> None:
+        if isinstance(event, Sample):
             self._line(f"  sample: {_one_line(event.prompt)} -> {_one_line(event.response)}  (score {event.score:+.2f})")
-        elif isinstance(event, Checkpoint):
-            self._line(f"checkpoint at update {event.step}: {event.path}")
-
-    def _line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
 
 
 def _one_line(text: str, n: int = 70) -> str:

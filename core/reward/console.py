@@ -242,8 +242,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return values
 
 
-class TrainPrinter:
-    """A sink that prints a training run's events as lines (called from the job's thread)."""
+class RunPrinter:
+    """A sink that prints a run's events as lines (called from the job's thread); subclasses say
+    how a Metric reads (`metric_lines`) and what a step is called (`unit`)."""
+
+    unit = "step"
 
     def __init__(self, out=None):
         self.out = out or sys.stdout
@@ -255,17 +258,34 @@ class TrainPrinter:
         elif isinstance(event, Log):
             self._line(event.message if event.level == "info" else f"{event.level}: {event.message}")
         elif isinstance(event, Metric):
-            v = event.values
-            at = f"step {event.step}" + (f"/{self.total}" if self.total else "")
-            if "train/loss" in v:
-                self._line(
-                    f"{at}  loss {v['train/loss']:.4f}  accuracy {v.get('train/accuracy', float('nan')):.3f}  "
-                    f"lr {v.get('train/learning_rate', float('nan')):.3g}  {v.get('perf/pairs_per_s', 0.0):.0f} pairs/s"
-                )
-            if "eval/loss" in v:
-                self._line(f"{at}  validation loss {v['eval/loss']:.4f}  accuracy {v['eval/accuracy']:.3f}")
+            at = f"{self.unit} {event.step}" + (f"/{self.total}" if self.total else "")
+            for line in self.metric_lines(event.values):
+                self._line(f"{at}  {line}")
         elif isinstance(event, Checkpoint):
-            self._line(f"checkpoint at step {event.step}: {event.path}" + ("  (best so far)" if event.best else ""))
+            self._line(f"checkpoint at {self.unit} {event.step}: {event.path}" + ("  (best so far)" if event.best else ""))
+        else:
+            self.other(event)
+
+    def metric_lines(self, values: dict[str, float]) -> list[str]:
+        return []
+
+    def other(self, event: Event) -> None:
+        """Events the base class does not print (samples, for PPO)."""
 
     def _line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+class TrainPrinter(RunPrinter):
+    """Reward-model training: loss, accuracy, learning rate and speed; validation figures."""
+
+    def metric_lines(self, v: dict[str, float]) -> list[str]:
+        lines = []
+        if "train/loss" in v:
+            lines.append(
+                f"loss {v['train/loss']:.4f}  accuracy {v.get('train/accuracy', float('nan')):.3f}  "
+                f"lr {v.get('train/learning_rate', float('nan')):.3g}  {v.get('perf/pairs_per_s', 0.0):.0f} pairs/s"
+            )
+        if "eval/loss" in v:
+            lines.append(f"validation loss {v['eval/loss']:.4f}  accuracy {v['eval/accuracy']:.3f}")
+        return lines
