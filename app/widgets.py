@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 
 def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
@@ -21,6 +21,25 @@ def heading_label(text: str, parent: QWidget | None = None) -> QLabel:
     font.setBold(True)
     label.setFont(font)
     return label
+
+
+def run_buttons(view, *, start_tip: str, resume_tip: str) -> QHBoxLayout:
+    """Start (Ctrl+Return), Stop and Resume for a training tab: sets view.start_button,
+    view.stop_button and view.resume_button, wired to view.start / stop / resume."""
+    view.start_button = QPushButton("Start")
+    view.stop_button = QPushButton("Stop")
+    view.resume_button = QPushButton("Resume")
+    view.start_button.setToolTip(f"{start_tip} (Ctrl+Return)")
+    view.start_button.setShortcut("Ctrl+Return")
+    view.stop_button.setToolTip("Save a checkpoint and stop; Resume continues from it")
+    view.resume_button.setToolTip(resume_tip)
+    view.start_button.clicked.connect(view.start)
+    view.stop_button.clicked.connect(view.stop)
+    view.resume_button.clicked.connect(view.resume)
+    row = QHBoxLayout()
+    for button in (view.start_button, view.stop_button, view.resume_button):
+        row.addWidget(button)
+    return row
 
 
 class TextPane(QWidget):

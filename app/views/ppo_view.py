@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QPlainTextEdit,
-    QPushButton,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -56,7 +55,7 @@ from rlhf_workbench.core.project import Project
 from ..config_form import ConfigForm
 from ..curves import PPO_GROUPS, CurvesPanel
 from ..jobs import JobController
-from ..widgets import heading_label, plain_label
+from ..widgets import heading_label, plain_label, run_buttons
 from .ppo_compare import CompareControl
 from .ppo_panels import SamplesPanel, WarningBanner
 from .ppo_pickers import PICKED, ModelChoices
@@ -94,19 +93,11 @@ class PPOView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
 
-        self.start_button = QPushButton("Start")
-        self.stop_button = QPushButton("Stop")
-        self.resume_button = QPushButton("Resume")
-        self.start_button.setToolTip("Start a new PPO run with these settings (Ctrl+Return)")
-        self.start_button.setShortcut("Ctrl+Return")
-        self.stop_button.setToolTip("Save a checkpoint and stop; Resume continues from it")
-        self.resume_button.setToolTip("Continue the selected run, stopped or failed, from its last checkpoint")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        self.resume_button.clicked.connect(self.resume)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(button)
+        buttons = run_buttons(
+            self,
+            start_tip="Start a new PPO run with these settings",
+            resume_tip="Continue the selected run, stopped or failed, from its last checkpoint",
+        )
         self.status = plain_label("")
         self.status.setWordWrap(True)
 

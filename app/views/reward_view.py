@@ -41,7 +41,7 @@ from ..config_form import ConfigForm
 from ..curves import REWARD_GROUPS, CurvesPanel
 from ..jobs import JobController
 from ..tasks import run_task
-from ..widgets import heading_label, plain_label
+from ..widgets import heading_label, plain_label, run_buttons
 from .reward_panels import MostWrongPanel, ScorePanel
 
 JOB_PATH = "rlhf_workbench.core.reward.train:run"
@@ -80,19 +80,11 @@ class RewardView(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form)
 
-        self.start_button = QPushButton("Start")
-        self.stop_button = QPushButton("Stop")
-        self.resume_button = QPushButton("Resume")
-        self.start_button.setToolTip("Train a new reward model with these settings (Ctrl+Return)")
-        self.start_button.setShortcut("Ctrl+Return")
-        self.stop_button.setToolTip("Save a checkpoint and stop; Resume continues from it")
-        self.resume_button.setToolTip("Continue the last stopped or failed run from its last checkpoint")
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        self.resume_button.clicked.connect(self.resume)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(button)
+        buttons = run_buttons(
+            self,
+            start_tip="Train a new reward model with these settings",
+            resume_tip="Continue the last stopped or failed run from its last checkpoint",
+        )
         self.status = plain_label("")
         self.status.setWordWrap(True)
 
