@@ -58,6 +58,7 @@ class ThreadJob:
         self.ctx = ctx
         self.result: Finished | Failed | None = None
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self._on_event = on_event or (lambda event: None)
         self._thread = threading.Thread(
             target=self._main, args=(job_path, config), name=f"job {ctx.run_id}", daemon=True
@@ -75,18 +76,22 @@ class ThreadJob:
         except Exception as exc:  # noqa: BLE001 -- the run could not even be recorded (database locked, gone)
             if self.result is None:
                 deliver(Failed(f"{type(exc).__name__}: {exc}", hint="The run could not be recorded in the project."))
+        finally:
+            self._ended.set()
 
     def stop(self) -> None:
         """Ask the job to checkpoint and return."""
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        # An Event, not Thread.join: in Python 3.11 a join interrupted by Ctrl+C (KeyboardInterrupt
+        # raised while it waits) marks the thread as ended for good (CPython gh-90882), and every
+        # later join returns at once while the job is still writing its checkpoint.
+        return self._ended.wait(timeout)
 
     @property
     def done(self) -> bool:
-        return not self._thread.is_alive()
+        return self._ended.is_set()
 
 
 def run_in_thread(job_path: str, config: Any, ctx: RunContext, on_event: Sink | None = None) -> ThreadJob:

@@ -81,3 +81,35 @@ def test_errors_are_one_line_and_exit_1(make_project, tmp_path):
         assert result.returncode == 1, (args, result.stdout, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, result.stderr)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_with_a_checkpoint_and_says_how_to_resume(make_project, tiny_model, signal_name):
+    """Ctrl+C in a terminal, SIGTERM from a scheduler at its time limit: a polite stop. (Python 3.11's
+    Thread.join, interrupted once, then believes the job's thread ended: the process used to quit
+    without the checkpoint, the run left 'running'.)"""
+    import signal
+
+    path = _labelled(make_project)
+    process = subprocess.Popen(
+        [str(CLI), "train-rm", str(path), "--set", f"base_model={tiny_model}", "--set", "max_steps=100000",
+         "--set", "batch_size=4", "--set", "log_every=1", "--set", "eval_every=1000000", "--set", "save_every=1000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("step 3/"):
+                break
+        process.send_signal(getattr(signal, signal_name))
+        rest = process.stdout.read()
+        assert process.wait(timeout=60) == 0, rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "stopping: writing a checkpoint..." in rest and "resume with: rlhf-workbench train-rm" in rest
+    with Project.open(path) as project:
+        (run,) = project.store.runs()
+        assert run["status"] == "cancelled"
+        (checkpoint,) = project.store.checkpoints(run["id"])
+        assert checkpoint["step"] >= 3

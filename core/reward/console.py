@@ -4,15 +4,17 @@ The run goes through the same runner as the app's (core.jobs: start_run / resume
 job in a thread), so the project's Runs tab shows it, with its metrics and checkpoints. Events
 become plain lines: one per report (log_every steps), per evaluation and per checkpoint.
 
-Under `torchrun --nproc_per_node=N` (train-rm only) every rank runs this command: rank 0 creates
+Under `torchrun --nproc_per_node=N` every rank runs this command: rank 0 creates
 or resumes the run, records it and prints, and hands the run to the others; they train beside it
 (core.distributed) and say nothing unless they fail, naming their rank.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+import time
 import tomllib
 import traceback
 from pathlib import Path
@@ -39,6 +41,22 @@ def train_reward_model(
         printer=TrainPrinter(), config_path=config_path, overrides=overrides, name=name, resume=resume,
         describe=lambda config, verb: f"{verb} a reward model on {config.base_model!r}",
         final_path_key="best_checkpoint", final_path_label="best checkpoint", check_world=check_world,
+        batch_line=_global_batch_line, prepare=_build_demo_model,
+    )
+
+
+def _build_demo_model(config: RewardConfig) -> None:
+    from ..models import DEMO, ensure_demo_model
+
+    if config.base_model.strip() == DEMO:
+        ensure_demo_model()
+
+
+def _global_batch_line(config: RewardConfig, world: int) -> str:
+    accum = config.gradient_accumulation_steps
+    return (
+        f"global batch = per-rank {config.batch_size // world} x {world} ranks x accumulation {accum} "
+        f"({config.batch_size * accum} pairs per optimizer step)"
     )
 
 
@@ -58,12 +76,18 @@ def run_job_from_terminal(
     final_path_key: str,
     final_path_label: str,
     check_world=None,
+    batch_line=None,
+    prepare=None,
 ) -> int:
     """A training job from a terminal (train-rm, ppo): settings from --config and --set (or the run's
     own with --resume), the run recorded as the app records it, Ctrl+C a polite stop.
 
     `check_world(config, world_size)` says the job can train under torchrun (and refuses settings
-    the ranks cannot share); without it, a torchrun launch is refused.
+    the ranks cannot share); without it, a torchrun launch is refused. `batch_line(config, world)`
+    is the line rank 0 prints at start about how the ranks share the batch. `prepare(config)` runs
+    on every rank before they join: once a process group exists, transformers' save_pretrained
+    writes only on rank 0, so a model the job would build the first time (the demo models) is
+    built here instead, by every rank at once (build_once: the first one renamed into place wins).
     """
     from .. import distributed
     from ..jobs import resume_run, run_in_thread, start_run
@@ -93,12 +117,14 @@ def run_job_from_terminal(
     if multi:
         # Every rank read the same settings; each refuses a bad one itself, before any waiting.
         check_world(config, distributed.env_world_size())
+        if prepare is not None:
+            prepare(config)
         distributed.setup(getattr(config, "device", "auto"))
         try:
             return _run_on_ranks(
                 project_path, kind=kind, command=command, job_path=job_path, printer=printer, config=config,
                 name=name, resume=resume, describe=describe, final_path_key=final_path_key,
-                final_path_label=final_path_label,
+                final_path_label=final_path_label, batch_line=batch_line,
             )
         finally:
             distributed.cleanup()
@@ -110,13 +136,45 @@ def run_job_from_terminal(
 
 
 def _wait(job) -> None:
+    """Waits for the job; Ctrl+C or SIGTERM stops it politely, with a checkpoint.
+
+    SIGTERM is how a cluster's scheduler ends a job at its time limit, and how torchrun ends the
+    ranks that are left when one fails: a rank stopping politely then finds its peer gone at the
+    next collective and records that (failed: lost contact), where dying at once would leave
+    the run marked 'running' with nothing said. A second signal ends the process at once.
+    """
+    previous = _on_signals(_interrupt)
     try:
         while not job.join(0.2):
             pass
     except KeyboardInterrupt:
         print("stopping: writing a checkpoint...", flush=True)
         job.stop()
+        # torchrun forwards the terminal's Ctrl+C to ranks that got it already: a second signal
+        # right after the first is that echo, not a person insisting.
+        first = time.monotonic()
+        _on_signals(lambda signum, frame: _interrupt(signum, frame) if time.monotonic() - first > ECHO_S else None)
         job.join()
+    finally:
+        _on_signals(*previous)
+
+
+ECHO_S = 2.0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_signals(on_term, on_int=None):
+    """Installs handlers for SIGTERM and SIGINT (`on_int` defaults to `on_term`); returns the ones
+    before. Only the main thread can, which is where Python runs them; elsewhere nothing changes."""
+    if on_term is None or threading.current_thread() is not threading.main_thread():
+        return None, None
+    before = signal.signal(signal.SIGTERM, on_term)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: stay deaf to Ctrl+C
+        return before, None
+    return before, signal.signal(signal.SIGINT, on_int or on_term)
 
 
 def _report(result, ctx, project_path, command, final_path_key, final_path_label, *, who: str = "") -> int:
@@ -138,7 +196,7 @@ def _report(result, ctx, project_path, command, final_path_key, final_path_label
 
 
 def _run_on_ranks(project_path, *, kind, command, job_path, printer, config, name, resume, describe,
-                  final_path_key, final_path_label) -> int:
+                  final_path_key, final_path_label, batch_line) -> int:
     """One rank's part of a torchrun launch (the process group is up)."""
     from .. import distributed
     from ..jobs import resume_run, run_in_thread, start_run
@@ -161,12 +219,8 @@ def _run_on_ranks(project_path, *, kind, command, job_path, printer, config, nam
     if rank == 0:
         verb = "resuming" if resume else "training"
         print(f"run {ctx.run_id}: {describe(config, verb)}; its folder is {ctx.run_dir}", flush=True)
-        accum = getattr(config, "gradient_accumulation_steps", 1)
-        print(
-            f"global batch = per-rank {config.batch_size // world} x {world} ranks x accumulation {accum} "
-            f"({config.batch_size * accum} pairs per optimizer step)",
-            flush=True,
-        )
+        if batch_line is not None:
+            print(batch_line(config, world), flush=True)
         job = run_in_thread(job_path, config, ctx, printer)
     else:
         job = _RankJob(job_path, config, ctx)
@@ -204,6 +258,7 @@ class _RankJob:
     def __init__(self, job_path: str, config: Any, ctx):
         self.result: Finished | Failed | None = None
         self._stop = threading.Event()
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._main, args=(job_path, config, ctx), name="rank job", daemon=True)
         self._thread.start()
 
@@ -219,13 +274,14 @@ class _RankJob:
         except Exception as exc:  # noqa: BLE001 -- no run folder log of its own: the traceback goes to stderr
             traceback.print_exc()
             self.result = Failed(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._ended.set()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._ended.wait(timeout)  # not Thread.join: see ThreadJob.join
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
