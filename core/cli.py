@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -184,11 +185,18 @@ def _run_subcommand(argv: list[str]) -> int:
     try:
         return _COMMANDS[args.command](args)
     except (WorkbenchError, Cancelled) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One write per line: under torchrun every rank may refuse at once, into the same stream.
+        sys.stderr.write(f"error: {_rank_prefix()}{exc}\n")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)
         return 130
+
+
+def _rank_prefix() -> str:
+    # From torchrun's environment, not core.distributed: an error path should not import torch.
+    rank = os.environ.get("RANK", "0")
+    return f"rank {rank}: " if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1" else ""
 
 
 def _cmd_init(args) -> int:

@@ -145,3 +145,74 @@ def shard(indices: list[int]) -> list[int]:
 
 def drop_events(event) -> None:
     """The sink of every rank but the main one: rank 0 reports for all."""
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether a failure is a collective that lost its peers (another rank ended first)."""
+    if world_size() == 1:
+        return False
+    text = str(exc)
+    return isinstance(exc, torch.distributed.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection"))
+
+
+def gather_rows(local: torch.Tensor) -> torch.Tensor:
+    """The global batch from every rank's rows, in the order `shard` dealt them.
+
+    Rank r holds global rows r, r + world, r + 2 x world, ...; every rank holds as many rows, and
+    the tensors agree in every dimension (callers pad them to a common width first).
+    """
+    if not active():
+        return local
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    torch.distributed.all_gather(parts, local.contiguous())
+    # [world, rows, ...] -> [rows, world, ...] -> global rows in dealing order.
+    return torch.stack(parts, dim=1).reshape(-1, *local.shape[1:])
+
+
+def gather_objects(local: list[Any]) -> list[Any]:
+    """`gather_rows` for lists of picklable things (decoded responses)."""
+    if not active():
+        return list(local)
+    parts: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(parts, list(local))
+    return [part[i] for i in range(len(parts[0])) for part in parts]
+
+
+# About 100 MB of fp32 per all-reduce: few messages, and never a second copy of a large model's gradients.
+GRADIENT_BUCKET_ELEMENTS = 25 * 2**20
+
+
+def sum_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Adds up every parameter's gradient over the ranks, in place (a missing one counts as zero).
+
+    For losses that each rank already scales by the global batch's size: the sum is then the
+    gradient one process would have computed over the whole batch.
+    """
+    if not active():
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_kind: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for p in params:  # one flat buffer holds one dtype on one device
+        by_kind.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+    for grads in by_kind.values():
+        bucket: list[torch.Tensor] = []
+        size = 0
+        for grad in grads:
+            bucket.append(grad)
+            size += grad.numel()
+            if size >= GRADIENT_BUCKET_ELEMENTS:
+                _sum_bucket(bucket)
+                bucket, size = [], 0
+        if bucket:
+            _sum_bucket(bucket)
+
+
+def _sum_bucket(grads: list[torch.Tensor]) -> None:
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    flat = _flatten_dense_tensors(grads)
+    torch.distributed.all_reduce(flat)
+    for grad, summed in zip(grads, _unflatten_dense_tensors(flat, grads)):
+        grad.copy_(summed)

@@ -19,13 +19,29 @@ def run_ppo(
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
     from .config import PPOConfig
-    from .train import JOB_PATH
+    from .train import JOB_PATH, check_world
 
     return run_job_from_terminal(
         project_path, kind="ppo", command="ppo", config_cls=PPOConfig, job_path=JOB_PATH, printer=PPOPrinter(),
         config_path=config_path, overrides=overrides, name=name, resume=resume,
         describe=lambda config, verb: f"{verb} {config.policy!r} by PPO against reward model {config.reward_model!r}",
-        final_path_key="last_checkpoint", final_path_label="last checkpoint",
+        final_path_key="last_checkpoint", final_path_label="last checkpoint", check_world=check_world,
+        batch_line=_global_batch_line, prepare=_build_demo_policy,
+    )
+
+
+def _build_demo_policy(config) -> None:
+    from ..models import DEMO
+    from .demo_policy import ensure_demo_policy
+
+    if config.policy.strip() == DEMO:
+        ensure_demo_policy()
+
+
+def _global_batch_line(config, world: int) -> str:
+    return (
+        f"global batch = per-rank {config.batch_size // world} x {world} ranks ({config.batch_size} episodes per "
+        f"update); each minibatch of {config.mini_batch_size} episodes is shared by the ranks and its gradients summed"
     )
 
 

@@ -154,8 +154,14 @@ def sample(
     generator: torch.Generator | None = None,
     stop_at_eos: bool = True,
     autocast=None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Rollout:
-    """Samples one response per prompt with the KV cache; see the module docstring."""
+    """Samples one response per prompt with the KV cache; see the module docstring.
+
+    `shard` (rank, world): these prompts are rows rank, rank + world, ... of a global batch, which
+    ranks sample side by side. Every rank draws the global batch's random numbers and uses its
+    rows' own, so a prompt gets the same response whichever rank samples it.
+    """
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -178,7 +184,7 @@ def sample(
         scaled = logits.float() / temperature
         step_logprobs = torch.log_softmax(scaled, dim=-1)
         probs = step_logprobs.exp() if top_p >= 1.0 else _top_p_probs(step_logprobs, top_p)
-        drawn = _draw(probs, generator)
+        drawn = _draw(probs, generator, shard)
         live = ~ended
         tokens[:, step] = torch.where(live, drawn, pad_id)
         logprobs[:, step] = torch.where(live, step_logprobs.gather(1, drawn[:, None]).squeeze(1), INVALID_LOGPROB)
@@ -209,12 +215,13 @@ def sample(
     )
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(probs: torch.Tensor, generator: torch.Generator | None, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     # One token per row by inverting the cumulative distribution: one uniform number per row,
     # where torch.multinomial draws an exponential for every token of the vocabulary (on a CPU,
     # that alone was a fifth of the sampling time with a 4,096-token vocabulary).
     cdf = probs.cumsum(-1)
-    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
+    rank, world = shard
+    u = torch.rand((probs.shape[0] * world, 1), generator=generator, device=probs.device)[rank::world] * cdf[:, -1:]
     drawn = torch.searchsorted(cdf, u, right=True).squeeze(1)
     return drawn.clamp(max=probs.shape[-1] - 1)
 

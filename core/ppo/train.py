@@ -23,6 +23,15 @@ the first update pass agree and the first ratio is exactly 1 up to rounding.
 A resumed run continues exactly: the prompts, the sampling and the minibatch order of an update
 are functions of (seed, update), and a checkpoint holds the models, the optimizer, the KL
 controller and the running score statistics.
+
+Under torchrun (core.distributed) each rank samples and scores its share of the update's prompts
+(rows rank, rank + world, ...), drawing the random numbers those rows would get in one process.
+The ranks then gather the per-token figures of the whole batch (a few numbers per token), so
+rewards, GAE, whitening, the KL controller and every reported figure are the single-process
+ones. In the update each rank computes the loss of its own rows of every minibatch, normalised
+by the whole minibatch's token count, and the ranks sum their gradients before the step: the
+step one process would take. Not DDP: one all-reduce per optimizer step covers the policy and
+value models together, whatever rows each rank happens to hold in that minibatch.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed
+from ..config import ConfigError
 from ..events import Checkpoint, Log, Metric, Progress, Sample, Sink, StopFlag
 from ..jobs import JobFailed, RunContext
 from ..models import ModelError
@@ -78,7 +89,7 @@ OOM_HINT = (
     "gradient_checkpointing or LoRA, or use bf16"
 )
 
-__all__ = ["JOB_PATH", "PPOModels", "run", "train"]
+__all__ = ["JOB_PATH", "PPOModels", "check_world", "run", "train"]
 
 
 def as_config(config: PPOConfig | dict[str, Any]) -> PPOConfig:
@@ -106,7 +117,8 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
                     f"the project has no prompts{where} to train on",
                     hint="import prompts or preference data, or clear prompt_origin",
                 )
-            prompts_path.write_text(json.dumps(prompts), encoding="utf-8")
+            if distributed.is_main():  # every rank read the same prompts; one writes them down
+                prompts_path.write_text(json.dumps(prompts), encoding="utf-8")
             sink(Log(f"{len(prompts):,} prompts" + (f" from pairs of origin {config.prompt_origin}*" if config.prompt_origin else "")))
         try:
             torch.manual_seed(config.seed)  # a new value head starts the same every time
@@ -117,6 +129,15 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
         project.close()
     return train(models, prompts, config, sink=sink, stop=stop, run_dir=ctx.run_dir, resume=ctx.resume,
                  resume_from=getattr(ctx, "resume_checkpoint", None))
+
+
+def check_world(config: PPOConfig, world: int) -> None:
+    """Refuses an update that the ranks cannot share equally."""
+    if world > 1 and config.batch_size % world:
+        raise ConfigError(
+            f"batch_size: {config.batch_size} episodes cannot be split evenly over {world} ranks; batch_size is the "
+            f"global number of episodes of an update, so choose a multiple of {world}"
+        )
 
 
 def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str]]]:
@@ -145,11 +166,21 @@ def train(
     config.validate()
     if not prompts:
         raise JobFailed("no prompts to train on")
+    check_world(config, distributed.world_size())
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in models.policy.parameters())
     with cpu_threads(config.torch_threads, device, n_params) as threads:
-        return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
+        try:
+            return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
+        except RuntimeError as exc:
+            if not distributed.peer_lost(exc):
+                raise
+            # Not a bug here: another rank ended first, and it (or torchrun) says why.
+            raise JobFailed(
+                f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
+                hint="another rank stopped or failed first; torchrun's report names it and its output says why",
+            ) from None
 
 
 class _Trainer:
@@ -170,6 +201,7 @@ class _Trainer:
         # KV-cache path and a full forward round differently, so the old log-probs are recomputed.
         self.reuse_sampling_logprobs = config.precision == "fp32"
         self.state: dict[str, Any] = {"step": 0, "episodes": 0}
+        self.rank, self.world = distributed.rank(), distributed.world_size()
         self.n_params = sum(p.numel() for p in models.policy.parameters())
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -200,6 +232,7 @@ class _Trainer:
         resumed_from = None
         if resume:
             resumed_from = resume_from or (ckpt.latest_checkpoint(self.run_dir) if self.run_dir is not None else None)
+            resumed_from = distributed.broadcast_object(resumed_from)  # rank 0's view: all restore one checkpoint
         if resumed_from is not None:
             saved = ckpt.restore(resumed_from, models, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
             self._load_state(saved)
@@ -216,6 +249,7 @@ class _Trainer:
             f"{config.batch_size} episodes, {config.num_ppo_epochs} epochs x {config.num_mini_batches} minibatches; "
             f"policy {policy_params:,} parameters, {sum(p.numel() for p in params):,} trained (policy + value)"
             + ("; reference = policy without its LoRA adapter" if models.reference is None else "")
+            + (f"; {self.world} ranks, {config.batch_size // self.world} episodes each" if self.world > 1 else "")
         ))
         return self._loop(started)
 
@@ -225,6 +259,8 @@ class _Trainer:
         reset_peak_memory(self.device)
         session_start, session_updates = time.perf_counter(), 0
         last: dict[str, float] = {}
+        step = self.state["step"]
+        self.sink(Progress(step, self.total_updates, f"update {step:,} of {self.total_updates:,}", None))
         while self.state["step"] < self.total_updates:
             update = self.state["step"] + 1
             try:
@@ -244,7 +280,9 @@ class _Trainer:
             session_updates += 1
             done = update >= self.total_updates
             figures["episodes"] = float(self.state["episodes"])
-            figures["perf/peak_memory_mb"] = peak_memory_mb(self.device)
+            figures["perf/peak_memory_mb"] = (
+                peak_memory_mb(self.device) if self.world == 1 else distributed.all_reduce_max([peak_memory_mb(self.device)])[0]
+            )
             self.sink(Metric(update, figures))
             last = figures
             for message in self.watchdogs.check(figures, responses):
@@ -258,7 +296,7 @@ class _Trainer:
             self.sink(Progress(update, self.total_updates, f"update {update:,} of {self.total_updates:,}", eta))
             if self.run_dir is not None and (update % self.config.save_every == 0 or done):
                 self._save()
-            if not done and self.stop():
+            if not done and (self.stop() if self.world == 1 else distributed.any_rank(self.stop())):
                 if self.run_dir is not None:
                     self._save()
                 self.sink(Log(f"stopped at update {update:,} of {self.total_updates:,}; resume continues from here"))
@@ -270,19 +308,19 @@ class _Trainer:
         generator = torch.Generator(device=self.device).manual_seed(_mix(config.seed, update))
         indices = self._batch_indices(update)
         batch_prompts = [self.prompts[i] for i in indices]
+        mine = distributed.shard(indices)  # all of them in one process
 
         # 1. Rollout.
         t0 = time.perf_counter()
         rollout = sample(
-            models.policy, [self.encoded[i] for i in indices], pad_id=self.tokenizer.pad_token_id, eos_id=self.eos_id,
+            models.policy, [self.encoded[i] for i in mine], pad_id=self.tokenizer.pad_token_id, eos_id=self.eos_id,
             max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-            generator=generator, autocast=self.autocast,
+            generator=generator, autocast=self.autocast, shard=(self.rank, self.world),
         )
         responses = [text.strip() for text in decode_responses(self.tokenizer, rollout)]
         t1 = time.perf_counter()
 
         # 2. Scoring: old and reference log-probs, values, scores.
-        mask = rollout.response_mask
         with torch.no_grad(), (self.autocast or _null()):
             old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
                 rollout, lambda part: response_logprobs(models.policy, part, config.temperature), self.n_params)
@@ -290,13 +328,18 @@ class _Trainer:
                 ref_logprobs = _by_length(
                     rollout, lambda part: response_logprobs(reference, part, config.temperature), self.n_params)
             values = _by_length(rollout, lambda part: token_values(models.value, part), self.n_params)
-            scores = reward_scores(models.reward, models.reward_tokenizer, batch_prompts, responses,
+            scores = reward_scores(models.reward, models.reward_tokenizer, [self.prompts[i] for i in mine], responses,
                                    max_length=REWARD_MAX_LENGTH)
+        lengths, ended = rollout.response_lengths, rollout.ended
+        if self.world > 1:  # from here on, the whole batch's figures on every rank
+            old_logprobs, ref_logprobs, values, scores, lengths, ended, responses = self._gather(
+                old_logprobs, ref_logprobs, values, scores, lengths, ended, responses)
+        mask = torch.arange(old_logprobs.shape[1], device=lengths.device)[None, :] < lengths[:, None]
         old_logprobs = old_logprobs.float().masked_fill(~mask, 1.0)
         ref_logprobs = ref_logprobs.float().masked_fill(~mask, 1.0)
         raw_scores = scores.clone()
         if config.missing_eos_penalty is not None:
-            scores = scores - config.missing_eos_penalty * (~rollout.ended).float()
+            scores = scores - config.missing_eos_penalty * (~ended).float()
         if config.normalize_scores:
             self.score_moments.update(scores)
             scores = (scores - self.score_moments.mean) / self.score_moments.std
@@ -305,7 +348,7 @@ class _Trainer:
         # 3. Rewards and advantages.
         kl = alg.kl_per_token(old_logprobs, ref_logprobs, config.kl_estimator) * mask
         kl_coef = self.kl.value
-        rewards, non_score = alg.token_rewards(scores, kl, mask, rollout.response_lengths, kl_coef)
+        rewards, non_score = alg.token_rewards(scores, kl, mask, lengths, kl_coef)
         if config.whiten_rewards:
             rewards = alg.masked_whiten(rewards, mask, shift_mean=False)
         advantages, returns = alg.gae(rewards, values, mask, gamma=config.gamma, lam=config.lam)
@@ -321,7 +364,7 @@ class _Trainer:
         mean_kl = float(kl_rows.mean())
         if config.adaptive_kl:
             self.kl.update(mean_kl, len(indices))
-        tokens = int(rollout.response_lengths.sum())
+        tokens = int(lengths.sum())
         seconds = t3 - t0
         figures = {
             "objective/kl": mean_kl,
@@ -331,8 +374,8 @@ class _Trainer:
             "objective/scores": float(raw_scores.mean()),
             "objective/kl_coef": kl_coef,
             **stats,
-            "val/num_eos_tokens": float(rollout.ended.sum()),
-            "val/response_length": float(rollout.response_lengths.float().mean()),
+            "val/num_eos_tokens": float(ended.sum()),
+            "val/response_length": float(lengths.float().mean()),
             "perf/episodes_per_s": len(indices) / seconds,
             "perf/tokens_per_s": tokens / seconds,
             "time/generation_s": t1 - t0,
@@ -345,11 +388,15 @@ class _Trainer:
         return figures, responses, batch_prompts, raw_scores.tolist(), kl_rows.tolist()
 
     def _optimize(self, update, rollout: Rollout, old_logprobs, advantages, returns, old_values, mask) -> dict[str, float]:
-        config, models = self.config, self.models
-        batch = len(rollout.response_lengths)
+        config, rank, world = self.config, self.rank, self.world
+        batch = len(mask)  # the global batch; this rank holds rows rank, rank + world, ...
         mini, micro = config.mini_batch_size, config.micro_batch_size
         order_gen = torch.Generator().manual_seed(_mix(config.seed, update, 1))
         lengths = rollout.lengths
+        global_mask = mask
+        if world > 1:
+            old_logprobs, advantages, returns, old_values, mask = (
+                t[rank::world] for t in (old_logprobs, advantages, returns, old_values, mask))
         names = ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "ratio", "entropy")
         sums = dict.fromkeys(names, 0.0)  # token-weighted
         tokens_seen = 0
@@ -358,15 +405,19 @@ class _Trainer:
             for start in range(0, batch, mini):
                 for micro_start in range(start, start + mini, micro):
                     rows = order[micro_start : micro_start + micro]
-                    n_tokens = float(mask[rows].sum())
+                    n_tokens = float(global_mask[rows].sum())
+                    if world > 1:
+                        rows = rows[rows % world == rank] // world
                     # Rows of similar length together, each group only as wide as its longest row:
                     # the padding of left-padded prompts and of short responses is not computed.
-                    for group in length_groups(lengths, rows, n_params=self.n_params):
+                    for group in length_groups(lengths, rows, n_params=self.n_params) if len(rows) else ():
                         stats = self._backward(rollout.select(group), group, old_logprobs, advantages, returns,
                                                old_values, mask, n_tokens)
                         for name in names:
                             sums[name] += stats[name]
                     tokens_seen += n_tokens
+                if world > 1:
+                    distributed.sum_gradients(self.params)
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm or float("inf"))
@@ -379,6 +430,8 @@ class _Trainer:
                     self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
+        if world > 1:
+            sums = dict(zip(names, distributed.all_reduce_sum([sums[name] for name in names])))
         per_token = {name: value / max(tokens_seen, 1.0) for name, value in sums.items()}
         return {
             "policy/approxkl_avg": per_token["approxkl"],
@@ -439,7 +492,22 @@ class _Trainer:
 
     # -- checkpoints and summary -------------------------------------------------------------------
 
+    def _gather(self, old_logprobs, ref_logprobs, values, scores, lengths, ended, responses):
+        """The whole batch's per-token and per-response figures from this rank's rows (see the module docstring)."""
+        width = self.config.max_new_tokens
+
+        def padded(t):
+            return torch.nn.functional.pad(t.float(), (0, width - t.shape[1]))
+
+        lengths = distributed.gather_rows(lengths)
+        real = int(lengths.max())  # as wide as one process's batch: its longest response
+        per_token = [distributed.gather_rows(padded(t))[:, :real] for t in (old_logprobs, ref_logprobs, values)]
+        return (*per_token, distributed.gather_rows(scores.float()), lengths,
+                distributed.gather_rows(ended.long()).bool(), distributed.gather_objects(responses))
+
     def _save(self) -> None:
+        if not distributed.is_main():
+            return  # rank 0 writes for all; the others wait for it in the next update's gather
         state = {
             **self.state,
             "kl_coef": self.kl.value,

@@ -167,20 +167,13 @@ def train(
             return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
                           sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
         except RuntimeError as exc:
-            if not _peer_lost(exc):
+            if not distributed.peer_lost(exc):
                 raise
             # Not a bug here: another rank ended first, and it (or torchrun) says why.
             raise JobFailed(
                 f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
                 hint="another rank stopped or failed first; torchrun's report names it and its output says why",
             ) from None
-
-
-def _peer_lost(exc: RuntimeError) -> bool:
-    if distributed.world_size() == 1:
-        return False
-    text = str(exc)
-    return isinstance(exc, torch.distributed.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection"))
 
 
 def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started, *, sink, stop, run_dir,
@@ -254,6 +247,7 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
     reset_peak_memory(device)
     session_start, session_steps = time.perf_counter(), 0
     window = _Window()
+    sink(Progress(state["step"], total_steps, f"step {state['step']:,} of {total_steps:,}", None))
     last_progress = 0.0
     last_eval: dict[str, float] | None = None
     epoch_cache: tuple[int, list[list[int]]] = (-1, [])
