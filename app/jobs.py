@@ -23,7 +23,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from rlhf_workbench.core.events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress, Sample
 from rlhf_workbench.core.jobs import JobFailed, RunContext
-from rlhf_workbench.core.runners import STOP_GRACE_S, ChildJob, run_in_child
+from rlhf_workbench.core.runners import STOP_GRACE_S, ChildJob
+from rlhf_workbench.core.torchrun import TorchrunJob, run_on_ranks
 
 # ~15 Hz: curves look live, and each tick costs the event loop a bounded amount of work.
 RELAY_INTERVAL_MS = 66
@@ -43,7 +44,7 @@ class JobController(QObject):
 
     def __init__(self, parent: QObject | None = None, *, interval_ms: int = RELAY_INTERVAL_MS):
         super().__init__(parent)
-        self._job: ChildJob | None = None
+        self._job: ChildJob | TorchrunJob | None = None
         self._ctx: RunContext | None = None
         # deque.append and popleft are atomic: the reader thread appends, the GUI thread drains.
         self._inbox: deque[Event] = deque()
@@ -64,8 +65,9 @@ class JobController(QObject):
     def pid(self) -> int | None:
         return self._job.pid if self._job is not None else None
 
-    def start(self, job_path: str, config: Any, ctx: RunContext) -> None:
-        """Start the job in a child process. Raises JobFailed if one is running or it cannot start."""
+    def start(self, job_path: str, config: Any, ctx: RunContext, *, processes: int = 1) -> None:
+        """Start the job in a child process (under torchrun on `processes` GPUs when more than one).
+        Raises JobFailed if one is running or it cannot start."""
         if self._job is not None:
             raise JobFailed(
                 f"Run {self.run_id} is still going; stop it before starting another",
@@ -73,8 +75,8 @@ class JobController(QObject):
             )
         self._inbox.clear()
         self._ctx = ctx
-        # import_main=False: the app's main module imports Qt, which the child must not load.
-        self._job = run_in_child(job_path, config, ctx, self._inbox.append, import_main=False)
+        # The child never imports the app's main module (run_in_child's import_main=False): it loads Qt.
+        self._job = run_on_ranks(job_path, config, ctx, processes, self._inbox.append)
         self._timer.start()
         self.running_changed.emit(True)
 

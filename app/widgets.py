@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 
 def plain_label(text: str = "", parent: QWidget | None = None) -> QLabel:
@@ -23,9 +23,15 @@ def heading_label(text: str, parent: QWidget | None = None) -> QLabel:
     return label
 
 
-def run_buttons(view, *, start_tip: str, resume_tip: str) -> QHBoxLayout:
+def run_buttons(view, *, start_tip: str, resume_tip: str, gpu_count: int | None = None) -> QHBoxLayout:
     """Start (Ctrl+Return), Stop and Resume for a training tab: sets view.start_button,
-    view.stop_button and view.resume_button, wired to view.start / stop / resume."""
+    view.stop_button and view.resume_button, wired to view.start / stop / resume.
+
+    On a machine with several GPUs (`gpu_count`, by default the ones this process may use) a
+    "GPUs" box comes first: more than one runs the job under torchrun, one rank per GPU.
+    `view.gpus_box` is None where there is no choice to make, and `run_processes(view)` says
+    how many to start.
+    """
     view.start_button = QPushButton("Start")
     view.stop_button = QPushButton("Stop")
     view.resume_button = QPushButton("Resume")
@@ -37,9 +43,35 @@ def run_buttons(view, *, start_tip: str, resume_tip: str) -> QHBoxLayout:
     view.stop_button.clicked.connect(view.stop)
     view.resume_button.clicked.connect(view.resume)
     row = QHBoxLayout()
+    view.gpus_box = _gpus_box(gpu_count)
+    if view.gpus_box is not None:
+        row.addWidget(plain_label("GPUs"))
+        row.addWidget(view.gpus_box)
     for button in (view.start_button, view.stop_button, view.resume_button):
         row.addWidget(button)
     return row
+
+
+def run_processes(view) -> int:
+    """How many processes (GPUs) the view's run should use: its GPUs box, else one."""
+    box = getattr(view, "gpus_box", None)
+    return box.value() if box is not None else 1
+
+
+def _gpus_box(gpu_count: int | None) -> QSpinBox | None:
+    from rlhf_workbench.core.torchrun import can_launch, visible_gpu_count
+
+    count = visible_gpu_count() if gpu_count is None else gpu_count
+    if count < 2 or not can_launch():
+        return None  # one GPU, or none: nothing to choose
+    box = QSpinBox()
+    box.setRange(1, count)
+    box.setValue(1)
+    box.setToolTip(
+        f"How many of this machine's {count} GPUs to train on. More than one starts the run under torchrun, "
+        "one process per GPU; the batch size stays the global batch (see the README's 'Several GPUs')."
+    )
+    return box
 
 
 class TextPane(QWidget):

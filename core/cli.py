@@ -112,37 +112,20 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("formats", help="list the formats that can be imported and exported")
 
-    p = sub.add_parser(
-        "train-rm",
-        help="train a reward model on a project's labelled pairs",
+    _training_parser(
+        sub, "train-rm", help="train a reward model on a project's labelled pairs",
         description="Train a reward model (Bradley-Terry) on the project's pairs judged 'A better' or 'B better', "
         "recording the run as the app does. Without --config: the tiny demo model with settings that suit the "
-        "demo project on a CPU. Ctrl+C stops with a checkpoint; --resume continues a run from its last one.",
+        "demo project on a CPU.",
+        set_example="--set epochs=3 --set base_model=/models/my-rm",
     )
-    p.add_argument("project", type=Path)
-    p.add_argument("--config", type=Path, help="a TOML file of reward-model settings (unknown keys are refused)")
-    p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one setting (repeatable), e.g. --set epochs=3 --set base_model=/models/my-rm",
-    )
-    p.add_argument("--name", default="", help="a name for the run (default: its id)")
-    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
-
-    p = sub.add_parser(
-        "ppo",
-        help="train a policy by PPO against a reward model",
+    _training_parser(
+        sub, "ppo", help="train a policy by PPO against a reward model",
         description="Run PPO on the project's prompts against a reward model, recording the run as the app does. "
         "Without --config: the demo policy against the project's latest reward model, with settings that suit the "
-        "demo project on a CPU. Ctrl+C stops with a checkpoint; --resume continues a run from its last one.",
+        "demo project on a CPU.",
+        set_example="--set total_episodes=2048 --set policy=/models/my-sft",
     )
-    p.add_argument("project", type=Path)
-    p.add_argument("--config", type=Path, help="a TOML file of PPO settings (unknown keys are refused)")
-    p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one setting (repeatable), e.g. --set total_episodes=2048 --set policy=/models/my-sft",
-    )
-    p.add_argument("--name", default="", help="a name for the run (default: its id)")
-    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
 
     p = sub.add_parser(
         "score",
@@ -305,18 +288,40 @@ def _cmd_formats(args) -> int:
     return 0
 
 
+def _training_parser(sub, command: str, *, help: str, description: str, set_example: str) -> None:
+    p = sub.add_parser(
+        command, help=help,
+        description=f"{description} Ctrl+C (or SIGTERM) stops with a checkpoint; --resume continues a run from its "
+        "last one. Runs unchanged under torchrun (see the README's 'Several GPUs').",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--config", type=Path, help="a TOML file of settings (unknown keys are refused)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override one setting (repeatable), e.g. {set_example}",
+    )
+    p.add_argument("--name", default="", help="a name for the run (default: its id)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
+    # For the app, which creates the run itself and reads the events (core/torchrun.py).
+    p.add_argument("--app-run", dest="created_run", metavar="RUN_ID", help=argparse.SUPPRESS)
+    p.add_argument("--events", action="store_true", help=argparse.SUPPRESS)
+
+
+def _training_options(args) -> dict:
+    return dict(config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume,
+                created_run=args.created_run, events=args.events)
+
+
 def _cmd_train_rm(args) -> int:
     from .reward.console import train_reward_model
 
-    return train_reward_model(
-        args.project, config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume
-    )
+    return train_reward_model(args.project, **_training_options(args))
 
 
 def _cmd_ppo(args) -> int:
     from .ppo.console import run_ppo
 
-    return run_ppo(args.project, config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume)
+    return run_ppo(args.project, **_training_options(args))
 
 
 def _cmd_score(args) -> int:

@@ -90,3 +90,32 @@ class Failed:
 Event = Union[Metric, Sample, Progress, Log, Checkpoint, Finished, Failed]
 Sink = Callable[[Event], None]
 StopFlag = Callable[[], bool]
+
+
+# -- as text: one JSON object per line ------------------------------------------------------------
+# How rank 0 of a torchrun launch hands its events to the app that started it (core/torchrun.py):
+# the launch's only channel back is its output.
+
+EVENT_LINE_PREFIX = "@event "
+_EVENT_TYPES = {cls.__name__: cls for cls in (Metric, Sample, Progress, Log, Checkpoint, Finished, Failed)}
+
+
+def event_line(event: Event) -> str:
+    """The event as one line of text (NaN and infinities survive, as JSON's extension spells them)."""
+    import dataclasses
+    import json
+
+    return EVENT_LINE_PREFIX + json.dumps({"type": type(event).__name__, **dataclasses.asdict(event)})
+
+
+def parse_event_line(line: str) -> Event | None:
+    """The event an `event_line` holds, or None when the line is something else (any other output)."""
+    import json
+
+    if not line.startswith(EVENT_LINE_PREFIX):
+        return None
+    try:
+        fields = json.loads(line[len(EVENT_LINE_PREFIX) :])
+        return _EVENT_TYPES[fields.pop("type")](**fields)
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -133,7 +133,7 @@ class ChildJob:
                 self._process.start()
         except Exception as exc:  # usually a config that cannot be pickled
             failed = Failed(f"Could not start the run's process: {type(exc).__name__}: {exc}")
-            _record_end(ctx, "failed", error_text(failed))
+            record_end(ctx, "failed", error_text(failed))
             raise JobFailed(failed.message) from exc
         _live.add(self)
         self._reader = threading.Thread(target=self._read, name=f"{ctx.run_id} events", daemon=True)
@@ -287,11 +287,11 @@ class ChildJob:
             else:
                 hint = "Its last checkpoint, if any, is kept: the run can be resumed from it."
         failed = Failed(message, hint=hint, step=self.last_step)
-        _record_end(self.ctx, status, error_text(failed))
+        record_end(self.ctx, status, error_text(failed))
         return failed
 
 
-def _record_end(ctx: RunContext, status: str, error: str) -> None:
+def record_end(ctx: RunContext, status: str, error: str) -> None:
     """Mark the run ended unless the child recorded its own end just before it went."""
     try:
         with ctx.open_project() as project:

@@ -121,3 +121,54 @@ def test_the_child_never_loads_qt_even_when_the_apps_main_module_does(qtbot, pro
         controller.start("job_fixtures:qt_loaded", CountConfig(), ctx)
     assert finished.args[0].summary == {"qt": False}
     assert sys.modules["__main__"] is stand_in  # put back after the start
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtbot, tmp_path, workbench_home, controller):
+    """The GPUs setting's path, on two CPU ranks: the same signals, the run recorded once."""
+    from rlhf_workbench.core.config import RewardConfig
+    from rlhf_workbench.core.demo import create_demo_project
+    from rlhf_workbench.core.models import ensure_demo_model
+    from rlhf_workbench.core.project import Project
+    from rlhf_workbench.core.torchrun import TorchrunJob
+
+    ensure_demo_model()
+    create_demo_project(tmp_path / "demo").close()
+    config = RewardConfig(max_steps=6, batch_size=8, torch_threads=1, log_every=1, save_every=6, eval_every=1000)
+    with Project.open(tmp_path / "demo") as project:
+        ctx = start_run(project, kind="reward", name="two", config=config)
+    seen = _record(controller)
+    with qtbot.waitSignal(controller.finished, timeout=150_000) as finished:
+        controller.start("rlhf_workbench.core.reward.train:run", config, ctx, processes=2)
+        assert isinstance(controller._job, TorchrunJob)
+    assert not finished.args[0].stopped
+    assert [m.step for batch in seen["metrics"] for m in batch if "train/loss" in m.values] == list(range(1, 7))
+    assert [c.step for c in seen["checkpoint"]] == [6] and seen["running"] == [True, False]
+    with Project.open(tmp_path / "demo") as project:
+        assert project.store.run(ctx.run_id)["status"] == "finished"
+
+
+def test_the_gpus_box_shows_only_where_there_is_a_choice(qtbot):
+    from PySide6.QtWidgets import QWidget
+    from rlhf_workbench.app.widgets import run_buttons, run_processes
+    from rlhf_workbench.core.torchrun import visible_gpu_count
+
+    def view():
+        widget = QWidget()
+        qtbot.addWidget(widget)
+        widget.start = widget.stop = widget.resume = lambda: None
+        return widget
+
+    for count in (0, 1):
+        single = view()
+        run_buttons(single, start_tip="t", resume_tip="r", gpu_count=count)
+        assert single.gpus_box is None and run_processes(single) == 1
+    several = view()
+    run_buttons(several, start_tip="t", resume_tip="r", gpu_count=4)
+    assert (several.gpus_box.minimum(), several.gpus_box.maximum(), run_processes(several)) == (1, 4, 1)
+    several.gpus_box.setValue(4)
+    assert run_processes(several) == 4
+    # This machine, as it is: the box appears exactly when it has two GPUs or more.
+    here = view()
+    run_buttons(here, start_tip="t", resume_tip="r")
+    assert (here.gpus_box is not None) == (visible_gpu_count() >= 2)

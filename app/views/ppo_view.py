@@ -55,7 +55,7 @@ from rlhf_workbench.core.project import Project
 from ..config_form import ConfigForm
 from ..curves import PPO_GROUPS, CurvesPanel
 from ..jobs import JobController
-from ..widgets import heading_label, plain_label, run_buttons
+from ..widgets import heading_label, plain_label, run_buttons, run_processes
 from .ppo_compare import CompareControl
 from .ppo_panels import SamplesPanel, WarningBanner
 from .ppo_pickers import PICKED, ModelChoices
@@ -287,7 +287,7 @@ class PPOView(QWidget):
             ctx = start_run(self.project, kind="ppo", name=name, config=config)
             self.refresh_runs(select=ctx.run_id)
             self.live_run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx)
+            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
         except WorkbenchError as exc:
             self._error(str(exc))
             return
@@ -321,7 +321,7 @@ class PPOView(QWidget):
             config = load_config(PPOConfig, ctx.run_dir / "config.toml")
             self.show_run(ctx.run_id)  # what was logged after the checkpoint is gone now
             self.live_run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx)
+            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
         except WorkbenchError as exc:
             self._error(str(exc))
             return

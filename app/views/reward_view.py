@@ -41,7 +41,7 @@ from ..config_form import ConfigForm
 from ..curves import REWARD_GROUPS, CurvesPanel
 from ..jobs import JobController
 from ..tasks import run_task
-from ..widgets import heading_label, plain_label, run_buttons
+from ..widgets import heading_label, plain_label, run_buttons, run_processes
 from .reward_panels import MostWrongPanel, ScorePanel
 
 JOB_PATH = "rlhf_workbench.core.reward.train:run"
@@ -202,7 +202,7 @@ class RewardView(QWidget):
             self.curves.clear()
             self.log.clear()
             self.run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx)
+            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
         except WorkbenchError as exc:
             self._error(str(exc))
             return
@@ -236,7 +236,7 @@ class RewardView(QWidget):
             config = load_config(RewardConfig, ctx.run_dir / "config.toml")
             self.run_id = ctx.run_id
             self._load_curves(ctx.run_id)
-            self.jobs.start(JOB_PATH, config, ctx)
+            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
         except WorkbenchError as exc:
             self._error(str(exc))
             return

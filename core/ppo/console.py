@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..events import Event, Sample
-from ..reward.console import RunPrinter, run_job_from_terminal
+from ..reward.console import EventLines, RunPrinter, run_job_from_terminal
 
 
 def run_ppo(
@@ -16,14 +16,17 @@ def run_ppo(
     overrides: list[str] = (),
     name: str = "",
     resume: str | None = None,
+    created_run: str | None = None,
+    events: bool = False,
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
     from .config import PPOConfig
     from .train import JOB_PATH, check_world
 
     return run_job_from_terminal(
-        project_path, kind="ppo", command="ppo", config_cls=PPOConfig, job_path=JOB_PATH, printer=PPOPrinter(),
-        config_path=config_path, overrides=overrides, name=name, resume=resume,
+        project_path, kind="ppo", command="ppo", config_cls=PPOConfig, job_path=JOB_PATH,
+        printer=EventLines() if events else PPOPrinter(), config_path=config_path, overrides=overrides, name=name,
+        resume=resume, created_run=created_run,
         describe=lambda config, verb: f"{verb} {config.policy!r} by PPO against reward model {config.reward_model!r}",
         final_path_key="last_checkpoint", final_path_label="last checkpoint", check_world=check_world,
         batch_line=_global_batch_line, prepare=_build_demo_policy,

@@ -32,13 +32,16 @@ def train_reward_model(
     overrides: list[str] = (),
     name: str = "",
     resume: str | None = None,
+    created_run: str | None = None,
+    events: bool = False,
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
     from .train import JOB_PATH, check_world
 
     return run_job_from_terminal(
         project_path, kind="reward", command="train-rm", config_cls=RewardConfig, job_path=JOB_PATH,
-        printer=TrainPrinter(), config_path=config_path, overrides=overrides, name=name, resume=resume,
+        printer=EventLines() if events else TrainPrinter(), config_path=config_path, overrides=overrides, name=name,
+        resume=resume, created_run=created_run,
         describe=lambda config, verb: f"{verb} a reward model on {config.base_model!r}",
         final_path_key="best_checkpoint", final_path_label="best checkpoint", check_world=check_world,
         batch_line=_global_batch_line, prepare=_build_demo_model,
@@ -78,13 +81,15 @@ def run_job_from_terminal(
     check_world=None,
     batch_line=None,
     prepare=None,
+    created_run: str | None = None,
 ) -> int:
     """A training job from a terminal (train-rm, ppo): settings from --config and --set (or the run's
     own with --resume), the run recorded as the app records it, Ctrl+C a polite stop.
 
     `check_world(config, world_size)` says the job can train under torchrun (and refuses settings
     the ranks cannot share); without it, a torchrun launch is refused. `batch_line(config, world)`
-    is the line rank 0 prints at start about how the ranks share the batch. `prepare(config)` runs
+    is the line rank 0 prints at start about how the ranks share the batch. `created_run` is a run
+    the app created (and configured) for this command to execute. `prepare(config)` runs
     on every rank before they join: once a process group exists, transformers' save_pretrained
     writes only on rank 0, so a model the job would build the first time (the demo models) is
     built here instead, by every rank at once (build_once: the first one renamed into place wins).
@@ -97,17 +102,18 @@ def run_job_from_terminal(
     if multi and check_world is None:
         raise WorkbenchError(f"{command} does not train under torchrun yet; run it as one process")
     with Project.open(project_path) as project:
-        if resume:
+        if resume or created_run:
+            run_id = resume or created_run
             if config_path or overrides:
-                raise WorkbenchError("--resume continues a run with its own settings; leave out --config and --set")
-            run = project.store.run(resume)
+                raise WorkbenchError(f"run {run_id} has its own settings; leave out --config and --set")
+            run = project.store.run(run_id)
             if run is None:
-                raise WorkbenchError(f"{project.path}: has no run {resume!r}")
+                raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
             if run["kind"] != kind:
-                raise WorkbenchError(f"{project.path}: run {resume} is a {run['kind']} run, not a {kind} run")
-            config = config_from_dict(config_cls, run["config"], source=f"run {resume}")
+                raise WorkbenchError(f"{project.path}: run {run_id} is a {run['kind']} run, not a {kind} run")
+            config = config_from_dict(config_cls, run["config"], source=f"run {run_id}")
             if not multi:
-                ctx = resume_run(project, resume)
+                ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = load_config(config_cls, config_path) if config_path else config_cls()
             settings = {**config_to_dict(config), **parse_overrides(overrides)}
@@ -124,7 +130,7 @@ def run_job_from_terminal(
             return _run_on_ranks(
                 project_path, kind=kind, command=command, job_path=job_path, printer=printer, config=config,
                 name=name, resume=resume, describe=describe, final_path_key=final_path_key,
-                final_path_label=final_path_label, batch_line=batch_line,
+                final_path_label=final_path_label, batch_line=batch_line, created_run=created_run,
             )
         finally:
             distributed.cleanup()
@@ -133,6 +139,16 @@ def run_job_from_terminal(
     job = run_in_thread(job_path, config, ctx, printer)
     _wait(job)
     return _report(job.result, ctx, project_path, command, final_path_key, final_path_label)
+
+
+def created_run_context(project, run_id: str):
+    """The context for executing a run that was created (start_run) but never started."""
+    from ..jobs import RunContext, run_dir_of
+
+    run = project.store.run(run_id)
+    if run["status"] != "created":
+        raise WorkbenchError(f"run {run_id} has already started ({run['status']}); resume it instead")
+    return RunContext(project.path, run_id, run_dir_of(project, run))
 
 
 def _wait(job) -> None:
@@ -196,7 +212,7 @@ def _report(result, ctx, project_path, command, final_path_key, final_path_label
 
 
 def _run_on_ranks(project_path, *, kind, command, job_path, printer, config, name, resume, describe,
-                  final_path_key, final_path_label, batch_line) -> int:
+                  final_path_key, final_path_label, batch_line, created_run) -> int:
     """One rank's part of a torchrun launch (the process group is up)."""
     from .. import distributed
     from ..jobs import resume_run, run_in_thread, start_run
@@ -207,7 +223,12 @@ def _run_on_ranks(project_path, *, kind, command, job_path, printer, config, nam
     if rank == 0:
         try:
             with Project.open(project_path) as project:
-                ctx = resume_run(project, resume) if resume else start_run(project, kind=kind, name=name, config=config)
+                if resume:
+                    ctx = resume_run(project, resume)
+                elif created_run:
+                    ctx = created_run_context(project, created_run)
+                else:
+                    ctx = start_run(project, kind=kind, name=name, config=config)
         except WorkbenchError as exc:
             failure = str(exc)
     # The others learn the run (or why there is none) from rank 0, so all use one run folder.
@@ -330,6 +351,16 @@ class RunPrinter:
 
     def _line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+class EventLines:
+    """A sink that prints every event as one line of JSON (events.event_line), for the app that
+    launched this command under torchrun to read back (core/torchrun.py)."""
+
+    def __call__(self, event: Event) -> None:
+        from ..events import event_line
+
+        print(event_line(event), flush=True)
 
 
 class TrainPrinter(RunPrinter):
