@@ -38,7 +38,7 @@ from rlhf_workbench.core.ppo.rollout import sample_responses
 from rlhf_workbench.core.ppo.train import project_prompts
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.reward import train as rm_train
-from rlhf_workbench.core.reward.console import parse_overrides
+from rlhf_workbench.core.terminal_runs import parse_overrides
 
 
 def share(policy_spec: str, prompts: list, config: PPOConfig, seed: int) -> tuple[float, list[str]]:

@@ -12,7 +12,7 @@ line (events.event_line); a reader thread turns them back into events for the ap
 everything else the launch prints in the run folder's torchrun.log.
 
 Stop is SIGTERM to torchrun, which passes it to every rank: they stop together after the update
-in progress and rank 0 writes a checkpoint (core/reward/console.py). Kill ends the whole group.
+in progress and rank 0 writes a checkpoint (core/terminal_runs.py). Kill ends the whole group.
 
 This module never imports torch: the window asks `visible_gpu_count` while it starts.
 """

@@ -1,12 +1,12 @@
 """`rlhf-workbench ppo`: a PPO run from a terminal, recorded as the app records it (see
-core/reward/console.py, which runs it). Each update becomes one line; warnings and checkpoints too."""
+core/terminal_runs.py, which runs it). Each update becomes one line; warnings and checkpoints too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..events import Event, Sample
-from ..reward.console import EventLines, RunPrinter, run_job_from_terminal
+from ..terminal_runs import EventLines, RunPrinter, run_job_from_terminal
 
 
 def run_ppo(
