@@ -162,3 +162,11 @@ class RunningMoments:
 
     def load(self, state: dict[str, float]) -> None:
         self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), int(state["count"])
+
+
+def mix_seed(*numbers: int) -> int:
+    # A seed per (run seed, update, purpose) that does not collide for nearby values.
+    value = 0x9E3779B97F4A7C15
+    for number in numbers:
+        value = (value ^ (number + 0x9E3779B9 + (value << 6) + (value >> 2))) & (2**63 - 1)
+    return value

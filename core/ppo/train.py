@@ -14,7 +14,7 @@ Each update:
 3. rewards and advantages: per-token KL penalty, the score on the last real token, GAE, whitening
    (algorithm.py);
 4. the update: `num_ppo_epochs` passes over shuffled minibatches, each an optimizer step over the
-   clipped policy loss + vf_coef x the clipped value loss, gradients clipped;
+   clipped policy loss + vf_coef x the clipped value loss, gradients clipped (learner.py);
 5. report (TRL's metric names), watchdogs, samples, checkpoint, stop?
 
 Dropout is off throughout (every model stays in eval mode), so the log-probs of the rollout and of
@@ -41,6 +41,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,13 @@ from ..reward.hardware import (
 from . import algorithm as alg
 from . import checkpoint as ckpt
 from .config import PPOConfig
+from .learner import NAN_HINT, Learner
 from .models import PPOModels, load_models
 from .rollout import (
     Rollout,
     decode_responses,
     encode_prompts,
-    entropy_of,
     length_groups,
-    logprobs_of,
-    response_logits,
     response_logprobs,
     reward_scores,
     sample,
@@ -83,7 +82,6 @@ from .watchdogs import Watchdogs
 JOB_PATH = "rlhf_workbench.core.ppo.train:run"
 PROMPTS_FILE = "prompts.json"
 REWARD_MAX_LENGTH = 2048
-NAN_HINT = "lower learning_rate, keep max_grad_norm on (e.g. 1.0), train in fp32; the last good checkpoint is kept"
 OOM_HINT = (
     "lower batch_size or raise num_mini_batches / gradient_accumulation_steps, lower max_new_tokens, turn on "
     "gradient_checkpointing or LoRA, or use bf16"
@@ -215,26 +213,15 @@ class _Trainer:
         if config.gradient_checkpointing:
             for model in (models.policy, models.value):
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        params = models.trainable()
-        # eps 1e-5 as in the N+ details (and CleanRL); foreach: one kernel per step for all tensors.
-        self.optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, eps=1e-5, weight_decay=config.weight_decay, foreach=True
-        )
-        steps_per_update = config.num_ppo_epochs * config.num_mini_batches
-        total_steps = self.total_updates * steps_per_update
-        # Linear decay to zero over the run, as TRL's default schedule and CleanRL's anneal_lr.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: max(0.0, 1.0 - step / max(1, total_steps))
-        )
-        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
-        self.params = params
+        self.learner = Learner(models, config, self.total_updates, self.autocast, self.n_params)
 
         resumed_from = None
         if resume:
             resumed_from = resume_from or (ckpt.latest_checkpoint(self.run_dir) if self.run_dir is not None else None)
             resumed_from = distributed.broadcast_object(resumed_from)  # rank 0's view: all restore one checkpoint
         if resumed_from is not None:
-            saved = ckpt.restore(resumed_from, models, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler)
+            saved = ckpt.restore(resumed_from, models, optimizer=self.learner.optimizer, scheduler=self.learner.scheduler,
+                                 scaler=self.learner.scaler)
             self._load_state(saved)
             self.sink(Log(f"resumed from {resumed_from} at update {self.state['step']} of {self.total_updates}"))
         else:
@@ -247,7 +234,7 @@ class _Trainer:
         self.sink(Log(
             f"PPO on {where} in {config.precision}: {len(self.prompts):,} prompts, {self.total_updates:,} updates of "
             f"{config.batch_size} episodes, {config.num_ppo_epochs} epochs x {config.num_mini_batches} minibatches; "
-            f"policy {policy_params:,} parameters, {sum(p.numel() for p in params):,} trained (policy + value)"
+            f"policy {policy_params:,} parameters, {sum(p.numel() for p in self.learner.params):,} trained (policy + value)"
             + ("; reference = policy without its LoRA adapter" if models.reference is None else "")
             + (f"; {self.world} ranks, {config.batch_size // self.world} episodes each" if self.world > 1 else "")
         ))
@@ -268,7 +255,7 @@ class _Trainer:
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise
-                self.optimizer.zero_grad(set_to_none=True)
+                self.learner.optimizer.zero_grad(set_to_none=True)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 raise JobFailed(
@@ -305,7 +292,7 @@ class _Trainer:
 
     def _update(self, update: int):
         config, models = self.config, self.models
-        generator = torch.Generator(device=self.device).manual_seed(_mix(config.seed, update))
+        generator = torch.Generator(device=self.device).manual_seed(alg.mix_seed(config.seed, update))
         indices = self._batch_indices(update)
         batch_prompts = [self.prompts[i] for i in indices]
         mine = distributed.shard(indices)  # all of them in one process
@@ -321,7 +308,7 @@ class _Trainer:
         t1 = time.perf_counter()
 
         # 2. Scoring: old and reference log-probs, values, scores.
-        with torch.no_grad(), (self.autocast or _null()):
+        with torch.no_grad(), (self.autocast or nullcontext()):
             old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
                 rollout, lambda part: response_logprobs(models.policy, part, config.temperature), self.n_params)
             with models.reference_model() as reference:
@@ -356,7 +343,7 @@ class _Trainer:
         values = values * mask
 
         # 4. The update.
-        stats = self._optimize(update, rollout, old_logprobs, advantages, returns, values, mask)
+        stats = self.learner.learn(update, rollout, old_logprobs, advantages, returns, values, mask)
         t3 = time.perf_counter()
 
         # 5. Figures.
@@ -381,96 +368,24 @@ class _Trainer:
             "time/generation_s": t1 - t0,
             "time/scoring_s": t2 - t1,
             "time/update_s": t3 - t2,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": self.learner.scheduler.get_last_lr()[0],
         }
         if not math.isfinite(figures["loss/policy_avg"]) or not math.isfinite(figures["loss/value_avg"]):
             raise JobFailed(f"the loss became NaN at update {update}", hint=NAN_HINT, step=update)
         return figures, responses, batch_prompts, raw_scores.tolist(), kl_rows.tolist()
 
-    def _optimize(self, update, rollout: Rollout, old_logprobs, advantages, returns, old_values, mask) -> dict[str, float]:
-        config, rank, world = self.config, self.rank, self.world
-        batch = len(mask)  # the global batch; this rank holds rows rank, rank + world, ...
-        mini, micro = config.mini_batch_size, config.micro_batch_size
-        order_gen = torch.Generator().manual_seed(_mix(config.seed, update, 1))
-        lengths = rollout.lengths
-        global_mask = mask
-        if world > 1:
-            old_logprobs, advantages, returns, old_values, mask = (
-                t[rank::world] for t in (old_logprobs, advantages, returns, old_values, mask))
-        names = ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "ratio", "entropy")
-        sums = dict.fromkeys(names, 0.0)  # token-weighted
-        tokens_seen = 0
-        for _epoch in range(config.num_ppo_epochs):
-            order = torch.randperm(batch, generator=order_gen).to(self.device)
-            for start in range(0, batch, mini):
-                for micro_start in range(start, start + mini, micro):
-                    rows = order[micro_start : micro_start + micro]
-                    n_tokens = float(global_mask[rows].sum())
-                    if world > 1:
-                        rows = rows[rows % world == rank] // world
-                    # Rows of similar length together, each group only as wide as its longest row:
-                    # the padding of left-padded prompts and of short responses is not computed.
-                    for group in length_groups(lengths, rows, n_params=self.n_params) if len(rows) else ():
-                        stats = self._backward(rollout.select(group), group, old_logprobs, advantages, returns,
-                                               old_values, mask, n_tokens)
-                        for name in names:
-                            sums[name] += stats[name]
-                    tokens_seen += n_tokens
-                if world > 1:
-                    distributed.sum_gradients(self.params)
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm or float("inf"))
-                if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                elif not math.isfinite(float(grad_norm)):
-                    raise JobFailed(f"the gradient norm became {float(grad_norm)} at update {update}", hint=NAN_HINT, step=update)
-                else:
-                    self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-        if world > 1:
-            sums = dict(zip(names, distributed.all_reduce_sum([sums[name] for name in names])))
-        per_token = {name: value / max(tokens_seen, 1.0) for name, value in sums.items()}
-        return {
-            "policy/approxkl_avg": per_token["approxkl"],
-            "policy/clipfrac_avg": per_token["pg_clip"],
-            "policy/entropy_avg": per_token["entropy"],
-            "loss/policy_avg": per_token["pg"],
-            "loss/value_avg": per_token["vf"],
-            "val/clipfrac_avg": per_token["vf_clip"],
-            "val/ratio": per_token["ratio"],
-        }
+    def _gather(self, old_logprobs, ref_logprobs, values, scores, lengths, ended, responses):
+        """The whole batch's per-token and per-response figures from this rank's rows (see the module docstring)."""
+        width = self.config.max_new_tokens
 
-    def _backward(self, part: Rollout, rows, old_logprobs, advantages, returns, old_values, mask, n_tokens: float):
-        """Forward and backward of one group of rows; returns its figures, each x its token count."""
-        config, models = self.config, self.models
-        width = part.responses.shape[1]
-        with self.autocast or _null():
-            logits = response_logits(models.policy, part)
-            vpred = token_values(models.value, part)
-        m = mask[rows, :width]
-        logprobs = logprobs_of(logits, part.responses, config.temperature)
-        pg_loss, pg_stats = alg.policy_loss(
-            logprobs, old_logprobs[rows, :width], advantages[rows, :width], m, config.cliprange, n_tokens)
-        vf_loss, vf_stats = alg.value_loss(
-            vpred, old_values[rows, :width], returns[rows, :width], m, config.cliprange_value, n_tokens)
-        loss = (pg_loss + config.vf_coef * vf_loss) / config.gradient_accumulation_steps
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        group_tokens = float(m.sum())
-        with torch.no_grad():
-            entropy = alg.masked_mean(entropy_of(logits.detach(), config.temperature), m)
-        # The losses are already over n_tokens (the microbatch's); as token-weighted sums:
-        return {
-            "pg": pg_loss.item() * n_tokens,
-            "vf": vf_loss.item() * n_tokens,
-            "pg_clip": pg_stats["clipfrac"].item() * group_tokens,
-            "vf_clip": vf_stats["clipfrac"].item() * group_tokens,
-            "approxkl": pg_stats["approxkl"].item() * group_tokens,
-            "ratio": pg_stats["ratio"].item() * group_tokens,
-            "entropy": entropy.item() * group_tokens,
-        }
+        def padded(t):
+            return torch.nn.functional.pad(t.float(), (0, width - t.shape[1]))
+
+        lengths = distributed.gather_rows(lengths)
+        real = int(lengths.max())  # as wide as one process's batch: its longest response
+        per_token = [distributed.gather_rows(padded(t))[:, :real] for t in (old_logprobs, ref_logprobs, values)]
+        return (*per_token, distributed.gather_rows(scores.float()), lengths,
+                distributed.gather_rows(ended.long()).bool(), distributed.gather_objects(responses))
 
     def _batch_indices(self, update: int) -> list[int]:
         # Prompts in a seeded order, epoch after epoch: update u takes episodes (u-1)B .. uB-1.
@@ -486,24 +401,11 @@ class _Trainer:
         cached = getattr(self, "_order_cache", None)
         if cached is None or cached[0] != epoch:
             order = list(range(len(self.prompts)))
-            random.Random(_mix(self.config.seed, epoch, 2)).shuffle(order)
+            random.Random(alg.mix_seed(self.config.seed, epoch, 2)).shuffle(order)
             self._order_cache = cached = (epoch, order)
         return cached[1]
 
     # -- checkpoints and summary -------------------------------------------------------------------
-
-    def _gather(self, old_logprobs, ref_logprobs, values, scores, lengths, ended, responses):
-        """The whole batch's per-token and per-response figures from this rank's rows (see the module docstring)."""
-        width = self.config.max_new_tokens
-
-        def padded(t):
-            return torch.nn.functional.pad(t.float(), (0, width - t.shape[1]))
-
-        lengths = distributed.gather_rows(lengths)
-        real = int(lengths.max())  # as wide as one process's batch: its longest response
-        per_token = [distributed.gather_rows(padded(t))[:, :real] for t in (old_logprobs, ref_logprobs, values)]
-        return (*per_token, distributed.gather_rows(scores.float()), lengths,
-                distributed.gather_rows(ended.long()).bool(), distributed.gather_objects(responses))
 
     def _save(self) -> None:
         if not distributed.is_main():
@@ -514,8 +416,9 @@ class _Trainer:
             "score_moments": self.score_moments.state(),
             "watchdogs": self.watchdogs.state(),
         }
-        folder = ckpt.save(self.run_dir, self.models, optimizer=self.optimizer, scheduler=self.scheduler,
-                           scaler=self.scaler, state=state, keep_last=self.config.keep_last)
+        learner = self.learner
+        folder = ckpt.save(self.run_dir, self.models, optimizer=learner.optimizer, scheduler=learner.scheduler,
+                           scaler=learner.scaler, state=state, keep_last=self.config.keep_last)
         self.sink(Checkpoint(self.state["step"], str(folder)))
 
     def _load_state(self, saved: dict[str, Any]) -> None:
@@ -554,23 +457,7 @@ def _by_length(rollout: Rollout, per_token, n_params: int) -> torch.Tensor:
     return out
 
 
-def _mix(*numbers: int) -> int:
-    # A seed per (run seed, update, purpose) that does not collide for nearby values.
-    value = 0x9E3779B97F4A7C15
-    for number in numbers:
-        value = (value ^ (number + 0x9E3779B9 + (value << 6) + (value >> 2))) & (2**63 - 1)
-    return value
-
-
 def _prompt_line(prompt: Any) -> str:
     if isinstance(prompt, str):
         return prompt
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt) if len(prompt) > 1 else prompt[-1]["content"]
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
