@@ -7,13 +7,16 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench clean help package selftest-package test-packaging
 
 help:
 	@echo "make run    open the app on the demo project (creates .venv on first use)"
 	@echo "make test   run every test headless"
 	@echo "make lint   check that the core never imports Qt (import-linter)"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make package          build the self-contained app folder dist/rlhf-workbench (PyInstaller)"
+	@echo "make selftest-package run the built app's --selftest"
+	@echo "make test-packaging   build, then run the tests marked packaging (selftest, window under Xvfb)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +41,17 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/import_bench.py
+
+# The installers (packaging/README.md). build.py makes its own venv (build/package-venv) with the
+# app as a wheel, its pinned dependencies and PyInstaller; then dist/rlhf-workbench/.
+package:
+	$(PYTHON) packaging/build.py $(PACKAGE_ARGS)
+
+selftest-package:
+	dist/rlhf-workbench/rlhf-workbench --selftest
+
+test-packaging: package $(VENV)/.installed-test
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m packaging tests/test_packaging.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

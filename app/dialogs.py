@@ -1,4 +1,4 @@
-"""Dialogs: errors, the first-start welcome, a new project, About.
+"""Dialogs: errors, the first-start welcome, a new project, About, GPU support (packaged app).
 
 Dialogs are opened with `open()` (window-modal, non-blocking) rather than `exec()`, so that no
 nested event loop hides in the call stack and tests can find and close them like any widget.
@@ -6,10 +6,13 @@ nested event loop hides in the call stack and tests can find and close them like
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QProcess, Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -17,12 +20,14 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from rlhf_workbench.core import __version__
+from rlhf_workbench.core import __version__, gpu_runtime
 from rlhf_workbench.core.project import default_projects_dir
 
 from .resources import app_icon
@@ -40,6 +45,17 @@ def error_box(parent: QWidget | None, message: str, title: str = "Something went
     return box
 
 
+def compute_line() -> str:
+    """Which torch training runs with, without importing it (the window never does)."""
+    torch_version = gpu_runtime.bundled_torch_version() or "not installed"
+    if not getattr(sys, "frozen", False):
+        return f"Training uses this Python's torch {torch_version}."
+    active = gpu_runtime.active_variant()
+    if active and not os.environ.get(gpu_runtime.CPU_ONLY_ENV):
+        return f"Training uses the GPU runtime (torch {gpu_runtime.base_version(torch_version)}, {active})."
+    return f"Training uses the bundled CPU build of torch {torch_version}."
+
+
 def about_box(parent: QWidget | None) -> QMessageBox:
     box = QMessageBox(parent)
     box.setWindowTitle(f"About {APP_TITLE}")
@@ -48,11 +64,168 @@ def about_box(parent: QWidget | None) -> QMessageBox:
     box.setText(f"{APP_TITLE} {__version__}")
     box.setInformativeText(
         "A desktop workbench for alignment experiments: collect pairwise preferences, train "
-        "reward models on them and run PPO against those on your own GPU, watching it all live."
+        "reward models on them and run PPO against those on your own GPU, watching it all live.\n\n"
+        + compute_line()
     )
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    if getattr(sys, "frozen", False):
+        gpu = box.addButton("GPU support…", QMessageBox.ButtonRole.ActionRole)
+        gpu.clicked.connect(lambda: GpuRuntimeDialog(parent).open())
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+class GpuRuntimeDialog(QDialog):
+    """The packaged app's GPU runtime (core/gpu_runtime.py): see what is there, install the CUDA
+    build of torch with a progress bar, switch between it and the bundled CPU build, remove it.
+
+    The work runs as this program's own `--gpu-runtime ...` command in a QProcess, so the window
+    stays responsive and Cancel simply ends it (pip writes into a staging folder, so nothing half
+    installed is ever used). A switch applies from the next run on: training runs in child
+    processes, each of which picks its torch when it starts.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("GPU support")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setMinimumWidth(620)
+        self.process: QProcess | None = None
+        self.status_label = plain_label()
+        self.status_label.setWordWrap(True)
+        self.variant = QComboBox()
+        self.variant.addItems([v for v, _ in gpu_runtime.VARIANTS])
+        self.install_button = QPushButton("Install GPU runtime")
+        self.gpu_button = QPushButton("Use GPU")
+        self.cpu_button = QPushButton("Use CPU")
+        self.remove_button = QPushButton("Remove")
+        self.cancel_button = QPushButton("Cancel download")
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setVisible(False)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+
+        row = QHBoxLayout()
+        row.addWidget(self.variant)
+        for button in (self.install_button, self.gpu_button, self.cpu_button, self.remove_button, self.cancel_button):
+            row.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status_label)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.log, 1)
+        layout.addWidget(close)
+
+        recommended = gpu_runtime.choose_variant(gpu_runtime.detect_driver())
+        if recommended:
+            self.variant.setCurrentText(recommended)
+        self.install_button.clicked.connect(self.install)
+        self.variant.currentTextChanged.connect(lambda _: self.refresh())
+        self.gpu_button.clicked.connect(lambda: self._switch(gpu_runtime.set_active, self.variant.currentText()))
+        self.cpu_button.clicked.connect(lambda: self._switch(gpu_runtime.set_active, None))
+        self.remove_button.clicked.connect(lambda: self._switch(gpu_runtime.remove))
+        self.cancel_button.clicked.connect(self.cancel)
+        self.refresh()
+
+    def refresh(self) -> None:
+        status = gpu_runtime.status()
+        lines = [f"Bundled torch: {status['bundled_torch']} (CPU; works everywhere, no download)."]
+        if status["driver"]:
+            gpus = ", ".join(status["gpus"]) or "GPU details unknown"
+            lines.append(f"NVIDIA driver {status['driver']} found ({gpus}).")
+            if status["recommended_variant"]:
+                lines.append(f"Recommended GPU runtime: {status['recommended_variant']} (about 2.5-3.5 GB to download).")
+            else:
+                lines.append("This driver is too old for the CUDA builds of this torch; update it first.")
+        else:
+            lines.append("No NVIDIA driver found: training runs on the CPU.")
+        installed = ", ".join(status["installed"]) or "none"
+        lines.append(f"Installed GPU runtimes: {installed}. In use for new runs: {status['active'] or 'CPU'}.")
+        lines.append(f"Folder: {status['folder']}")
+        self.status_label.setText("\n".join(lines))
+        busy = self.process is not None
+        frozen = bool(getattr(sys, "frozen", False))
+        self.install_button.setEnabled(not busy and frozen)
+        self.gpu_button.setEnabled(not busy and self.variant.currentText() in status["installed"]
+                                   and status["active"] != self.variant.currentText())
+        self.cpu_button.setEnabled(not busy and status["active"] is not None)
+        self.remove_button.setEnabled(not busy and bool(status["installed"]))
+        self.cancel_button.setVisible(busy)
+        if not frozen:
+            self.install_button.setToolTip("From a source install, install the CUDA build of torch with pip instead.")
+
+    def command(self, *args: str) -> tuple[str, list[str]]:
+        """This program's own `--gpu-runtime ...` command (frozen: the app itself)."""
+        if getattr(sys, "frozen", False):
+            return sys.executable, ["--gpu-runtime", *args]
+        return sys.executable, ["-m", "rlhf_workbench.app.main", "--gpu-runtime", *args]
+
+    def install(self) -> None:
+        self.log.clear()
+        self.log.setVisible(True)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self._run("install", "--variant", self.variant.currentText())
+
+    def _switch(self, action, *args) -> None:
+        try:
+            action(*args)
+        except (RuntimeError, OSError) as exc:
+            error_box(self, str(exc))
+        self.refresh()
+
+    def cancel(self) -> None:
+        if self.process is not None:
+            self.log.appendPlainText("cancelled")
+            self.process.kill()
+
+    def _run(self, *args: str) -> None:
+        if self.process is not None:
+            return
+        program, arguments = self.command(*args)
+        self.process = QProcess(self)
+        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+        self.process.readyReadStandardOutput.connect(self._read)
+        self.process.finished.connect(self._finished)
+        self.process.start(program, arguments)
+        self.refresh()
+
+    def _read(self) -> None:
+        if self.process is None:
+            return
+        data = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        for line in data.splitlines():
+            if line.startswith("progress "):
+                _, done, total, *message = line.split(" ", 3)
+                if int(total) > 0:
+                    self.progress.setRange(0, int(total))
+                    self.progress.setValue(int(done))
+                else:
+                    self.progress.setRange(0, 0)
+                if message:
+                    self.progress.setFormat(f"{message[0]}  %p%")
+            elif line.strip():
+                self.log.appendPlainText(line)
+
+    def _finished(self, code: int, _status=None) -> None:
+        self._read()
+        self.process.deleteLater()
+        self.process = None
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if code == 0 else 0)
+        self.progress.setFormat("done" if code == 0 else f"failed (exit code {code})")
+        if code != 0:
+            self.log.setVisible(True)
+        self.refresh()
+
+    def reject(self) -> None:
+        self.cancel()
+        super().reject()
 
 
 class StartPanel(QWidget):
