@@ -130,7 +130,7 @@ def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtb
     from rlhf_workbench.core.demo import create_demo_project
     from rlhf_workbench.core.models import ensure_demo_model
     from rlhf_workbench.core.project import Project
-    from rlhf_workbench.core.torchrun import TorchrunJob
+    from rlhf_workbench.core.torchrun import LOG_NAME, TorchrunJob
 
     ensure_demo_model()
     create_demo_project(tmp_path / "demo").close()
@@ -146,6 +146,10 @@ def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtb
     assert [c.step for c in seen["checkpoint"]] == [6] and seen["running"] == [True, False]
     with Project.open(tmp_path / "demo") as project:
         assert project.store.run(ctx.run_id)["status"] == "finished"
+        assert len(project.store.metric_series(ctx.run_id, "train/loss")) == 6  # rank 0 alone wrote them
+    # What the launch printed besides the events stays in the run's folder.
+    log = (ctx.run_dir / LOG_NAME).read_text()
+    assert "global batch = per-rank 4 x 2 ranks" in log and "@event" not in log
 
 
 def test_the_gpus_box_shows_only_where_there_is_a_choice(qtbot):
