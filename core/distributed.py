@@ -12,6 +12,7 @@ checkpoints) and prints. The others compute and drop their events (`drop_events`
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from typing import Any
@@ -153,6 +154,23 @@ def peer_lost(exc: BaseException) -> bool:
         return False
     text = str(exc)
     return isinstance(exc, torch.distributed.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection"))
+
+
+@contextlib.contextmanager
+def peers_lost_reported():
+    """Turns a collective that lost its peers into the job failure that says so. Not a bug here:
+    another rank ended first, and it (or torchrun) says why."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not peer_lost(exc):
+            raise
+        from .jobs import JobFailed
+
+        raise JobFailed(
+            f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
+            hint="another rank stopped or failed first; torchrun's report names it and its output says why",
+        ) from None
 
 
 def gather_rows(local: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from rlhf_workbench.core.models import build_demo_model
 from rlhf_workbench.core.project import Project
+from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 512}
 TOPICS = ("bees", "the ocean", "trees", "bread", "the moon", "rain", "cats", "bicycles", "snow", "tea", "owls", "rivers")
@@ -23,8 +24,6 @@ SETTINGS = (
 )
 COMPARED = ("loss/policy_avg", "loss/value_avg", "objective/kl", "objective/scores", "objective/entropy",
             "policy/clipfrac_avg", "val/response_length")
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone")
-CLI = ("-m", "rlhf_workbench.core.cli")
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +116,8 @@ def test_a_rank_killed_mid_run_ends_every_rank_and_the_run_resumes_from_its_last
     """Kill rank 1 once a checkpoint exists: rank 0 says it lost its peer and records the run as
     failed, torchrun names the killed rank, all are gone within seconds; resumed under torchrun,
     the run ends with the weights of a run that was never interrupted."""
-    import signal
     import subprocess
-    import time
 
-    psutil = pytest.importorskip("psutil")
     settings = tuple(s for s in SETTINGS if not s.startswith("total_episodes")) + ("total_episodes=240",)  # 30 updates
     whole = _project(make_project, "whole")
     # The uninterrupted run goes under torchrun too, so only the resume is compared: over many steps
@@ -131,32 +127,12 @@ def test_a_rank_killed_mid_run_ends_every_rank_and_the_run_resumes_from_its_last
     project = _project(make_project, "killed")
     policy, reward = models
     sets = [arg for item in (*settings, f"policy={policy}", f"reward_model={reward}") for arg in ("--set", item)]
-    launcher = subprocess.Popen([*TORCHRUN, *CLI, "ppo", str(project), *sets], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    output = []
-    try:
-        for line in launcher.stdout:  # a complete checkpoint exists once rank 0 reports it
-            output.append(line)
-            if line.startswith("checkpoint at update 2"):
-                break
-        ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "rlhf_workbench" in " ".join(p.cmdline())]
-        assert len(ranks) == 2, ranks
-        victim = next(p for p in ranks if p.environ().get("RANK") == "1")
-        victim.send_signal(signal.SIGKILL)
-        started = time.perf_counter()
-        output.append(launcher.stdout.read())
-        launcher.wait(timeout=60)
-        psutil.wait_procs(ranks, timeout=10)
-        gone = time.perf_counter() - started
-        assert launcher.returncode != 0
-        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-    text = "".join(output)
-    print(f"every rank gone {gone:.1f} s after one was killed")
-    assert f"(pid: {victim.pid})" in text and "Signal 9 (SIGKILL)" in text  # torchrun names the rank and why
+    # A complete checkpoint exists once rank 0 reports it.
+    killed = kill_rank_1_after(["ppo", str(project), *sets], env, "checkpoint at update 2")
+    print(f"every rank gone {killed.gone_s:.1f} s after one was killed")
+    assert killed.returncode != 0
+    text = killed.output
+    assert f"(pid: {killed.victim_pid})" in text and "Signal 9 (SIGKILL)" in text  # torchrun names the rank and why
     # Rank 0, told by torchrun to stop, finds its peer gone, says so and records it.
     assert "error: rank 0: lost contact with the other ranks" in text
     with Project.open(project) as p:

@@ -6,7 +6,6 @@ are short and every process keeps to one thread.
 """
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,10 +16,9 @@ from safetensors.torch import load_file
 from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.models import ensure_demo_model
 from rlhf_workbench.core.project import Project
+from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 SETTINGS = ("max_steps=24", "log_every=1", "eval_every=12", "save_every=12", "torch_threads=1")
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone")
-CLI = ("-m", "rlhf_workbench.core.cli")
 
 
 @pytest.fixture
@@ -94,38 +92,16 @@ def test_a_rank_killed_mid_run_ends_every_rank_and_the_run_is_recorded_as_failed
     """Kill rank 1 once a checkpoint exists: torchrun names it, rank 0 says it lost its peer and
     records the run as failed, all are gone within seconds, and the checkpoint is there to resume
     from. (Resuming under torchrun, exactly: tests/test_distributed_ppo.py.)"""
-    psutil = pytest.importorskip("psutil")
     project = tmp_path / "p"
     create_demo_project(project).close()
     sets = [arg for item in ("max_steps=100000", "batch_size=8", "torch_threads=1", "save_every=5",
                              "eval_every=1000000", "log_every=1") for arg in ("--set", item)]
-    launcher = subprocess.Popen([*TORCHRUN, *CLI, "train-rm", str(project), *sets], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = []
-    try:
-        for line in launcher.stdout:  # a complete checkpoint exists once rank 0 reports it
-            output.append(line)
-            if line.startswith("checkpoint at step 5"):
-                break
-        ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "rlhf_workbench" in " ".join(p.cmdline())]
-        assert len(ranks) == 2, ranks
-        victim = next(p for p in ranks if p.environ().get("RANK") == "1")
-        victim.send_signal(signal.SIGKILL)
-        started = time.perf_counter()
-        output.append(launcher.stdout.read())
-        launcher.wait(timeout=60)
-        psutil.wait_procs(ranks, timeout=10)
-        gone = time.perf_counter() - started
-        assert launcher.returncode != 0
-        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-    print(f"every rank gone {gone:.1f} s after one was killed")
-    text = "".join(output)
-    assert f"(pid: {victim.pid})" in text and "Signal 9 (SIGKILL)" in text
-    assert "error: rank 0: lost contact with the other ranks" in text
+    # A complete checkpoint exists once rank 0 reports it.
+    killed = kill_rank_1_after(["train-rm", str(project), *sets], env, "checkpoint at step 5")
+    print(f"every rank gone {killed.gone_s:.1f} s after one was killed")
+    assert killed.returncode != 0
+    assert f"(pid: {killed.victim_pid})" in killed.output and "Signal 9 (SIGKILL)" in killed.output
+    assert "error: rank 0: lost contact with the other ranks" in killed.output
     with Project.open(project) as p:
         (row,) = p.store.runs()
         assert row["status"] == "failed" and "lost contact with the other ranks" in row["error"]

@@ -168,17 +168,8 @@ def train(
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in models.policy.parameters())
-    with cpu_threads(config.torch_threads, device, n_params) as threads:
-        try:
-            return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
-        except RuntimeError as exc:
-            if not distributed.peer_lost(exc):
-                raise
-            # Not a bug here: another rank ended first, and it (or torchrun) says why.
-            raise JobFailed(
-                f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
-                hint="another rank stopped or failed first; torchrun's report names it and its output says why",
-            ) from None
+    with cpu_threads(config.torch_threads, device, n_params) as threads, distributed.peers_lost_reported():
+        return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
 
 
 class _Trainer:

@@ -162,18 +162,10 @@ def train(
     check_world(config, distributed.world_size())
     device = resolve_device(config.device)
     check_precision(config.precision, device)
-    with cpu_threads(config.torch_threads, device, sum(p.numel() for p in model.parameters())) as threads:
-        try:
-            return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
-                          sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
-        except RuntimeError as exc:
-            if not distributed.peer_lost(exc):
-                raise
-            # Not a bug here: another rank ended first, and it (or torchrun) says why.
-            raise JobFailed(
-                f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
-                hint="another rank stopped or failed first; torchrun's report names it and its output says why",
-            ) from None
+    n_params = sum(p.numel() for p in model.parameters())
+    with cpu_threads(config.torch_threads, device, n_params) as threads, distributed.peers_lost_reported():
+        return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
+                      sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
 
 
 def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started, *, sink, stop, run_dir,
