@@ -13,11 +13,13 @@ import hashlib
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import WorkbenchError
 from .records import SWAPPED_VERDICT, Conversation, conversation_to_json
-from .store import Store, now_iso
+
+if TYPE_CHECKING:
+    from .store import Store
 
 # SQLite's default limit on bound parameters is 999 on old builds; stay under it.
 _IN_CHUNK = 500
@@ -29,6 +31,12 @@ _RESPONSE_TAG = _length(8) + b"response"
 _PAIR_TAG = _length(4) + b"pair"
 _JUDGMENT_TAG = _length(8) + b"judgment"
 _DIGEST_LENGTH = _length(16)
+# The columns whose values may come as UTF-8 bytes (prepared items' texts); see `_insert_sql`.
+_TEXT_COLUMNS = frozenset({"messages", "text"})
+# What precedes a 16-byte digest in the response, pair and judgment hashes.
+_RESPONSE_HEAD = _RESPONSE_TAG + _DIGEST_LENGTH
+_PAIR_HEAD = _PAIR_TAG + _DIGEST_LENGTH
+_JUDGMENT_HEAD = _JUDGMENT_TAG + _DIGEST_LENGTH
 
 
 def content_hash(*parts: str | bytes) -> bytes:
@@ -98,17 +106,21 @@ class BulkWriter:
     code, so both ways store identical rows. Items are written in the order given and ids are
     assigned in that order, so the result does not depend on how items are split into batches.
 
-    Rows are buffered and resolved against the database a batch at a time: one `hash IN (...)`
-    query per few hundred rows instead of one SELECT per row, and ids assigned here so that the
-    inserts are plain executemany calls. A table that was empty when the writer started needs no
-    look-ups at all: every row in it was written by this writer and is in its cache (the caller's
-    transaction keeps other connections out). When all of them were empty (a first import), the
-    writer also sets their unique hash indexes aside and builds them once in `flush()`: sorting
-    100,000 keys once is much cheaper than keeping random-order hash indexes current row by row.
-    (The other indexes stay: their keys arrive in order, ids and a handful of origins, so keeping
-    them current costs little, and in a two-process import that happens while the other process
-    is still reading rather than at the end.) This is what keeps a 100,000-record import within a
-    small multiple of the time it takes merely to parse the file; bench/import_bench.py measures it.
+    Rows are buffered and resolved against the database a batch at a time, and ids assigned here
+    so that the inserts are plain executemany calls. Prompts are looked up by hash (one
+    `hash IN (...)` query per few hundred rows); responses and pairs by prompt, all of a stored
+    prompt's at once, through the unique indexes on (prompt_id, hash) (their hashes include their
+    prompt's, so these are as unique as the hashes). A table that was empty when the writer
+    started needs no look-ups at all: every row in it was written by this writer and is in its
+    cache (the caller's transaction keeps other connections out). When all of them were empty (a
+    first import), the writer also sets aside the unique indexes on a hash alone (prompts(hash)
+    since schema 4) and builds them once in `flush()`: sorting 100,000 keys once is much cheaper
+    than keeping a random-order index current row by row. The other indexes stay: their keys
+    arrive in order (ids, parent ids first, a handful of origins), so keeping them current costs
+    little, and in a two-process import that happens while the other process is still reading
+    rather than at the end, when only this one works. This is what keeps a 100,000-record import
+    within a small multiple of the time it takes merely to parse the file; bench/import_bench.py
+    measures it.
 
     Call `flush()` once at the end: it writes what is buffered and restores the indexes. Use inside
     `store.transaction(foreign_keys=False)`: every id the writer references, it assigned itself.
@@ -118,10 +130,10 @@ class BulkWriter:
     _TABLES = ("prompts", "responses", "pairs", "judgments")
 
     BATCH = 4096
-    # The page cache (KiB) the connection gets for an import: the hash indexes are written in
-    # random order, and with SQLite's default 2 MB cache their pages are evicted and re-read over
-    # and over. A limit, not an allocation; it stays set on the connection (pages are freed when
-    # the connection closes).
+    # The page cache (KiB) the connection gets for an import: a hash index kept current is
+    # written in random order (a later import's, or prompts(hash) outside a first import), and
+    # with SQLite's default 2 MB cache its pages are evicted and re-read over and over. A limit,
+    # not an allocation; it stays set on the connection (pages are freed when it closes).
     CACHE_KIB = 64 * 1024
 
     def __init__(self, store: Store, *, import_id: int | None, source: str, source_name: str | None):
@@ -131,6 +143,8 @@ class BulkWriter:
         self.import_id = import_id
         self.source = source
         self.source_name = source_name
+        from .store import now_iso  # here, not at the top: see importing.py
+
         self.created_at = now_iso()
         self.counts = BulkCounts()
         self._pending: list[tuple] = []  # prepared items not yet written
@@ -145,8 +159,16 @@ class BulkWriter:
         self._complete = {table: next_id == 1 for table, next_id in self._next_id.items()}
         self._fresh = all(self._complete.values())  # no pairs means no judgments either (foreign key)
         self._set_aside_indexes: list[str] = []  # CREATE INDEX statements to run in flush()
-        # While the judgments' unique index is set aside, duplicates are caught here instead.
+        self._looked_for_indexes = False  # whether the indexes to set aside were looked for
+        # While a unique index of the judgments is set aside (schemas before version 4), duplicates
+        # are caught here instead.
+        self._judgments_checked_here = False
         self._judgment_keys: set[bytes] = set()
+        # Prompts (ids) that existed before this writer, whose responses and pairs are in the
+        # caches: looked up once, by the indexes that lead with prompt_id (see `_resolve_responses`).
+        self._first_new_prompt = self._next_id["prompts"]
+        self._responses_loaded: set[int] = set()
+        self._pairs_loaded: set[int] = set()
         cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         cache_kib = -cache if cache < 0 else cache * self.conn.execute("PRAGMA page_size").fetchone()[0] // 1024
         if cache_kib < self.CACHE_KIB:
@@ -177,12 +199,36 @@ class BulkWriter:
         annotator: str | None = None,
         hashed: bool = True,
     ) -> tuple:
+        return BulkWriter.prepare_json_pair(
+            conversation_to_json(prompt), response_a, response_b,
+            origin=origin, margin=margin, meta=meta, verdict=verdict, annotator=annotator, hashed=hashed,
+        )
+
+    @staticmethod
+    def prepare_json_pair(
+        prompt_json: str,
+        response_a: str,
+        response_b: str,
+        *,
+        origin: str,
+        margin: float | None = None,
+        meta: dict[str, Any] | None = None,
+        verdict: str | None = None,
+        annotator: str | None = None,
+        hashed: bool = True,
+    ) -> tuple:
+        """`prepare_pair` for a prompt already in its canonical JSON (records.conversation_to_json).
+
+        The prompt JSON and the two responses may be given as str or as their UTF-8 bytes (a
+        format's fast path makes bytes: they are what is hashed, cross a process boundary
+        without being encoded and decoded again, and are stored as TEXT as they are).
+        """
         item = (
-            None, conversation_to_json(prompt), None, response_a, None, response_b, None, origin, margin,
+            None, prompt_json, None, response_a, None, response_b, None, origin, margin,
             json.dumps(meta, ensure_ascii=False) if meta else None,
             verdict, annotator, None,
         )
-        return BulkWriter._hash_pair(item) if hashed else item
+        return BulkWriter.hash_pair(item) if hashed else item
 
     @staticmethod
     def prepare_prompt(prompt: Conversation, *, hashed: bool = True) -> tuple:
@@ -194,22 +240,35 @@ class BulkWriter:
         """The items with the digests of those prepared with `hashed=False` filled in."""
         return [
             item if item[0] is not None
-            else BulkWriter._hash_pair(item) if len(item) > 2
+            else BulkWriter.hash_pair(item) if len(item) > 2
             else (prompt_hash(item[1]), item[1])
             for item in items
         ]
 
     @staticmethod
-    def _hash_pair(item: tuple) -> tuple:
-        """A prepared pair with its five digests computed from its texts."""
-        p = prompt_hash(item[1])
-        a = response_hash(p, item[3])
-        b = response_hash(p, item[5])
-        pair = pair_hash(p, a, b)
-        verdict = item[10]
+    def hash_pair(item: tuple) -> tuple:
+        """A prepared pair with its five digests computed from its texts.
+
+        The same digests as prompt_hash, response_hash, pair_hash and judgment_import_key
+        (tests/test_store_bulk.py checks it), written out in one function: the calls and the
+        repeated tag and length encoding cost as much as the hashing itself.
+        """
+        _, prompt_json, _, text_a, _, text_b, _, origin, margin, meta, verdict, annotator, _ = item
+        data = prompt_json if type(prompt_json) is bytes else prompt_json.encode("utf-8")
+        p = _blake2b(_PROMPT_TAG + _length(len(data)) + data, digest_size=16).digest()
+        head = _RESPONSE_HEAD + p
+        data = text_a if type(text_a) is bytes else text_a.encode("utf-8")
+        a = _blake2b(head + _length(len(data)) + data, digest_size=16).digest()
+        data = text_b if type(text_b) is bytes else text_b.encode("utf-8")
+        b = _blake2b(head + _length(len(data)) + data, digest_size=16).digest()
+        pair = _blake2b(
+            _PAIR_HEAD + p + (_DIGEST_LENGTH + a + _DIGEST_LENGTH + b if a <= b else _DIGEST_LENGTH + b + _DIGEST_LENGTH + a),
+            digest_size=16,
+        ).digest()
         return (
-            p, item[1], a, item[3], b, item[5], pair, item[7], item[8], item[9], verdict, item[11],
-            judgment_import_key(pair, item[11] or "", verdict) if verdict is not None else None,
+            p, prompt_json, a, text_a, b, text_b, pair, origin, margin, meta, verdict, annotator,
+            _blake2b(_JUDGMENT_HEAD + pair + _judgment_tail(annotator or "", verdict), digest_size=16).digest()
+            if verdict is not None else None,
         )
 
     # -- both halves -----------------------------------------------------------------------------
@@ -246,22 +305,30 @@ class BulkWriter:
         for create_index in self._set_aside_indexes:
             self.conn.execute(create_index)
         self._set_aside_indexes = []
+        self._looked_for_indexes = self._judgments_checked_here = False
 
     def _write_batch(self) -> None:
         pending, self._pending = self._pending, []
         self.write_prepared(pending)
 
     def _set_indexes_aside(self) -> None:
+        self._looked_for_indexes = True
         tables = ", ".join(f"'{t}'" for t in self._TABLES)
         # Read from the database rather than listed here, so that a later migration's indexes are
         # restored exactly as that migration made them. (sql IS NULL: a primary key's own index.)
-        # Only the unique ones: on hashes, written in random order (see the class doc).
-        for name, sql in self.conn.execute(
-            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({tables})"
-            " AND sql LIKE 'CREATE UNIQUE INDEX%'"
+        # Only the unique ones that lead with a hash: their keys come in random order (see the
+        # class doc). Since schema 4 that is prompts(hash) alone; the others lead with the id
+        # of the row's parent, which grows as rows are added, so keeping them current is cheap.
+        for name, table, sql in self.conn.execute(
+            f"""SELECT m.name, m.tbl_name, m.sql FROM sqlite_master m
+                WHERE m.type = 'index' AND m.sql IS NOT NULL AND m.tbl_name IN ({tables})
+                  AND m.sql LIKE 'CREATE UNIQUE INDEX%'
+                  AND (SELECT i.name FROM pragma_index_info(m.name) i WHERE i.seqno = 0) IN ('hash', 'import_key')"""
         ).fetchall():
             self.conn.execute(f'DROP INDEX "{name}"')
             self._set_aside_indexes.append(sql)
+            if table == "judgments":
+                self._judgments_checked_here = True
 
     # -- the database half -----------------------------------------------------------------------
 
@@ -273,7 +340,7 @@ class BulkWriter:
         """Write prepared items (see `prepare_pair`), in order. Call `flush()` once at the end."""
         if not items:
             return
-        if self._fresh and not self._set_aside_indexes:
+        if self._fresh and not self._looked_for_indexes:
             self._set_indexes_aside()
         if any(item[0] is None for item in items):
             items = self.hash_items(items)
@@ -300,63 +367,65 @@ class BulkWriter:
         if not pairs:
             return
 
-        # Responses: A and B of each pair, in order.
+        # Responses (A and B of each pair, new ones in order), pairs, and the verdicts that came
+        # with them: one pass over the pairs, the responses written first.
         response_ids = self._response_ids
-        self._resolve("responses", response_ids, pairs, 2, 4)
-        values = []
-        add = values.extend
-        next_id = first_id = self._next_id["responses"]
-        for item in pairs:
-            digest = item[2]
-            if digest not in response_ids:
-                response_ids[digest] = next_id
-                add((next_id, digest, prompt_ids[item[0]], item[3]))
-                next_id += 1
-            digest = item[4]
-            if digest not in response_ids:
-                response_ids[digest] = next_id
-                add((next_id, digest, prompt_ids[item[0]], item[5]))
-                next_id += 1
-        if values:
-            self._next_id["responses"] = next_id
-            self._insert(
-                "responses",
-                ("id", "hash", "prompt_id", "text"),
-                (("source", self.source), ("source_name", self.source_name), ("created_at", created_at)),
-                values,
-            )
-            counts.responses_added += next_id - first_id
-
-        # Pairs, and the verdicts that came with them.
+        self._resolve_responses(pairs)
         self._lookup_pairs(pairs)
         pair_ids = self._pair_ids
+        responses: list = []
+        add_response = responses.extend
         values = []
         add = values.extend
         judgments: list = []
         judge = judgments.extend
+        next_response = first_response = self._next_id["responses"]
         next_id = first_id = self._next_id["pairs"]
+        existing = 0
         for item in pairs:
+            prompt_id = prompt_ids[item[0]]
+            a_digest = item[2]
+            a_id = response_ids.get(a_digest)
+            if a_id is None:
+                a_id = response_ids[a_digest] = next_response
+                add_response((next_response, a_digest, prompt_id, item[3]))
+                next_response += 1
+            b_digest = item[4]
+            b_id = response_ids.get(b_digest)
+            if b_id is None:
+                b_id = response_ids[b_digest] = next_response
+                add_response((next_response, b_digest, prompt_id, item[5]))
+                next_response += 1
             digest = item[6]
             known = pair_ids.get(digest)
             if known is None:
                 pair_id = next_id
                 next_id += 1
-                a_digest = item[2]
                 pair_ids[digest] = (pair_id, a_digest)
-                add((pair_id, digest, prompt_ids[item[0]], response_ids[a_digest], response_ids[item[4]], item[7], item[8], item[9]))
+                add((pair_id, digest, prompt_id, a_id, b_id, item[7], item[8], item[9]))
                 if item[10] is not None:
                     judge((pair_id, item[11], item[10], item[12]))
             else:
                 pair_id, stored_a = known
-                counts.pairs_existing += 1
+                existing += 1
                 verdict = item[10]
                 if verdict is not None:
                     key = item[12]
-                    if stored_a != item[2]:
+                    if stored_a != a_digest:
                         # The verdict was given relative to this record's order; store it relative to the pair's.
                         verdict = SWAPPED_VERDICT[verdict]
                         key = judgment_import_key(digest, item[11] or "", verdict)
                     judge((pair_id, item[11], verdict, key))
+        if responses:
+            self._next_id["responses"] = next_response
+            self._insert(
+                "responses",
+                ("id", "hash", "prompt_id", "text"),
+                (("source", self.source), ("source_name", self.source_name), ("created_at", created_at)),
+                responses,
+            )
+            counts.responses_added += next_response - first_response
+        counts.pairs_existing += existing
         if values:
             self._next_id["pairs"] = next_id
             self._insert(
@@ -371,14 +440,19 @@ class BulkWriter:
         n = len(judgments) // 4
         constants = (("created_at", created_at), ("import_id", self.import_id))
         columns = ("pair_id", "annotator", "verdict", "import_key")
-        if self._set_aside_indexes:
+        if self._judgments_checked_here:
             # While the unique index is set aside, duplicate keys are caught here instead.
             keys = self._judgment_keys
-            unique: list = []
-            for i in range(3, len(judgments), 4):
-                if judgments[i] not in keys:
-                    keys.add(judgments[i])
-                    unique.extend(judgments[i - 3:i + 1])
+            if not existing:
+                # Only new pairs in this batch: their keys are new too (a key names its pair).
+                keys.update(judgments[3::4])
+                unique = judgments
+            else:
+                unique = []
+                for i in range(3, len(judgments), 4):
+                    if judgments[i] not in keys:
+                        keys.add(judgments[i])
+                        unique.extend(judgments[i - 3:i + 1])
             added = len(unique) // 4
             self._insert("judgments", columns, constants, unique)
         else:
@@ -423,10 +497,14 @@ class BulkWriter:
         # each constant is bound once however many rows the statement inserts.
         fixed = [f"?{i + 1}" for i in range(len(constants))]
         width = len(columns)
+        # Text columns take str or UTF-8 bytes (see `prepare_json_pair`): CAST makes bytes TEXT
+        # as they are, without the sqlite3 module decoding and encoding them again.
+        cast = [column in _TEXT_COLUMNS for column in columns]
         groups = []
         for r in range(rows):
             first = len(constants) + 1 + r * width
-            groups.append("(" + ", ".join([f"?{first + i}" for i in range(width)] + fixed) + ")")
+            values = [f"CAST(?{first + i} AS TEXT)" if cast[i] else f"?{first + i}" for i in range(width)]
+            groups.append("(" + ", ".join(values + fixed) + ")")
         verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         return f"{verb} INTO {table}({', '.join(columns + constants)}) VALUES {', '.join(groups)}"
 
@@ -441,15 +519,47 @@ class BulkWriter:
                 self.conn.execute(f"SELECT hash, id FROM {table} WHERE hash IN ({', '.join('?' * len(chunk))})", chunk)
             )
 
+    def _older_prompts(self, items: list[tuple], position: int, loaded: set[int]) -> list[int]:
+        """Ids of the prompts of `items` that existed before this writer started, whose rows in
+        another table are not loaded yet, where the item's digest at `position` is not cached."""
+        prompt_ids, first_new = self._prompt_ids, self._first_new_prompt
+        cache = self._response_ids if position != 6 else self._pair_ids
+        wanted = {
+            prompt_ids[item[0]] for item in items
+            if item[position] not in cache or (position == 2 and item[4] not in cache)
+        }
+        return [prompt_id for prompt_id in wanted if prompt_id < first_new and prompt_id not in loaded]
+
+    def _resolve_responses(self, items: list[tuple]) -> None:
+        """Put the ids of stored responses to the items' prompts into the cache.
+
+        Looked up by prompt, through the unique index on (prompt_id, hash) (a response's hash
+        includes its prompt's): all the responses of a prompt at once, index only. A prompt this
+        writer added has none but those in the cache."""
+        if self._complete["responses"]:
+            return
+        older = self._older_prompts(items, 2, self._responses_loaded)
+        for start in range(0, len(older), _IN_CHUNK):
+            chunk = older[start:start + _IN_CHUNK]
+            self._response_ids.update(
+                self.conn.execute(
+                    f"SELECT hash, id FROM responses WHERE prompt_id IN ({', '.join('?' * len(chunk))})", chunk
+                )
+            )
+        self._responses_loaded.update(older)
+
     def _lookup_pairs(self, items: list[tuple]) -> None:
+        """The same for pairs (their hash includes their prompt's too), with the digest of each
+        stored pair's response A."""
         if self._complete["pairs"]:
             return
-        unknown = list({item[6] for item in items} - self._pair_ids.keys())
-        for start in range(0, len(unknown), _IN_CHUNK):
-            chunk = unknown[start:start + _IN_CHUNK]
+        older = self._older_prompts(items, 6, self._pairs_loaded)
+        for start in range(0, len(older), _IN_CHUNK):
+            chunk = older[start:start + _IN_CHUNK]
             for h, pair_id, a_digest in self.conn.execute(
                 f"""SELECT p.hash, p.id, r.hash FROM pairs p JOIN responses r ON r.id = p.response_a_id
-                    WHERE p.hash IN ({', '.join('?' * len(chunk))})""",
+                    WHERE p.prompt_id IN ({', '.join('?' * len(chunk))})""",
                 chunk,
             ):
                 self._pair_ids[h] = (pair_id, a_digest)
+        self._pairs_loaded.update(older)

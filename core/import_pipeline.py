@@ -9,19 +9,25 @@ runs in a child process:
     reading process                                  importing process
     RowSource -> parse_row -> _validate ->           BulkWriter.write_prepared (ids, inserts)
     BulkWriter.prepare_pair (JSON, hashes)  --pipe-> in store.transaction(); flush; commit
+    (or, for a format's usual rows, its fast
+    path Format.pair_row -> BulkWriter.hash_pair)
 
 Both sides run the same code as a single-process import (`importing._prepared_batches` there,
 `BulkWriter.write_prepared` here), so the rows, digests, reports and errors are the same. The
 child sends plain tuples, a batch of a few thousand rows per message (marshal: the fastest
-serialiser for tuples of str, bytes, float and None); a sender thread with a small queue lets it
-read ahead while a message is on its way. Without `skip_bad`, its first bad row ends it with an
+serialiser for tuples of str, bytes, float and None; the fast path's texts travel as their UTF-8
+bytes, which marshal copies rather than encodes and decodes); a sender thread with a small queue
+lets it read ahead while a message is on its way, and the parent reads each message into one
+reused buffer (PipelineReader._recv_bytes). Without `skip_bad`, its first bad row ends it with an
 "input_error" message carrying the reason, file, line and field, which the parent raises as the
 same InputError.
 
-Two things keep both cores busy. A fresh interpreter takes 0.2-0.4 s to start, so the parent
-reads and writes the first rows itself meanwhile; when the child says it is ready, the parent
-tells it how many rows it has read and the child goes on from there. And the content hashes
-(a fifth of the reading work) go to whichever process has time: before each batch the child
+Two things keep both cores busy. A fresh interpreter takes 0.15-0.4 s to start (less when the
+modules it needs do not pull in the store: see importing.py), so the parent reads and writes the
+first rows itself meanwhile; when the child says it is ready, the parent tells it to start one
+batch beyond the rows it has read, reads that batch itself while the child skips to its start
+(without parsing what it skips), and the child goes on from there. And the content hashes
+(a quarter of the reading work) go to whichever process has time: before each batch the child
 looks at how many of its messages the parent has not yet taken, hashes the batch itself if the
 parent is behind, and otherwise leaves the digests to `write_prepared` (BulkWriter.hash_items,
 the same functions), so that neither process waits long for the other.
@@ -41,8 +47,11 @@ from __future__ import annotations
 import logging
 import marshal
 import multiprocessing
+import multiprocessing.connection as mp_connection
+import os
 import queue
 import signal
+import struct
 import sys
 import threading
 import time
@@ -66,6 +75,9 @@ _HASH_HERE_BACKLOG = 2
 # How long close() lets a child finish on its own before terminating it.
 _JOIN_S = 5.0
 READER_NAME = "rlhf-workbench-import-reader"
+# multiprocessing's message framing (see PipelineReader._recv_bytes).
+_SIZE = struct.Struct("!i")
+_LONG_SIZE = struct.Struct("!Q")
 
 
 # (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far)
@@ -119,6 +131,9 @@ class PipelineReader:
         self._done = False  # the child said it has sent everything
         self._heard = False  # the child has sent something
         self.stats: dict[str, float] = {}  # how the child's work went, once it is done
+        self._buffer = bytearray(0)  # see _recv_bytes
+        self._started = time.perf_counter()
+        self._ready_s: float | None = None  # from start() to its "ready", as this process saw it
         ctx = multiprocessing.get_context("spawn")
         # Both ways: the child says when it is ready, the parent says where it should start.
         self._conn, child_end = ctx.Pipe(duplex=True)
@@ -140,11 +155,16 @@ class PipelineReader:
         """All the file's batches, as `importing._prepared_batches` yields them; raises what it raises.
 
         `here`, when given, is the same generator run in this process: its batches are used while
-        the child starts (a fresh interpreter takes a few tenths of a second), and the child then
-        takes over after the last row used here. Without it, the child reads from the first row.
+        the child starts (a fresh interpreter takes a few tenths of a second). Once the child is
+        ready, it is told to start one batch further on than the rows used here, and this process
+        reads that one batch more meanwhile (rather than wait while the child gets to its first
+        row and prepares its first batch); the child then takes over. Without `here`, the child
+        reads from the first row.
         """
-        consumed = 0  # rows (good or rejected) read here
-        if here is not None:
+        if here is None:
+            self._start(0, cancel)
+        else:
+            consumed = 0  # rows (good or rejected) read here
             try:
                 for batch in here:
                     yield batch
@@ -153,15 +173,13 @@ class PipelineReader:
                         break  # the child is ready (or has failed: the next receive says which)
                 else:
                     return  # the whole file was read here before the child was ready
+                # Every batch but a file's last holds exactly batch_rows rows, good or rejected.
+                self._start(consumed + self.task.batch_rows, cancel)
+                for batch in here:
+                    yield batch
+                    break
             finally:
                 here.close()
-        kind, *_ = self._receive(cancel)
-        if kind != "ready":
-            raise WorkbenchError(f"internal: the import's reading process sent {kind!r} before it was ready")
-        try:
-            self._conn.send_bytes(marshal.dumps(("start", consumed)))
-        except OSError:
-            raise self._died() from None
         while True:
             message = self._receive(cancel)
             if message[0] == "batch":
@@ -170,16 +188,28 @@ class PipelineReader:
                 self._done = True
                 _, start_s, read_s, skip, batches, hashed = message
                 _log.debug(
-                    "%s: the reading process started in %.2f s, took over after %d rows, read the rest in "
-                    "%.2f s and hashed %d of its %d batches",
-                    self.task.path, start_s, skip, read_s, hashed, batches,
+                    "%s: the reading process was ready %.2f s after its start (%.2f s of it its own set-up), "
+                    "took over after %d rows, read the rest in %.2f s and hashed %d of its %d batches",
+                    self.task.path, self._ready_s, start_s, skip, read_s, hashed, batches,
                 )
                 self.stats = {
-                    "start_s": start_s, "read_s": read_s, "skipped_rows": skip, "batches": batches, "hashed_batches": hashed,
+                    "ready_s": round(self._ready_s, 4), "start_s": start_s, "read_s": read_s, "skipped_rows": skip,
+                    "batches": batches, "hashed_batches": hashed,
                 }
                 return
             else:
                 raise WorkbenchError(f"internal: the import's reading process sent {message[0]!r}")
+
+    def _start(self, skip: int, cancel: Callable[[], bool] | None) -> None:
+        """Wait for the child's "ready", then tell it to start after `skip` rows."""
+        kind, *_ = self._receive(cancel)
+        self._ready_s = time.perf_counter() - self._started
+        if kind != "ready":
+            raise WorkbenchError(f"internal: the import's reading process sent {kind!r} before it was ready")
+        try:
+            self._conn.send_bytes(marshal.dumps(("start", skip)))
+        except OSError:
+            raise self._died() from None
 
     def _receive(self, cancel: Callable[[], bool] | None) -> tuple:
         """The child's next message; raises the error it reports, Cancelled, or if it has died."""
@@ -190,7 +220,7 @@ class PipelineReader:
             if not process.is_alive() and not conn.poll(0):
                 raise self._died()
         try:
-            message = marshal.loads(conn.recv_bytes())
+            message = marshal.loads(self._recv_bytes())
         except (EOFError, OSError, ValueError):
             # End of file (perhaps in the middle of a message): the child has gone.
             raise self._died() from None
@@ -210,6 +240,39 @@ class PipelineReader:
         if kind == "crash":  # a bug, not bad input
             raise RuntimeError(f"{self.task.path}: the import's reading process failed:\n{message[1]}")
         return message
+
+    def _recv_bytes(self) -> bytes | memoryview:
+        """The next message's bytes, as `Connection.recv_bytes` reads them, but cheaper for the
+        big ones (a batch is a few MB): read into one buffer reused from message to message.
+
+        (`recv_bytes` asks the OS for the whole remaining size at each read, so it allocates a
+        few MB for every 64-256 KB that arrive, and then copies the parts into a BytesIO and out
+        again: a tenth of this process's time in a large import.) The framing is
+        multiprocessing's: a 4-byte big-endian size, or -1 and an 8-byte size. Only for a
+        connection over a file descriptor (POSIX); elsewhere, recv_bytes.
+        """
+        conn = self._conn
+        if type(conn) is not mp_connection.Connection:
+            return conn.recv_bytes()
+        fd = conn.fileno()
+        (size,) = _SIZE.unpack(self._read_exactly(fd, 4))
+        if size == -1:
+            (size,) = _LONG_SIZE.unpack(self._read_exactly(fd, 8))
+        return self._read_exactly(fd, size)
+
+    def _read_exactly(self, fd: int, size: int) -> memoryview:
+        if len(self._buffer) < size:
+            self._buffer = bytearray(max(size, 2 * len(self._buffer)))
+        view = memoryview(self._buffer)[:size]
+        done = 0
+        while done < size:
+            n = os.readv(fd, [view[done:]])
+            if n == 0:
+                if done == 0:
+                    raise EOFError
+                raise OSError("got end of file during message")
+            done += n
+        return view
 
     def _died(self) -> WorkbenchError:
         self._process.join(1.0)

@@ -8,7 +8,6 @@ file twice adds nothing the second time (content hashes; see bulk.py).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import multiprocessing
@@ -18,15 +17,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import Cancelled, ConfigError, FieldError, InputError, WorkbenchError
 from .formats import Format, ReadOptions, detect, get_format
 from .formats.rows import Row, RowSource, lone_surrogate
 from .import_pipeline import READER_NAME, Batch, PipelineReader, ReadTask, spawn_is_safe
-from .project import Project
 from .records import ROLES, VERDICTS, PairRecord, PromptRecord, Rejected
 from .bulk import BulkWriter
-from .store import Store, now_iso
+
+if TYPE_CHECKING:
+    from .project import Project
+    from .store import Store
+
+# This module is also what the import's reading process loads (for `_prepared_batches`), so the
+# project and the store (sqlite-utils, which imports pandas where that is installed: ~0.4 s) are
+# imported where they are used, not here: the reading process never needs them, and its start
+# is time during which only this process works. tests/test_import_pipeline.py checks it.
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 CancelCheck = Callable[[], bool]
@@ -107,6 +114,9 @@ def import_file(
             "an import's reading process was asked to import a file itself: the script that imports "
             "must keep its top-level code under `if __name__ == '__main__':`"
         )
+    from .project import Project
+    from .store import now_iso
+
     store = target.store if isinstance(target, Project) else target
     path = Path(path)
     started = time.perf_counter()
@@ -239,13 +249,29 @@ def _prepared_batches(
     default_annotator = options.annotator or fmt.annotator or f"dataset:{fmt.name}"
     parse_row, max_chars, format_name = fmt.parse_row, options.max_chars, fmt.name
     prepare_pair, prepare_prompt = BulkWriter.prepare_pair, BulkWriter.prepare_prompt
+    # The format's fast path for its usual rows (Format.pair_row); other rows take the general one.
+    pair_row, hash_pair = fmt.pair_row, BulkWriter.hash_pair
+    fast_verdict = fmt.pair_row_verdict
+    # What the general path gives a record whose verdict is by the format's own annotator.
+    fast_annotator = default_annotator if fast_verdict is not None else None
     items: list[tuple] = []
+    append = items.append
     rejected: list[tuple] = []
     rows = records = seen = 0
     hashed = hash_here() if hash_here is not None else True
-    for item in itertools.islice(source.rows(), skip, None):
+    for item in source.rows(skip):
         seen += 1
-        if not isinstance(item, Row):
+        if pair_row is not None and type(item) is Row and (fast := pair_row(item.data, max_chars)) is not None:
+            rows += 1
+            records += 1
+            # What BulkWriter.prepare_json_pair makes, without the cost of its keyword arguments.
+            prompt_json, response_a, response_b = fast
+            prepared = (
+                None, prompt_json, None, response_a, None, response_b, None, format_name, None, None,
+                fast_verdict, fast_annotator, None,
+            )
+            append(hash_pair(prepared) if hashed else prepared)
+        elif not isinstance(item, Row):
             if not skip_bad:
                 raise InputError(item.reason, path=source.path, line=item.line, field=item.field)
             rejected.append((item.line, item.field, item.reason))
@@ -285,6 +311,7 @@ def _prepared_batches(
         if seen >= batch_rows:
             yield items, rejected, rows, records, source.bytes_read
             items, rejected, rows, records, seen = [], [], 0, 0, 0
+            append = items.append
             if hash_here is not None:
                 hashed = hash_here()
     if seen:

@@ -104,7 +104,8 @@ def test_the_handover_mid_file_yields_the_same_items_as_one_process(monkeypatch)
 
         def slow_start():
             # After five batches, wait until the reading process is ready; the sixth, already
-            # being read here, is still used, and the reading process takes over after it.
+            # being read here, is still used, and so is a seventh, read here while the reading
+            # process gets to its start; it takes over after that.
             for n, batch in enumerate(here):
                 yield batch
                 if n == 4:
@@ -113,7 +114,7 @@ def test_the_handover_mid_file_yields_the_same_items_as_one_process(monkeypatch)
         got = list(reader.batches(slow_start()))
     finally:
         reader.close()
-    assert reader.stats["skipped_rows"] == 6 * 64
+    assert reader.stats["skipped_rows"] == 7 * 64
     assert len(got) == len(expected)
     for (items, rejected, rows, records, bytes_read), (e_items, e_rejected, e_rows, e_records, e_bytes) in zip(got, expected):
         # The reading process may leave the hashes to the importing one: compare them computed.
@@ -325,3 +326,49 @@ def test_an_unguarded_script_is_never_run_again_by_an_import(tmp_path):
     assert done.returncode != 0
     assert "if __name__ == '__main__':" in done.stderr.splitlines()[-1]
     assert "nothing was imported" in done.stderr.splitlines()[-1]
+
+
+def test_the_reading_process_needs_neither_the_project_nor_the_store():
+    """What the reading process imports (import_pipeline, formats, importing, bulk) leaves out the
+    store and sqlite-utils, which imports pandas where that is installed: ~0.4 s of the reading
+    process's start, during which the importing process works alone."""
+    code = (
+        "import sys\n"
+        "import rlhf_workbench.core.import_pipeline, rlhf_workbench.core.importing, rlhf_workbench.core.bulk\n"
+        "from rlhf_workbench.core.formats import get_format\n"
+        "get_format('hh-rlhf')\n"
+        "print(sorted(m for m in ('sqlite_utils', 'pandas', 'rlhf_workbench.core.store', 'rlhf_workbench.core.project') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_large_messages_arrive_whole_through_the_reused_buffer(tmp_path, monkeypatch):
+    """PipelineReader reads messages into one buffer that grows: messages of growing and
+    shrinking sizes (a batch of long rows after short ones, and back) come out exactly."""
+    rows = []
+    for i, size in enumerate([10, 200_000, 50, 900_000, 20, 300_000]):
+        text = f"{i} " + "é" * size
+        rows.append(json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: {text}a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: {text}b"}))
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setattr(importing, "BATCH_ROWS", 1)
+    (rows_here, report_here), (rows_piped, report_piped) = _import_both(tmp_path, path, format="hh-rlhf")
+    assert rows_piped == rows_here and report_piped == report_here
+    assert report_here["pairs_added"] == 6
+
+
+@pytest.mark.parametrize("skip", [0, 1, 2, 3, 5, 6, 50])
+def test_skipping_json_lines_without_reading_them_gives_the_rows_after(tmp_path, skip):
+    """The reading process passes over the rows the importing one has read without parsing them:
+    what comes after is what reading them all gives (blank lines, a byte order mark and bad
+    lines count as they do when read)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n{"a": 2}\n   \n{"a": tru\n{"a": 4}\n{"a": 5}\n\n')
+    everything = list(RowSource(path).rows())
+    source = RowSource(path)
+    after = list(source.rows(skip))
+    assert [(item.line, getattr(item, "data", None)) for item in after] == [
+        (item.line, getattr(item, "data", None)) for item in everything[skip:]
+    ]
+    assert source.bytes_read == path.stat().st_size

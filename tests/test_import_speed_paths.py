@@ -10,6 +10,7 @@ the store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_workbench.core.errors import FieldError, InputError
-from rlhf_workbench.core.formats import ReadOptions, get_format
+from rlhf_workbench.core.formats import MAX_TEXT_CHARS, ReadOptions, get_format
 from rlhf_workbench.core.formats.hh_rlhf import split_pair
 from rlhf_workbench.core.formats.rows import Row, RowSource
-from rlhf_workbench.core.importing import _validate, import_file
+from rlhf_workbench.core.importing import _prepared_batches, _validate, import_file
 from rlhf_workbench.core.records import ROLES, Message, PairRecord, conversation_from_json, conversation_to_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -328,3 +329,85 @@ def test_validation_names_each_text_field_with_a_lone_surrogate(field):
         _validate(record, 1000)
     assert caught.value.field == field
     assert caught.value.reason.endswith("contains a lone surrogate (\\udfff), which is not valid text")
+
+
+# -- the HH fast path (Format.pair_row) -------------------------------------------------------------
+#
+# hh_rlhf.pair_row makes, for the usual row, what parse_row, _validate and the canonical prompt JSON
+# make, as UTF-8 bytes; for any other row it returns None and the general path decides. Checked
+# here: on every shared record, through `_prepared_batches` (several batches, digests computed
+# here or left to the writer, the annotator overridden or not), and on generated transcripts,
+# where it must either agree with the general path or step aside.
+
+
+def _decoded(items: list[tuple]) -> list[tuple]:
+    # Prepared items carry texts as str (general path) or UTF-8 bytes (fast path): one form to compare.
+    return [tuple(v.decode("utf-8") if type(v) is bytes and i in (1, 3, 5) else v for i, v in enumerate(item)) for item in items]
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+@pytest.mark.parametrize("annotator", [None, "ada"])
+def test_hh_fast_path_prepares_exactly_the_general_paths_items_on_every_shared_record(hashed, annotator):
+    fmt = get_format("hh-rlhf")
+    assert fmt.pair_row is not None
+    general = dataclasses.replace(fmt, pair_row=None)
+    options = ReadOptions(annotator=annotator)
+
+    def batches(f):
+        return list(_prepared_batches(f, RowSource(_need(HH_FILE)), options, False, 100, hash_here=lambda: hashed))
+
+    fast_batches, general_batches = batches(fmt), batches(general)
+    assert len(fast_batches) == len(general_batches) == 19  # 1,812 rows, 100 a batch
+    for fast, slow in zip(fast_batches, general_batches):
+        assert _decoded(fast[0]) == slow[0]
+        assert fast[1:] == slow[1:]
+        if hashed:
+            assert all(type(item[0]) is bytes for item in fast[0])
+    taken = sum(fmt.pair_row(row, MAX_TEXT_CHARS) is not None for row, _ in _read(HH_FILE, "hh-rlhf"))
+    assert 1700 < taken < 1812, "the usual rows take the fast path; rows whose responses write role tags do not"
+
+
+def _general_pair(row: dict, max_chars: int):
+    """(prompt JSON, chosen, rejected) as the general path makes them, or the FieldError it raises."""
+    try:
+        (record,) = get_format("hh-rlhf").parse_row(row, ReadOptions(max_chars=max_chars))
+        _validate(record, max_chars)
+    except FieldError as exc:
+        return exc
+    return conversation_to_json(record.prompt), record.response_a, record.response_b
+
+
+_HH_PIECE = st.sampled_from([_HUMAN, _ASSISTANT, " ", "  ", "\n", "\n\n", "Human:", "Assistant:", "a", "b", "é", "\U0001f600", "\ud800"])
+_HH_TEXT = st.lists(_HH_PIECE, max_size=10).map("".join)
+
+
+@settings(max_examples=2000)
+@given(_HH_TEXT, _HH_TEXT, _HH_TEXT, st.booleans(), st.sampled_from([MAX_TEXT_CHARS, 40, 12]))
+def test_hh_fast_path_agrees_with_the_general_path_or_steps_aside(prompt, chosen_tail, rejected_tail, shared, max_chars):
+    chosen = _HUMAN + prompt + _ASSISTANT + chosen_tail
+    rejected = (_HUMAN + prompt + _ASSISTANT if shared else _HUMAN) + rejected_tail
+    row = {"chosen": chosen, "rejected": rejected}
+    fast = get_format("hh-rlhf").pair_row(row, max_chars)
+    general = _general_pair(row, max_chars)
+    if fast is not None:
+        assert not isinstance(general, FieldError), (row, general)
+        assert tuple(part.decode("utf-8") for part in fast) == general
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"chosen": "\n\nHuman: q\n\nAssistant: same", "rejected": "\n\nHuman: q\n\nAssistant:same"},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a"},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": None},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": 3},
+        {"chosen": "Human: q\n\nAssistant: a", "rejected": "Human: q\n\nAssistant: b"},
+        {"chosen": "\n\nHuman: q", "rejected": "\n\nHuman: q"},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a\ud800", "rejected": "\n\nHuman: q\n\nAssistant: b"},
+        {"chosen": "\n\nHuman: q\ud800\n\nAssistant: a", "rejected": "\n\nHuman: q\ud800\n\nAssistant: b"},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a\n\nHuman: more\n\nAssistant: x", "rejected": "\n\nHuman: q\n\nAssistant: b"},
+    ],
+    ids=["identical", "missing", "null", "number", "no-leading-tag", "no-answer", "surrogate-response", "surrogate-prompt", "role-tags-in-response"],
+)
+def test_hh_fast_path_leaves_every_unusual_row_to_the_general_path(row):
+    assert get_format("hh-rlhf").pair_row(row, MAX_TEXT_CHARS) is None

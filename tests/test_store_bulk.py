@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 import pytest
 from hypothesis import given, settings
@@ -98,3 +99,88 @@ def test_duplicates_within_one_fresh_import_are_caught_without_lookups(project):
     assert writer.counts.prompts_added == 100
     assert writer.counts.pairs_added == n and writer.counts.pairs_existing == n
     assert store.counts()["responses"] == 2 * n
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.text(), st.text(), st.sampled_from([None, "a", "b", "tie"]), st.sampled_from([None, "", "dataset:x", "ada"]))
+def test_hash_pair_gives_the_definitions_digests_from_text_or_its_utf8_bytes(prompt, text_a, text_b, verdict, annotator):
+    """BulkWriter.hash_pair computes the five digests in one function; a format's fast path hands
+    it UTF-8 bytes rather than str. Both give the digests of the functions above."""
+    p = prompt_hash(prompt)
+    a, b = response_hash(p, text_a), response_hash(p, text_b)
+    pair = pair_hash(p, a, b)
+    key = judgment_import_key(pair, annotator or "", verdict) if verdict is not None else None
+    for form in (str, lambda text: text.encode("utf-8")):
+        item = (None, form(prompt), None, form(text_a), None, form(text_b), None, "t", None, None, verdict, annotator, None)
+        hashed = BulkWriter.hash_pair(item)
+        assert (hashed[0], hashed[2], hashed[4], hashed[6], hashed[12]) == (p, a, b, pair, key)
+        assert hashed[1::2][:3] == (item[1], item[3], item[5]) and hashed[7:12] == item[7:12]
+
+
+def _index_names(store) -> set[str]:
+    return {name for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+
+
+def test_a_first_import_sets_aside_only_the_index_on_a_hash_alone(project):
+    """Since schema 4 the responses', pairs' and judgments' unique indexes lead with the parent's
+    id, so they are appended to while rows are written; only prompts(hash) is rebuilt at the end."""
+    store = project.store
+    before = _index_names(store)
+    assert {"responses_prompt_hash", "pairs_prompt_hash", "judgments_pair_import_key", "prompts_hash"} <= before
+    with store.transaction(foreign_keys=False):
+        writer = BulkWriter(store, import_id=None, source="dataset", source_name="t")
+        writer.add_pair(user_prompt("q"), "x", "y", origin="t", verdict="a", annotator="dataset:t")
+        writer._write_batch()
+        assert before - _index_names(store) == {"prompts_hash"}
+        writer.flush()
+    assert _index_names(store) == before
+
+
+def test_the_prompt_led_indexes_keep_hashes_unique(project):
+    store = project.store
+    with store.transaction():
+        writer = BulkWriter(store, import_id=None, source="dataset", source_name="t")
+        writer.add_pair(user_prompt("q"), "x", "y", origin="t", verdict="a", annotator="dataset:t")
+        writer.flush()
+    conn = store.conn
+    for sql in (
+        "INSERT INTO responses(hash, prompt_id, text, source, created_at) SELECT hash, prompt_id, 'other', source, created_at FROM responses WHERE id = 1",
+        "INSERT INTO pairs(hash, prompt_id, response_a_id, response_b_id, origin, created_at) SELECT hash, prompt_id, response_b_id, response_a_id, origin, created_at FROM pairs WHERE id = 1",
+        "INSERT INTO judgments(pair_id, annotator, verdict, created_at, import_key) SELECT pair_id, 'someone', verdict, created_at, import_key FROM judgments WHERE id = 1",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute(sql)
+    # A person's verdicts have no import key: any number of them.
+    store.add_judgment(1, "ada", "a")
+    store.add_judgment(1, "ada", "a")
+
+
+def test_a_later_import_finds_stored_responses_and_pairs_by_their_prompt(project):
+    """Responses and pairs already stored are looked up by prompt (all of a prompt's at once),
+    across batches, whatever else the batch holds."""
+    store = project.store
+    n = BulkWriter.BATCH + 10
+    with store.transaction():
+        writer = BulkWriter(store, import_id=None, source="dataset", source_name="t")
+        for i in range(n):
+            writer.add_pair(user_prompt(f"q{i % 300}"), f"a{i}", f"b{i}", origin="t", verdict="a", annotator="dataset:t")
+        writer.flush()
+    with store.transaction():
+        writer = BulkWriter(store, import_id=None, source="dataset", source_name="t")
+        for i in range(n):
+            if i % 3 == 0:  # the same pair the other way round, the same verdict said from that side
+                writer.add_pair(user_prompt(f"q{i % 300}"), f"b{i}", f"a{i}", origin="t", verdict="b", annotator="dataset:t")
+            elif i % 3 == 1:  # a stored response with a new one, to a stored prompt
+                writer.add_pair(user_prompt(f"q{i % 300}"), f"a{i}", f"new{i}", origin="t", verdict="a", annotator="dataset:t")
+            else:  # the same pair and verdict, and a new prompt
+                writer.add_pair(user_prompt(f"q{i % 300}"), f"a{i}", f"b{i}", origin="t", verdict="a", annotator="dataset:t")
+                writer.add_pair(user_prompt(f"new q{i}"), f"a{i}", f"b{i}", origin="t", verdict="a", annotator="dataset:t")
+        writer.flush()
+    new_prompts = len(range(2, n, 3))
+    ones = len(range(1, n, 3))
+    assert writer.counts.prompts_added == new_prompts
+    assert writer.counts.responses_added == ones + 2 * new_prompts
+    assert writer.counts.pairs_added == ones + new_prompts
+    assert writer.counts.pairs_existing == n - ones
+    assert writer.counts.judgments_added == ones + new_prompts and writer.counts.judgments_existing == n - ones
+    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

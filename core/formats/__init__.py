@@ -52,6 +52,15 @@ class Format:
     # a problem with the whole import (a mapping naming a missing column) is reported once, not
     # as every row rejected. Raises FieldError or ConfigError.
     check: Callable[[ReadOptions, Sample], None] | None = None
+    # Optional fast path for large imports: `pair_row(row, max_chars)` returns, for a row that
+    # `parse_row` would turn into exactly one valid pair (every check of importing._validate
+    # passed) with verdict `pair_row_verdict` by the format's annotator, no margin, no meta and
+    # origin = the format's name, the tuple (canonical prompt JSON as records.conversation_to_json
+    # writes it, response A, response B), each as UTF-8 bytes; and None for any other row, which then takes the
+    # general path (parse_row, validation, its precise error). Both paths must give identical
+    # items: tests/test_import_speed_paths.py checks them against each other.
+    pair_row: Callable[[dict[str, Any], int], tuple[bytes, bytes, bytes] | None] | None = None
+    pair_row_verdict: str | None = None
 
 
 FORMATS: dict[str, Format] = {}

@@ -33,6 +33,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+import orjson
+
 from ..errors import FieldError
 from ..records import Conversation, ExportPair, Message, PairRecord
 from . import Format, ReadOptions, WriteReport, chosen_and_rejected, register, text_field
@@ -145,6 +147,55 @@ def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterable[PairRecord]
     )
 
 
+def pair_row(row: dict[str, Any], max_chars: int) -> tuple[bytes, bytes, bytes] | None:
+    """The fast path of `parse_row` for large imports (see `Format.pair_row`).
+
+    For the usual row, two transcripts that end in one response each after the same prompt, with
+    nothing for validation to refuse: (canonical prompt JSON, chosen response, rejected response)
+    as UTF-8 bytes, exactly what `parse_row`, importing._validate and
+    records.conversation_to_json give (encoded), in a third of the time: no Message objects, the
+    checks that cannot fail on such a row left out, and the bytes that are hashed made once.
+    Anything else (a missing or non-text field, responses that write role tags, too long a text,
+    a lone surrogate, identical responses) returns None and takes the general path, which gives
+    the same result or the precise error.
+    """
+    chosen = row.get("chosen")
+    rejected = row.get("rejected")
+    if (
+        type(chosen) is not str
+        or type(rejected) is not str
+        or len(chosen) > max_chars  # every message and response is then within the limit
+        or len(rejected) > max_chars
+        or not chosen.startswith(HUMAN)
+    ):
+        return None
+    cut = chosen.rfind(ASSISTANT)
+    if cut < 0 or rejected.rfind(ASSISTANT) != cut:
+        return None
+    head = chosen[:cut]
+    if not rejected.startswith(head):
+        return None
+    start = cut + _ASSISTANT_LENGTH
+    response_chosen = chosen[start:].removeprefix(" ")
+    response_rejected = rejected[start:].removeprefix(" ")
+    if response_chosen == response_rejected:
+        return None
+    # parse_transcript's split, with dicts in the canonical JSON's key order instead of Messages.
+    parts = _TURNS.split(head)
+    roles = map(_ROLE_OF_TAG.__getitem__, parts[1::2])
+    messages = [{"role": role, "content": content} for role, content in zip(roles, parts[2::2])]
+    try:
+        return _dumps(messages), response_chosen.encode("utf-8"), response_rejected.encode("utf-8")
+    except (TypeError, UnicodeEncodeError):
+        # A lone surrogate (never from orjson; rows json read with one are rejected before this):
+        # orjson and strict UTF-8 refuse it, and the general path names its field.
+        return None
+
+
+_ASSISTANT_LENGTH = len(ASSISTANT)
+_dumps = orjson.dumps
+
+
 def write(pairs: Iterable[ExportPair], out: TextIO) -> WriteReport:
     report = WriteReport()
     for pair, chosen, rejected in chosen_and_rejected(pairs, report):
@@ -177,5 +228,7 @@ FORMAT = register(
         parse_row=parse_row,
         write=write,
         annotator=ANNOTATOR,
+        pair_row=pair_row,
+        pair_row_verdict="a",
     )
 )

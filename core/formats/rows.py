@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,22 +113,37 @@ class RowSource:
         self.bytes_read = 0
         return sample
 
-    def rows(self) -> Iterator[Row | Rejected]:
+    def rows(self, skip: int = 0) -> Iterator[Row | Rejected]:
+        """Every row, or rejected row, of the file in order; `skip` passes over the first ones
+        (an import's reading process starts where the importing one stopped): for JSON lines
+        without parsing them, since every line that is not blank is one row."""
+        if self.container == "jsonl":
+            return self._jsonl_rows(skip)
         reader = {
-            "jsonl": self._jsonl_rows,
             "json": self._json_rows,
             "csv": self._csv_rows,
             "tsv": self._csv_rows,
             "text": self._text_rows,
         }[self.container]
-        yield from reader()
+        return itertools.islice(reader(), skip, None)
 
     # -- containers -------------------------------------------------------------------------------
 
-    def _jsonl_rows(self) -> Iterator[Row | Rejected]:
+    def _jsonl_rows(self, skip: int = 0) -> Iterator[Row | Rejected]:
         seen_content = False
         with open(self.path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
+            lines = enumerate(f, start=1)
+            if skip > 0:
+                for number, raw in lines:
+                    self.bytes_read += len(raw)
+                    if number == 1 and raw.startswith(_BOM):
+                        raw = raw[len(_BOM):]
+                    if raw and not raw.isspace():
+                        seen_content = True
+                        skip -= 1
+                        if skip == 0:
+                            break
+            for number, raw in lines:
                 self.bytes_read += len(raw)
                 if number == 1 and raw.startswith(_BOM):
                     raw = raw[len(_BOM):]
