@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,3 +27,18 @@ def test_importing_every_core_module_loads_no_qt():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_opening_the_store_does_not_import_pandas_and_pandas_still_imports_after():
+    """sqlite-utils would import pandas (0.3 s of every process's start) whenever it is installed."""
+    pytest.importorskip("pandas")
+    code = (
+        "import sys\n"
+        "import rlhf_workbench.core.store\n"
+        "assert 'pandas' not in sys.modules, 'the store imported pandas'\n"
+        "import pandas\n"
+        "print(pandas.DataFrame({'a': [1, 2]}).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(2, 1)"

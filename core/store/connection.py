@@ -7,14 +7,33 @@ foreign keys on and a busy timeout so that a training child process and the GUI 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import sqlite_utils
-
 from ..errors import ProjectError, WorkbenchError
+
+
+def _import_sqlite_utils():
+    # sqlite-utils imports pandas whenever it is installed (0.3 s, most of what opening a
+    # project costs a new process: the window, every training child) only to map pandas
+    # Timestamps to TEXT, which the store never writes. It is hidden for that one import; any
+    # code may import pandas afterwards.
+    if "pandas" in sys.modules:
+        import sqlite_utils
+    else:
+        sys.modules["pandas"] = None  # an import of it now raises ImportError
+        try:
+            import sqlite_utils
+        finally:
+            if sys.modules.get("pandas", 0) is None:
+                del sys.modules["pandas"]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 # "RLHW" in the SQLite header, so that a stray database is never mistaken for a project.
 APPLICATION_ID = 0x524C4857
