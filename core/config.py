@@ -145,6 +145,14 @@ class RewardConfig:
             raise ConfigError("lora_target_modules: is empty; give module names, 'all-linear' or 'auto'")
         return self
 
+    def check_world(self, world: int) -> None:
+        """Refuses a batch that `world` ranks (torchrun processes, GPUs) cannot share equally."""
+        if world > 1 and self.batch_size % world:
+            raise ConfigError(
+                f"batch_size: {self.batch_size} pairs cannot be split evenly over {world} ranks; batch_size is the "
+                f"global batch of one forward pass, so choose a multiple of {world}"
+            )
+
 
 # -- shared machinery (every job config uses it) ------------------------------------------------
 

@@ -300,3 +300,33 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
         assert conn.execute("SELECT count(*) FROM samples WHERE run_id = ? AND extra LIKE '%kl%'", (run_id,)).fetchone()[0]
     finally:
         conn.close()
+
+
+def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp_path, monkeypatch):
+    # Two visible GPUs (by the variable torch and the box both read) put the GPUs box in both tabs.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    create_demo_project(tmp_path / "demo").close()
+    configure_application(QApplication.instance())
+    window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
+    qtbot.addWidget(window)
+    try:
+        for view, odd in ((window.ppo_view, {"batch_size": 63, "num_mini_batches": 1, "gradient_accumulation_steps": 1}),
+                          (window.reward_view, {"batch_size": 7})):
+            assert view.gpus_box is not None and view.gpus_box.maximum() == 2
+            errors = []
+            view.error.connect(errors.append)
+            if view is window.ppo_view:
+                qtbot.waitUntil(lambda: view.policy_box.count() > 0, timeout=20_000)
+                view.reward_box.setEditText("/some/reward/folder")
+            else:
+                qtbot.waitUntil(lambda: bool(view.model_spec()), timeout=20_000)
+            for name, value in odd.items():
+                view.form.widgets[name].setValue(value)
+            view.gpus_box.setValue(2)
+            qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+            assert errors and errors[-1].startswith(f"batch_size: {odd['batch_size']} ") and "2 ranks" in errors[-1]
+            view.gpus_box.setValue(1)  # one process takes any batch: the refusal was the GPUs'
+            assert view.config().batch_size == odd["batch_size"]
+        assert not window.jobs.is_running and window.project.store.runs() == []
+    finally:
+        window.jobs.shutdown(10)

@@ -283,11 +283,13 @@ class PPOView(QWidget):
                     "There is no finished reward model in this project yet: train one in the Reward model tab "
                     "first, or pick a reward-model folder"
                 )
+            processes = run_processes(self)
+            config.check_world(processes)  # before the run exists, not as the ranks' error after launch
             name = f"PPO of {Path(config.policy).name or config.policy}"
             ctx = start_run(self.project, kind="ppo", name=name, config=config)
             self.refresh_runs(select=ctx.run_id)
             self.live_run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
+            self.jobs.start(JOB_PATH, config, ctx, processes=processes)
         except WorkbenchError as exc:
             self._error(str(exc))
             return
@@ -317,11 +319,13 @@ class PPOView(QWidget):
         if self.project is None or run is None or self.jobs.is_running:
             return
         try:
+            config = load_config(PPOConfig, run_dir_of(self.project, run) / "config.toml")
+            processes = run_processes(self)
+            config.check_world(processes)
             ctx = resume_run(self.project, run["id"])
-            config = load_config(PPOConfig, ctx.run_dir / "config.toml")
             self.show_run(ctx.run_id)  # what was logged after the checkpoint is gone now
             self.live_run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
+            self.jobs.start(JOB_PATH, config, ctx, processes=processes)
         except WorkbenchError as exc:
             self._error(str(exc))
             return

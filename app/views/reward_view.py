@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from rlhf_workbench.core.config import RewardConfig, load_config
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Progress
-from rlhf_workbench.core.jobs import resume_run, start_run
+from rlhf_workbench.core.jobs import resume_run, run_dir_of, start_run
 from rlhf_workbench.core.project import Project
 
 from ..config_form import ConfigForm
@@ -197,12 +197,14 @@ class RewardView(QWidget):
             return
         try:
             config = self.config()
+            processes = run_processes(self)
+            config.check_world(processes)  # before the run exists, not as the ranks' error after launch
             name = f"reward model on {Path(config.base_model).name or config.base_model}"
             ctx = start_run(self.project, kind="reward", name=name, config=config)
             self.curves.clear()
             self.log.clear()
             self.run_id = ctx.run_id
-            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
+            self.jobs.start(JOB_PATH, config, ctx, processes=processes)
         except WorkbenchError as exc:
             self._error(str(exc))
             return
@@ -232,11 +234,13 @@ class RewardView(QWidget):
         if self.project is None or run is None or self.jobs.is_running:
             return
         try:
+            config = load_config(RewardConfig, run_dir_of(self.project, run) / "config.toml")
+            processes = run_processes(self)
+            config.check_world(processes)
             ctx = resume_run(self.project, run["id"])
-            config = load_config(RewardConfig, ctx.run_dir / "config.toml")
             self.run_id = ctx.run_id
             self._load_curves(ctx.run_id)
-            self.jobs.start(JOB_PATH, config, ctx, processes=run_processes(self))
+            self.jobs.start(JOB_PATH, config, ctx, processes=processes)
         except WorkbenchError as exc:
             self._error(str(exc))
             return

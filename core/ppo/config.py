@@ -172,6 +172,14 @@ class PPOConfig:
             raise ConfigError("lora_target_modules: is empty; give module names, 'all-linear' or 'auto'")
         return self
 
+    def check_world(self, world: int) -> None:
+        """Refuses an update that `world` ranks (torchrun processes, GPUs) cannot share equally."""
+        if world > 1 and self.batch_size % world:
+            raise ConfigError(
+                f"batch_size: {self.batch_size} episodes cannot be split evenly over {world} ranks; batch_size is "
+                f"the global number of episodes of an update, so choose a multiple of {world}"
+            )
+
     @property
     def mini_batch_size(self) -> int:
         return self.batch_size // self.num_mini_batches

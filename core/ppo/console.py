@@ -21,14 +21,14 @@ def run_ppo(
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
     from .config import PPOConfig
-    from .train import JOB_PATH, check_world
+    from .train import JOB_PATH
 
     return run_job_from_terminal(
         project_path, kind="ppo", command="ppo", config_cls=PPOConfig, job_path=JOB_PATH,
         printer=EventLines() if events else PPOPrinter(), config_path=config_path, overrides=overrides, name=name,
         resume=resume, created_run=created_run,
         describe=lambda config, verb: f"{verb} {config.policy!r} by PPO against reward model {config.reward_model!r}",
-        final_path_key="last_checkpoint", final_path_label="last checkpoint", check_world=check_world,
+        final_path_key="last_checkpoint", final_path_label="last checkpoint", check_world=PPOConfig.check_world,
         batch_line=_global_batch_line, prepare=_build_demo_policy,
     )
 

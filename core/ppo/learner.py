@@ -20,10 +20,11 @@ import torch
 
 from .. import distributed
 from ..jobs import JobFailed
+from ..reward.hardware import adamw
 from . import algorithm as alg
 from .config import PPOConfig
 from .models import PPOModels
-from .rollout import Rollout, entropy_of, length_groups, logprobs_of, response_logits, token_values
+from .rollout import Rollout, length_groups, response_logits, token_values
 
 NAN_HINT = "lower learning_rate, keep max_grad_norm on (e.g. 1.0), train in fp32; the last good checkpoint is kept"
 _FIGURES = ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "ratio", "entropy")
@@ -36,9 +37,9 @@ class Learner:
         self.models, self.config, self.autocast, self.n_params = models, config, autocast, n_params
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.params = models.trainable()
-        # eps 1e-5 as in the N+ details (and CleanRL); foreach: one kernel per step for all tensors.
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.learning_rate, eps=1e-5, weight_decay=config.weight_decay, foreach=True
+        # eps 1e-5 as in the N+ details (and CleanRL).
+        self.optimizer = adamw(
+            self.params, lr=config.learning_rate, eps=1e-5, weight_decay=config.weight_decay
         )
         total_steps = total_updates * config.num_ppo_epochs * config.num_mini_batches
         # Linear decay to zero over the run, as TRL's default schedule and CleanRL's anneal_lr.
@@ -112,7 +113,9 @@ class Learner:
             logits = response_logits(models.policy, part)
             vpred = token_values(models.value, part)
         m = mask[rows, :width]
-        logprobs = logprobs_of(logits, part.responses, config.temperature)
+        # One log-softmax over the vocabulary serves the log-probs and the entropy.
+        all_logprobs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+        logprobs = all_logprobs.gather(-1, part.responses[..., None]).squeeze(-1)
         pg_loss, pg_stats = alg.policy_loss(
             logprobs, old_logprobs[rows, :width], advantages[rows, :width], m, config.cliprange, n_tokens)
         vf_loss, vf_stats = alg.value_loss(
@@ -121,7 +124,8 @@ class Learner:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         group_tokens = float(m.sum())
         with torch.no_grad():
-            entropy = alg.masked_mean(entropy_of(logits.detach(), config.temperature), m)
+            detached = all_logprobs.detach()
+            entropy = alg.masked_mean(-(detached.exp() * detached).sum(-1), m)
         # The losses are already over n_tokens (the microbatch's); as token-weighted sums:
         return {
             "pg": pg_loss.item() * n_tokens,

@@ -275,11 +275,6 @@ def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) 
     return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
-def entropy_of(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return -(logprobs.exp() * logprobs).sum(-1)
-
-
 def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tensor:
     return logprobs_of(response_logits(model, rollout), rollout.responses, temperature)
 
@@ -356,7 +351,7 @@ def sample_responses(
 
 
 __all__ = [
-    "INVALID_LOGPROB", "Rollout", "decode_responses", "encode_prompts", "entropy_of", "left_pad", "logprobs_of",
+    "INVALID_LOGPROB", "Rollout", "decode_responses", "encode_prompts", "left_pad", "logprobs_of",
     "prompt_text", "response_logits", "response_logprobs", "reward_scores", "sample", "sample_responses",
     "token_values", "value_head",
 ]

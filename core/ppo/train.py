@@ -49,7 +49,6 @@ import numpy as np
 import torch
 
 from .. import distributed
-from ..config import ConfigError
 from ..events import Checkpoint, Log, Metric, Progress, Sample, Sink, StopFlag
 from ..jobs import JobFailed, RunContext
 from ..models import ModelError
@@ -87,7 +86,7 @@ OOM_HINT = (
     "gradient_checkpointing or LoRA, or use bf16"
 )
 
-__all__ = ["JOB_PATH", "PPOModels", "check_world", "run", "train"]
+__all__ = ["JOB_PATH", "PPOModels", "run", "train"]
 
 
 def as_config(config: PPOConfig | dict[str, Any]) -> PPOConfig:
@@ -129,15 +128,6 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
                  resume_from=getattr(ctx, "resume_checkpoint", None))
 
 
-def check_world(config: PPOConfig, world: int) -> None:
-    """Refuses an update that the ranks cannot share equally."""
-    if world > 1 and config.batch_size % world:
-        raise ConfigError(
-            f"batch_size: {config.batch_size} episodes cannot be split evenly over {world} ranks; batch_size is the "
-            f"global number of episodes of an update, so choose a multiple of {world}"
-        )
-
-
 def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str]]]:
     """Every prompt of the project (or of its pairs with this origin prefix) as chat messages, in id order."""
     ids = [prompt_id for prompt_id, _ in store.prompt_ids_for_comparison(origin_prefix, "")]
@@ -164,7 +154,7 @@ def train(
     config.validate()
     if not prompts:
         raise JobFailed("no prompts to train on")
-    check_world(config, distributed.world_size())
+    config.check_world(distributed.world_size())
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in models.policy.parameters())

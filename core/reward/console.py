@@ -20,14 +20,14 @@ def train_reward_model(
     events: bool = False,
 ) -> int:
     """Runs the job to its end (Ctrl+C: stop with a checkpoint); returns the exit status."""
-    from .train import JOB_PATH, check_world
+    from .train import JOB_PATH
 
     return run_job_from_terminal(
         project_path, kind="reward", command="train-rm", config_cls=RewardConfig, job_path=JOB_PATH,
         printer=EventLines() if events else TrainPrinter(), config_path=config_path, overrides=overrides, name=name,
         resume=resume, created_run=created_run,
         describe=lambda config, verb: f"{verb} a reward model on {config.base_model!r}",
-        final_path_key="best_checkpoint", final_path_label="best checkpoint", check_world=check_world,
+        final_path_key="best_checkpoint", final_path_label="best checkpoint", check_world=RewardConfig.check_world,
         batch_line=_global_batch_line, prepare=_build_demo_model,
     )
 

@@ -33,7 +33,6 @@ import torch
 
 from .. import distributed
 from ..config import RewardConfig, config_from_dict
-from ..errors import ConfigError
 from ..events import Checkpoint, Log, Metric, Progress, Sink, StopFlag
 from ..jobs import JobFailed, RunContext
 from ..models import LoraSettings, ModelError, load_reward_model
@@ -41,7 +40,7 @@ from . import checkpoint as ckpt
 from .data import batches_per_epoch, collate, encode_pair, epoch_batches, load_project_pairs, pairs_by_id
 from .evaluate import evaluate, forward_rewards
 from .hardware import (
-    autocast,
+    adamw,
     check_precision,
     cpu_threads,
     is_out_of_memory,
@@ -109,15 +108,6 @@ def run(config: RewardConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop
     )
 
 
-def check_world(config: RewardConfig, world: int) -> None:
-    """Refuses a batch that the ranks cannot share equally."""
-    if world > 1 and config.batch_size % world:
-        raise ConfigError(
-            f"batch_size: {config.batch_size} pairs cannot be split evenly over {world} ranks; batch_size is the "
-            f"global batch of one forward pass, so choose a multiple of {world}"
-        )
-
-
 def _no_pairs_message(counts: dict[str, int]) -> str:
     if counts["pairs"] == 0:
         return "the project has no pairs yet: import preference data or generate pairs first"
@@ -159,7 +149,7 @@ def train(
     """
     started = time.perf_counter()
     config.validate()
-    check_world(config, distributed.world_size())
+    config.check_world(distributed.world_size())
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -197,7 +187,7 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},  # biases and norms
