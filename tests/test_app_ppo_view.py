@@ -303,8 +303,12 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
 
 
 def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp_path, monkeypatch):
+    from rlhf_workbench.core.torchrun import visible_gpu_count
+
     # Two visible GPUs (by the variable torch and the box both read) put the GPUs box in both tabs.
+    # The count is read once per process: forgotten here, and again after (for the tests that follow).
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    visible_gpu_count.cache_clear()
     create_demo_project(tmp_path / "demo").close()
     configure_application(QApplication.instance())
     window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
@@ -330,3 +334,4 @@ def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp
         assert not window.jobs.is_running and window.project.store.runs() == []
     finally:
         window.jobs.shutdown(10)
+        visible_gpu_count.cache_clear()
