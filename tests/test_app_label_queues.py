@@ -120,3 +120,16 @@ def test_least_sure_scores_through_the_button_then_offers_the_least_sure_pair(qt
     assert not button.isVisible()
     choose(page, "least_sure")
     assert button.isVisible() and page.session.current.pair_id == order[3]
+
+    # A newer reward model finishes: the queue keeps the old scores until told, and says so.
+    with Project.open(project_path) as project:
+        newer = fake_reward_run(project, tmp_path, name="newer reward model")
+    choose(page, "unlabelled")
+    choose(page, "least_sure")
+    status = page.scoring.status.text()
+    assert status.startswith("This queue is ordered by the scores of an older reward model, “tiny reward model”")
+    assert f"“newer reward model” ({newer})" in status and page.session.current.pair_id == order[3]
+
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(button.isEnabled, timeout=300_000)
+    assert page.scoring.status.text().startswith("Scored 21 pairs with run “newer reward model”"), page.scoring.status.text()

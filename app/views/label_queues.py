@@ -23,6 +23,7 @@ from ..widgets import plain_label
 
 SCORE_BUTTON = "Score unlabelled pairs with the latest reward model"
 _NO_RUN = "No finished reward-model run yet."
+_STALE_START = "This queue is ordered by the scores of an older reward model,"
 
 
 def latest_reward_run(project: Project) -> dict[str, Any] | None:
@@ -73,6 +74,25 @@ class ScorePairsControl(QObject):
             self.status.setText(_NO_RUN)
         elif run is not None and self.status.text() == _NO_RUN:
             self.status.setText("")
+        # The queue keeps the newest scores it has; when a newer model has finished since, say so
+        # (its scores would order the pairs differently) rather than let the old order pass as new.
+        stale = self._stale_text(run)
+        if stale and self.task is None:
+            self.status.setText(stale)
+        elif not stale and self.status.text().startswith(_STALE_START):
+            self.status.setText("")
+
+    def _stale_text(self, newest: dict[str, Any] | None) -> str:
+        if newest is None or self.project is None:
+            return ""
+        following = self.project.store.least_sure_run()
+        if following is None or following == newest["id"]:
+            return ""
+        old = self.project.store.run(following)
+        return (
+            f"{_STALE_START} “{old['name'] if old else following}” ({following}). Reward-model run "
+            f"“{newest['name']}” ({newest['id']}) has finished since: press the button to score with it."
+        )
 
     def start(self) -> None:
         if self.project is None or self.task is not None:
