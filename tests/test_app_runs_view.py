@@ -112,6 +112,19 @@ def test_no_project_empties_the_view(view):
     assert view.config_text.toPlainText() == "" and not view.open_folder_button.isEnabled()
 
 
+def test_a_project_without_runs_says_how_to_make_one(qtbot, tmp_path):
+    from rlhf_workbench.core.project import Project
+
+    with Project.create(tmp_path / "fresh") as fresh:
+        view = RunsView()
+        qtbot.addWidget(view)
+        view.set_project(fresh)
+        assert view.stack.currentWidget() is view.empty_page and "Reward model tab" in view.empty_label.text()
+        _run(fresh, "count", "first")
+        view.refresh()
+        assert view.stack.currentWidget() is view.splitter and view.selected_run_id is not None
+
+
 def test_small_formatters():
     assert summary_line({"stopped": True, "a": 1234, "b": 0.123456, "c": "x", "d": 1}) == "a 1,234 · b 0.1235 · c x"
     assert duration_text({"status": "finished", "started_at": "2026-01-01T10:00:00.000+00:00",

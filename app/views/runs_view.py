@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -48,6 +49,12 @@ from .ppo_compare import win_rate_details, win_rate_text
 
 COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
 _KIND_NAMES = {"reward": "Reward model", "ppo": "PPO", "generate": "Generation"}
+EMPTY_TEXT = (
+    "No runs in this project yet.\n\n"
+    "Train a reward model in the Reward model tab, then run PPO against it in the PPO tab (or from a terminal: "
+    "rlhf-workbench train-rm / rlhf-workbench ppo). Every run appears here with its status, settings, "
+    "figures and log, and can be resumed from its tab if it stopped."
+)
 _LOG_TAIL_BYTES = 200_000
 
 
@@ -166,9 +173,20 @@ class RunsView(QWidget):
         self.splitter.addWidget(self.table)
         self.splitter.addWidget(detail)
         self.splitter.setStretchFactor(1, 2)
+        # A project without runs shows how to make one instead of an empty table and blank details.
+        self.empty_label = plain_label(EMPTY_TEXT)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setMaximumWidth(640)  # a readable line length, centred
+        self.empty_page = QWidget()
+        centred = QHBoxLayout(self.empty_page)
+        centred.addWidget(self.empty_label)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.splitter)
+        self.stack.addWidget(self.empty_page)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.stack, 1)
         self._show_run(None)
 
     # -- the project ---------------------------------------------------------------------------
@@ -190,6 +208,7 @@ class RunsView(QWidget):
         self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
         self._win_rates = self.project.store.ppo_win_rates() if self.project else {}
         self.count_label.setText(count(len(self._runs), "run") if self.project else "")
+        self.stack.setCurrentWidget(self.splitter if self._runs else self.empty_page)
         self.table.blockSignals(True)
         self.table.setRowCount(len(self._runs))
         for row, run in enumerate(self._runs):
