@@ -24,8 +24,8 @@ class PPOConfig:
     model, subtract a per-token KL penalty against the reference, compute advantages with GAE, and
     take `num_ppo_epochs` passes of clipped policy and value losses over minibatches. The defaults
     move the demo policy from 0.46-0.51 to 0.84-0.91 of its answers following the demo rules in 256
-    updates, about 2.5-3 minutes on two CPU cores (bench/ppo_demo.py, seeds 0-4). For a real model: learning_rate ~1e-6 to 3e-6 (1e-5 with LoRA),
-    temperature 0.7, kl_coef 0.05, a GPU, and bf16.
+    updates, about 2.5-3 minutes on two CPU cores (bench/ppo_demo.py, seeds 0-4). For a real model:
+    learning_rate ~1e-6 to 3e-6 (1e-5 with LoRA), temperature 0.7, kl_coef 0.05, a GPU, and bf16.
     """
 
     # -- the models ------------------------------------------------------------------------------
