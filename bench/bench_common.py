@@ -1,9 +1,15 @@
-"""What the benchmarks share: profiling one side of a comparison."""
+"""What the benchmarks share: profiling one side of a comparison, and their GPU mode.
+
+`--gpu` (rm_vs_trl.py, ppo_vs_trl.py) runs the same comparison on a CUDA GPU at bf16 autocast
+(fp32 master weights on both sides) with a ~100M-parameter Llama instead of the 4-layer one. The
+parent sets BENCH_GPU=1 for its children; `gpu_mode()` reads it there.
+"""
 
 from __future__ import annotations
 
 import cProfile
 import io
+import os
 import pstats
 import sys
 
@@ -35,3 +41,50 @@ class profiled:
         print(text.getvalue(), file=sys.stderr)
         print(self.torch.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
         return False
+
+
+# ~100M parameters with the 4,096-token vocabulary: 14 layers of 7.1M (attention 4 x 768^2, SwiGLU
+# MLP 3 x 768 x 2048) and 3.1M of embeddings.
+GPU_MODEL = {"hidden_size": 768, "num_hidden_layers": 14, "num_attention_heads": 12, "num_key_value_heads": 12,
+             "intermediate_size": 2048}
+GPU_ENV = "BENCH_GPU"
+
+# Dense bf16 tensor-core peaks (no sparsity), from the vendors' data sheets, by device-name fragment.
+_BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("GH200", 989.4), ("A100", 312.0),
+                     ("L40S", 362.0), ("A10G", 70.0), ("L4", 121.0), ("RTX 4090", 165.2), ("RTX 3090", 71.0))
+
+
+def gpu_mode() -> bool:
+    return os.environ.get(GPU_ENV) == "1"
+
+
+def enter_gpu_mode() -> None:
+    """In the parent, before preparing: refuses without a GPU, then marks the children's mode."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu: this torch finds no CUDA GPU")
+    os.environ[GPU_ENV] = "1"
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if gpu_mode() else "cpu"
+
+
+def bf16_peak_flops(name: str) -> float | None:
+    """The device's dense bf16 peak in FLOP/s, or None when it is not in the table."""
+    for fragment, tflops in _BF16_PEAK_TFLOPS:
+        if fragment in name:
+            return tflops * 1e12
+    return None
+
+
+def training_flops(model, tokens: int, attention_row_squares: int) -> float:
+    """Model FLOPs of training (forward + backward) on `tokens` tokens, padding included: 6 per
+    matrix parameter per token, plus attention's 12 x layers x hidden per (query, key) pair, summed
+    over rows as width^2 (PaLM's MFU accounting; embeddings are look-ups, not products)."""
+    config = model.config
+    matrix = sum(p.numel() for name, p in model.named_parameters() if p.ndim == 2 and "embed" not in name)
+    return 6.0 * matrix * tokens + 12.0 * config.num_hidden_layers * config.hidden_size * attention_row_squares

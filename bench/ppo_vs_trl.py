@@ -1,6 +1,6 @@
 """PPO speed: our PPO loop against TRL 1.12.0's `trl.experimental.ppo.PPOTrainer` on identical work.
 
-    .venv/bin/python bench/ppo_vs_trl.py [--repeats N] [--episodes N] [--side ours|trl] [--profile ours|trl]
+    .venv/bin/python bench/ppo_vs_trl.py [--repeats N] [--episodes N] [--side ours|trl] [--profile ours|trl] [--gpu]
 
 Both sides start from the same saved initial weights: a random-init Llama policy (hidden 256, 4 layers,
 4 heads, MLP 688, vocab 4096; the reference is a second copy of it) and a value and a reward model of
@@ -39,6 +39,9 @@ to the end of the last one. The bench prints the median of each side, their rati
 >= 2x TRL's), the same on each process's CPU clock (less swayed by other load on the machine) and
 each side's time split per update (generation / scoring / update, medians). The last printed line
 is one JSON object. See bench/README.md for what is timed on each side and the latest figures.
+
+`--gpu`: the same on a CUDA GPU, bf16 autocast on both sides (fp32 master weights), with ~100M-parameter
+policy, reference, value and reward models (hidden 768, 14 layers, 12 heads, MLP 2048).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
-from bench_common import profiled
+from bench_common import GPU_MODEL, device_name, enter_gpu_mode, gpu_mode, profiled
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -318,7 +321,7 @@ def run_trl(work: Path, episodes: int, profile: bool = False) -> dict:
     # Trainer.__init__, where that happens. No eval_dataset: TRL's sample generations
     # (num_sample_generations) then do nothing, and no checkpoints are written.
     args = PPOConfig(
-        output_dir=str(work / "trl-out"), report_to=[], use_cpu=True, bf16=False, fp16=False,
+        output_dir=str(work / "trl-out"), report_to=[], use_cpu=not gpu_mode(), bf16=gpu_mode(), fp16=False,
         activation_checkpointing=False, per_device_train_batch_size=BATCH, gradient_accumulation_steps=1,
         num_mini_batches=MINI_BATCHES, num_ppo_epochs=PPO_EPOCHS, total_episodes=episodes,
         response_length=RESPONSE_LENGTH, temperature=TEMPERATURE, kl_estimator="k1", kl_coef=KL_COEF,
@@ -370,7 +373,8 @@ def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
         adaptive_kl=False, whiten_rewards=False, normalize_scores=False, missing_eos_penalty=None,
         learning_rate=3e-6, cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95,
         max_grad_norm=0.0, weight_decay=0.0, total_episodes=episodes, max_prompt_length=MAX_PROMPT_TOKENS,
-        precision="fp32", gradient_checkpointing=False, device="cpu", torch_threads=THREADS, seed=SEED,
+        precision="bf16" if gpu_mode() else "fp32", gradient_checkpointing=False,
+        device="cuda" if gpu_mode() else "cpu", torch_threads=THREADS, seed=SEED,
         lora=False, save_every=10**6,
     ).validate()
     updates: list[dict] = []
@@ -416,7 +420,7 @@ def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
 
 def child(side: str, work: Path, episodes: int, profile: bool) -> None:
     result = (run_ours if side == "ours" else run_trl)(work, episodes, profile)
-    print(json.dumps(result))
+    print(json.dumps({**result, "device": device_name()}))
 
 
 # -- the parent: prepare once, alternate the sides, report ------------------------------------
@@ -455,9 +459,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"episodes per run, a multiple of {BATCH} (default {EPISODES})")
     parser.add_argument("--side", choices=("ours", "trl"), help="run only this side (no ratio)")
     parser.add_argument("--profile", choices=("ours", "trl"), help="one profiled run of that side instead")
+    parser.add_argument("--gpu", action="store_true",
+                        help="on a CUDA GPU at bf16, with ~100M-parameter models (see bench_common)")
     parser.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.gpu and not args.child:
+        enter_gpu_mode()
     if args.episodes % BATCH or args.episodes < 2 * BATCH:
         parser.error(f"--episodes must be a multiple of {BATCH}, at least {2 * BATCH} (the first update is warm-up)")
     os.environ.update(OFFLINE)
@@ -468,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ppo-vs-trl-") as tmp:
         work = Path(tmp)
         began = time.perf_counter()
-        info = prepare(work)
+        info = prepare(work, model=GPU_MODEL if args.gpu else None)
         print(f"  prepared in {time.perf_counter() - began:.1f} s: {info}", flush=True)
         if args.profile:
             print(json.dumps(run_side(args.profile, work, args.episodes, profile=True)))
@@ -533,6 +541,7 @@ def report(runs: dict[str, list[dict]], info: dict) -> int:
         **info,
         "batch": BATCH, "response_length": RESPONSE_LENGTH, "ppo_epochs": PPO_EPOCHS,
         "threads": THREADS, "python": platform.python_version(),
+        "device": next(iter(runs.values()))[0]["device"],
     }))
     return 0 if ok or (not both and not problems) else 1
 

@@ -1,6 +1,6 @@
 """Reward-model training speed: our trainer against TRL's RewardTrainer on identical work.
 
-    .venv/bin/python bench/rm_vs_trl.py [--repeats N] [--profile ours|trl]
+    .venv/bin/python bench/rm_vs_trl.py [--repeats N] [--profile ours|trl] [--gpu]
 
 Both sides train the same random-init Llama (hidden 256, 4 layers, 4 heads, MLP 688, vocab 4096;
 the same saved initial weights) with the same byte-level BPE tokenizer (trained here on the shared
@@ -13,6 +13,9 @@ Sides alternate (ours, trl, ours, trl, ...), each run in a fresh process. The fi
 median training pairs/s of each side, their ratio (target: ours >= 1.5x TRL's) and the validation
 accuracies (target: ours no more than 0.05 below TRL's). The last printed line is one JSON object.
 See bench/README.md for what is timed on each side and the latest figures.
+
+`--gpu`: the same on a CUDA GPU, bf16 autocast on both sides, with a ~100M-parameter Llama (hidden
+768, 14 layers, 12 heads, MLP 2048); it also reports each side's model FLOP utilisation (MFU).
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
-from bench_common import profiled
+from bench_common import (
+    GPU_MODEL,
+    bf16_peak_flops,
+    device_name,
+    enter_gpu_mode,
+    gpu_mode,
+    profiled,
+    training_flops,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -105,7 +116,7 @@ def train_tokenizer(texts: list[str], folder: Path):
     return tokenizer
 
 
-def prepare(work: Path, n_train: int = TRAIN_PAIRS, n_val: int = VAL_PAIRS) -> dict:
+def prepare(work: Path, n_train: int = TRAIN_PAIRS, n_val: int = VAL_PAIRS, model: dict | None = None) -> dict:
     """Tokenizer, initial model and the chosen pairs, written under `work` for the children."""
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -139,7 +150,8 @@ def prepare(work: Path, n_train: int = TRAIN_PAIRS, n_val: int = VAL_PAIRS) -> d
     torch.manual_seed(SEED)
     config = LlamaConfig(
         vocab_size=len(tokenizer), max_position_embeddings=MAX_LENGTH, num_labels=1, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **MODEL,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        **{**MODEL, **(model or {})},
     )
     model = LlamaForSequenceClassification(config)
     model.save_pretrained(work / "model")
@@ -184,7 +196,7 @@ class TokenCounter:
     """Counts the tokens the model is fed in training (padding included) and the real ones."""
 
     def __init__(self, model):
-        self.padded = self.real = self.forwards = 0
+        self.padded = self.real = self.forwards = self.row_squares = 0
         model.register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module, args, kwargs):
@@ -193,6 +205,7 @@ class TokenCounter:
             mask = kwargs.get("attention_mask")
             self.forwards += 1
             self.padded += ids.numel()
+            self.row_squares += ids.shape[0] * ids.shape[1] ** 2
             self.real += int(mask.sum()) if mask is not None else ids.numel()
 
 
@@ -207,7 +220,7 @@ def val_accuracy(model, tokenizer, val: list[dict]) -> float:
         for start in range(0, len(val), BATCH):
             chunk = val[start : start + BATCH]
             texts = [p["chosen"] + EOS for p in chunk] + [p["rejected"] + EOS for p in chunk]
-            batch = tokenizer(texts, padding=True, return_tensors="pt")
+            batch = tokenizer(texts, padding=True, return_tensors="pt").to(model.device)
             rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
             chosen, rejected = rewards.chunk(2)
             right += int((chosen > rejected).sum())
@@ -232,7 +245,8 @@ def run_trl(work: Path, profile: bool) -> dict:
 
     clock = Clock()
     args = RewardConfig(
-        output_dir=str(work / "trl-out"), report_to=[], use_cpu=True, bf16=False, activation_checkpointing=False,
+        output_dir=str(work / "trl-out"), report_to=[], use_cpu=not gpu_mode(), bf16=gpu_mode(),
+        activation_checkpointing=False,
         per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH, num_train_epochs=1,
         learning_rate=LEARNING_RATE, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, max_length=MAX_LENGTH, seed=SEED, save_strategy="no", eval_strategy="no",
@@ -259,6 +273,7 @@ def run_trl(work: Path, profile: bool) -> dict:
         "own_val_accuracy": own["eval_accuracy"],
         "padded_tokens": counter.padded,
         "real_tokens": counter.real,
+        **utilisation(trainer.model, counter, seconds),
     }
 
 
@@ -272,8 +287,8 @@ def run_ours(work: Path, profile: bool) -> dict:
     # only at the end, as on the TRL side where evaluation runs after training, untimed.
     config = RewardConfig(
         max_length=MAX_LENGTH, batch_size=BATCH, epochs=1.0, learning_rate=LEARNING_RATE, warmup_ratio=0.0,
-        lr_scheduler="linear", weight_decay=0.0, max_grad_norm=1.0, precision="fp32", gradient_checkpointing=False,
-        device="cpu", torch_threads=THREADS, seed=SEED, log_every=10, eval_every=10**6, save_every=10**6,
+        lr_scheduler="linear", weight_decay=0.0, max_grad_norm=1.0, precision="bf16" if gpu_mode() else "fp32",
+        gradient_checkpointing=False, device="cuda" if gpu_mode() else "cpu", torch_threads=THREADS, seed=SEED, log_every=10, eval_every=10**6, save_every=10**6,
     )
     marks: dict[str, float] = {}
 
@@ -302,7 +317,15 @@ def run_ours(work: Path, profile: bool) -> dict:
         "own_val_accuracy": summary.get("eval/accuracy"),
         "padded_tokens": counter.padded,
         "real_tokens": counter.real,
+        **utilisation(model, counter, seconds),
     }
+
+
+def utilisation(model, counter: TokenCounter, seconds: float) -> dict:
+    """Model FLOP/s of the timed training and, on a GPU in the table, the share of its bf16 peak."""
+    flops = training_flops(model, counter.padded, counter.row_squares) / seconds
+    peak = bf16_peak_flops(device_name()) if gpu_mode() else None
+    return {"device": device_name(), "model_tflops_per_s": flops / 1e12, "mfu": flops / peak if peak else None}
 
 
 def child(side: str, work: Path, profile: bool) -> None:
@@ -337,9 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=TRAIN_PAIRS,
                         help=f"training pairs (default {TRAIN_PAIRS}; fewer for a quick look, validation gets a quarter as many)")
     parser.add_argument("--profile", choices=("ours", "trl"), help="one profiled run of that side instead")
+    parser.add_argument("--gpu", action="store_true",
+                        help="on a CUDA GPU at bf16, with a ~100M-parameter model; reports MFU (see bench_common)")
     parser.add_argument("--child", choices=("ours", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.gpu and not args.child:
+        enter_gpu_mode()
     if args.child:
         child(args.child, args.work, profile=args.profile is not None)
         return 0
@@ -347,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rm-vs-trl-") as tmp:
         work = Path(tmp)
         began = time.perf_counter()
-        info = prepare(work, args.pairs, VAL_PAIRS * args.pairs // TRAIN_PAIRS)
+        info = prepare(work, args.pairs, VAL_PAIRS * args.pairs // TRAIN_PAIRS, GPU_MODEL if args.gpu else None)
         print(f"  prepared in {time.perf_counter() - began:.1f} s: {info}", flush=True)
         if args.profile:
             print(json.dumps(run_side(args.profile, work, profile=True)))
@@ -359,13 +386,21 @@ def main(argv: list[str] | None = None) -> int:
                 runs[side].append(result)
                 print(f"  run {i + 1} {side:<4} {result['pairs_per_s']:7.2f} pairs/s  {result['train_s']:7.1f} s  "
                       f"val accuracy {result['val_accuracy']:.3f}  padding {1 - result['real_tokens'] / result['padded_tokens']:.0%}  "
+                      f"{result['model_tflops_per_s']:.2f} TFLOP/s{mfu_text(result['mfu'])}  "
                       f"load {result['load_before']:.1f} -> {result['load_after']:.1f}", flush=True)
     return report(runs, {**info, "train_pairs": args.pairs, "val_pairs": VAL_PAIRS * args.pairs // TRAIN_PAIRS})
+
+
+def mfu_text(mfu: float | None) -> str:
+    return "" if mfu is None else f" (MFU {mfu:.1%})"
 
 
 def report(runs: dict[str, list[dict]], info: dict) -> int:
     def median(side: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[side])
+
+    def mfu(side: str) -> float | None:
+        return median(side, "mfu") if runs[side][0]["mfu"] is not None else None
 
     ours, trl = median("ours", "pairs_per_s"), median("trl", "pairs_per_s")
     ours_acc, trl_acc = median("ours", "val_accuracy"), median("trl", "val_accuracy")
@@ -379,6 +414,8 @@ def report(runs: dict[str, list[dict]], info: dict) -> int:
         ("validation accuracy, TRL", f"{trl_acc:.3f}", f"ours must be >= TRL - {MAX_ACCURACY_GAP}"),
         ("padding share, ours", f"{1 - median('ours', 'real_tokens') / median('ours', 'padded_tokens'):.1%}", "of tokens fed"),
         ("padding share, TRL", f"{1 - median('trl', 'real_tokens') / median('trl', 'padded_tokens'):.1%}", "of tokens fed"),
+        ("model TFLOP/s, ours", f"{median('ours', 'model_tflops_per_s'):.2f}", runs["ours"][0]["device"] + mfu_text(mfu("ours"))),
+        ("model TFLOP/s, TRL", f"{median('trl', 'model_tflops_per_s'):.2f}", runs["trl"][0]["device"] + mfu_text(mfu("trl"))),
         ("verdict", "ok" if ok else "FAIL", ""),
     ]
     for name, value, note in rows:
@@ -389,6 +426,9 @@ def report(runs: dict[str, list[dict]], info: dict) -> int:
         "ratio": round(ratio, 3),
         "ours_val_accuracy": ours_acc,
         "trl_val_accuracy": trl_acc,
+        "ours_mfu": mfu("ours"),
+        "trl_mfu": mfu("trl"),
+        "device": runs["ours"][0]["device"],
         "ok": ok,
         "runs": {side: [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rs]
                  for side, rs in runs.items()},
