@@ -5,6 +5,7 @@
     rlhf-workbench init|demo|import|export|stats|formats ...
     rlhf-workbench train-rm PROJECT [--config rm.toml] [--resume RUN_ID]
     rlhf-workbench ppo PROJECT [--config ppo.toml] [--set KEY=VALUE] [--resume RUN_ID]
+    rlhf-workbench generate PROJECT [--model SPEC] [--model-b SPEC] [-n N] [--set KEY=VALUE]
     rlhf-workbench score MODEL TEXT...
     rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
 
@@ -24,7 +25,9 @@ from pathlib import Path
 from . import __version__
 from .errors import Cancelled, WorkbenchError
 
-SUBCOMMANDS = ("init", "demo", "import", "export", "stats", "formats", "train-rm", "ppo", "score", "score-pairs")
+SUBCOMMANDS = (
+    "init", "demo", "import", "export", "stats", "formats", "generate", "train-rm", "ppo", "score", "score-pairs",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +114,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
     sub.add_parser("formats", help="list the formats that can be imported and exported")
+
+    p = sub.add_parser(
+        "generate",
+        help="sample two candidate responses per prompt with a local model, as pairs to label",
+        description="Add pairs of two sampled responses for the project's prompts (those without any pair first), "
+        "with origin 'generated:<model>'. One model samples both responses, or --model-b writes response B. "
+        "Ctrl+C adds nothing.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--model", help="a model folder, a cached model's org/name, a PPO checkpoint's policy, or 'demo' "
+                   "(default: demo)")
+    p.add_argument("--model-b", help="a second model, for response B (default: the first model samples both)")
+    p.add_argument("-n", "--prompts", dest="n_prompts", type=int, help="how many prompts get a pair (default 32)")
+    p.add_argument("--config", type=Path, help="a TOML file of settings (unknown keys are refused)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set temperature=0.8 --set max_new_tokens=256",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
     _training_parser(
         sub, "train-rm", help="train a reward model on a project's labelled pairs",
@@ -288,6 +310,25 @@ def _cmd_formats(args) -> int:
     return 0
 
 
+def _cmd_generate(args) -> int:
+    from .config import config_from_dict, config_to_dict, load_config
+    from .generate import GenerateConfig, generate_pairs, summary
+    from .terminal_runs import parse_overrides
+
+    config = load_config(GenerateConfig, args.config) if args.config else GenerateConfig()
+    flags = {k: v for k, v in (("model", args.model), ("model_b", args.model_b), ("n_prompts", args.n_prompts))
+             if v is not None}
+    settings = {**config_to_dict(config), **flags, **parse_overrides(args.overrides)}
+    config = config_from_dict(GenerateConfig, settings, source="the options").validate()
+    with _ProgressBar("responses", disabled=args.json, unit="response") as bar:
+        counts = generate_pairs(args.project, config, progress=lambda done, total, message=None: bar.update(done, total))
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    print(summary(counts))
+    return 0
+
+
 def _training_parser(sub, command: str, *, help: str, description: str, set_example: str) -> None:
     p = sub.add_parser(
         command, help=help,
@@ -355,6 +396,7 @@ _COMMANDS = {
     "export": _cmd_export,
     "stats": _cmd_stats,
     "formats": _cmd_formats,
+    "generate": _cmd_generate,
     "train-rm": _cmd_train_rm,
     "ppo": _cmd_ppo,
     "score": _cmd_score,
@@ -363,10 +405,10 @@ _COMMANDS = {
 
 
 class _ProgressBar:
-    """A byte-progress bar on stderr, shown only when stderr is a terminal."""
+    """A progress bar on stderr (of bytes, unless told another unit), shown only when stderr is a terminal."""
 
-    def __init__(self, label: str, *, disabled: bool):
-        self.label = label
+    def __init__(self, label: str, *, disabled: bool, unit: str = "B"):
+        self.label, self.unit = label, unit
         self.disabled = disabled or not sys.stderr.isatty()
         self.bar = None
 
@@ -379,7 +421,8 @@ class _ProgressBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=self.label, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+            self.bar = tqdm(total=total, desc=self.label, unit=self.unit, unit_scale=self.unit == "B", leave=False,
+                            file=sys.stderr)
         self.bar.update(done - self.bar.n)
 
     def __exit__(self, *exc) -> None:

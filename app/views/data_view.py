@@ -2,7 +2,7 @@
 
     ┌ Contents ┐┌ Pairs by origin ┐┌ Verdicts by annotator ┐   overview strip
     ├──────────┴┴─────────────────┴┴───────────────────────┤
-    │ [Import…] [Export…]  origin annotator verdict search  │   toolbar (pair_filters.py)
+    │ [Import…] [Export…] [Generate…]  filters and search   │   toolbar (pair_filters.py)
     │ [Pairs] [Prompts]  lazy tables                        │
     ├───────────────────────────────────────────────────────┤   splitter
     │ Conversation │ Response A │ Response B                │   detail pane
@@ -11,8 +11,9 @@
 Everything is read through `Store` queries; this view runs no SQL of its own. What can take
 long at 100,000 pairs runs in background tasks (app/tasks.py) on connections of their own: the
 overview counts (~70-130 ms), the ids of the pairs a filter or search matches (25-500 ms), an
-import, an export. The GUI thread only reads the ~200 rows on screen, by id (~2 ms).
-Files dropped on the view are imported (import_dialog.py). The panels are in data_panels.py.
+import, an export; generating responses runs in a child process (generate_dialog.py). The GUI
+thread only reads the ~200 rows on screen, by id (~2 ms). Files dropped on the view are
+imported (import_dialog.py). The panels are in data_panels.py.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..tasks import Task, TaskState, run_store_task
 from ..text import count
 from .data_panels import DetailPane, OverviewPanel, table_view
 from .export_dialog import ExportChoice, ExportDialog, export_summary, run_export
+from .generate_dialog import GenerateControl
 from .import_dialog import ImportChoice, ImportDialog, ImportSummary, run_import
 from .pair_filters import FilterBar
 from .table_models import pairs_model, prompts_model
@@ -78,10 +80,12 @@ class DataView(QWidget):
 
         self.import_button = QPushButton("&Import…")
         self.export_button = QPushButton("E&xport…")
+        self.generator = GenerateControl(self)
         self.filters = FilterBar()
         toolbar = QHBoxLayout()
         toolbar.addWidget(self.import_button)
         toolbar.addWidget(self.export_button)
+        toolbar.addWidget(self.generator.button)
         toolbar.addSpacing(12)
         toolbar.addWidget(self.filters, 1)
 
@@ -130,6 +134,8 @@ class DataView(QWidget):
         self.filters.changed.connect(self.apply_filter)
         self.import_button.clicked.connect(lambda: self.start_import())
         self.export_button.clicked.connect(self.start_export)
+        self.generator.added.connect(self._generated)
+        self.generator.error_shown.connect(self.error_shown)
         self.pairs_table.selectionModel().currentRowChanged.connect(self._pair_selected)
         self.prompts_table.selectionModel().currentRowChanged.connect(self._prompt_selected)
         self.tables.currentChanged.connect(lambda _: self._show_current())
@@ -153,6 +159,7 @@ class DataView(QWidget):
             self.filters.reset()
             self.overview_data = None
         self.project = project
+        self.generator.set_project(project)
         self.refresh()
 
     def refresh(self) -> None:
@@ -350,6 +357,10 @@ class DataView(QWidget):
     def _exported(self, report: ExportReport) -> None:
         self.last_export = report
         export_summary(self, report)
+
+    def _generated(self, counts: dict[str, Any]) -> None:
+        self.refresh()
+        self.contents_changed.emit()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self.project is not None and _local_files(event):

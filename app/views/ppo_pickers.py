@@ -43,6 +43,36 @@ def is_causal_lm(architecture: str | None) -> bool:
     return architecture is None or any(k in architecture for k in ("CausalLM", "LMHead", "ConditionalGeneration"))
 
 
+def ppo_policies(store, project_path, runs=None) -> list[tuple[dict[str, Any], int, Path]]:
+    """(run, update, policy folder) of the latest checkpoint of each PPO run of the project, newest first."""
+    policies = []
+    for run in runs if runs is not None else store.runs(newest_first=True, decode=True):
+        last = store.last_checkpoint(run["id"]) if run["kind"] == "ppo" else None
+        if last is not None:
+            folder = Path(project_path) / last["path"] / "policy"  # relative, or absolute outside
+            if folder.is_dir():  # pruned checkpoints are gone
+                policies.append((run, last["step"], folder))
+    return policies
+
+
+def _outside_models(models) -> list:
+    # The demo model is a reward model's untrained base, not the demo policy ('demo'); the
+    # project's checkpoints are offered as their runs.
+    return [entry for entry in models if entry.source not in ("demo", "checkpoint")]
+
+
+def policy_items(policies, models) -> list[tuple[str, str]]:
+    """(label, spec) of every causal LM that can be a policy: the demo policy, the project's PPO
+    policies (from `ppo_policies`), and the causal LMs of `discover_models`."""
+    items = [("demo  (the built-in demo policy)", "demo")]
+    for run, step, folder in policies:
+        items.append((f"{run['name']}  (PPO {run['id']}, update {step:,})", str(folder)))
+    for entry in _outside_models(models):
+        if is_causal_lm(entry.architecture):
+            items.append((f"{entry.name}  ({entry.source})", str(entry.path)))
+    return items
+
+
 class SpecBox(QComboBox):
     """An editable picker of model specs: items show a name and carry the spec; text may be typed."""
 
@@ -50,6 +80,9 @@ class SpecBox(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setToolTip(tooltip)
+        # An editable box keeps its cursor at the end of the text, which scrolls a long label's
+        # start out of sight; a picked item should read from its name.
+        self.currentIndexChanged.connect(lambda _index: self.lineEdit().setCursorPosition(0))
 
     def set_items(self, items: list[tuple[str, str]]) -> None:
         current = self.spec()
@@ -68,7 +101,8 @@ class SpecBox(QComboBox):
         index = self.currentIndex()
         text = self.currentText().strip()
         if index >= 0 and self.itemText(index) == text:
-            return self.itemData(index) or text
+            data = self.itemData(index)
+            return text if data is None else data
         return text
 
     def add_folder(self, folder: str) -> None:
@@ -125,17 +159,10 @@ class ModelChoices(QWidget):
             from rlhf_workbench.core.models import discover_models
 
             runs = store.runs(newest_first=True, decode=True)
-            policies = []
-            for run in runs:
-                last = store.last_checkpoint(run["id"]) if run["kind"] == "ppo" else None
-                if last is not None:
-                    folder = Path(project_path) / last["path"] / "policy"  # relative, or absolute outside
-                    if folder.is_dir():  # pruned checkpoints are gone
-                        policies.append((run, last["step"], folder))
             return {
                 "models": discover_models(project_path),
                 "reward_runs": [r for r in runs if r["kind"] == "reward" and r["status"] == "finished"],
-                "ppo_policies": policies,
+                "ppo_policies": ppo_policies(store, project_path, runs),
                 "origins": store.pairs_by_origin(),
             }
 
@@ -148,25 +175,15 @@ class ModelChoices(QWidget):
     def _show(self, project: Project, found: dict[str, Any]) -> None:
         if project is not self.project:
             return
-        policies = [("demo  (the built-in demo policy)", "demo")]
-        rewards = [("latest  (the newest finished reward model of this project)", LATEST_REWARD_MODEL)]
-        for run, step, folder in found["ppo_policies"]:
-            policies.append((f"{run['name']}  (PPO {run['id']}, update {step:,})", str(folder)))
+        rewards = [("latest  (newest finished reward model)", LATEST_REWARD_MODEL)]
         for run in found["reward_runs"]:
             accuracy = (run.get("summary") or {}).get("eval/accuracy")
             figure = f", accuracy {accuracy:.0%}" if isinstance(accuracy, (int, float)) else ""
             rewards.append((f"{run['name']}  ({run['id']}{figure})", run["id"]))
-        for entry in found["models"]:
-            if entry.source in ("demo", "checkpoint"):
-                # The demo model is a reward model's untrained base, not the demo policy ('demo'
-                # above); the project's checkpoints are offered as their runs, above.
-                continue
-            label = f"{entry.name}  ({entry.source})"
-            if is_causal_lm(entry.architecture):
-                policies.append((label, str(entry.path)))
+        for entry in _outside_models(found["models"]):
             if entry.architecture and "SequenceClassification" in entry.architecture:
-                rewards.append((label, str(entry.path)))
-        self.policy_box.set_items(policies)
+                rewards.append((f"{entry.name}  ({entry.source})", str(entry.path)))
+        self.policy_box.set_items(policy_items(found["ppo_policies"], found["models"]))
         self.reward_box.set_items(rewards)
 
         current = self.prompts_box.currentData()

@@ -19,7 +19,6 @@ one transaction, like any import (a pair already in the project is not added twi
 
 from __future__ import annotations
 
-import gc
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from ..bulk import BulkWriter
 from ..config import config_from_dict
 from ..errors import Cancelled, WorkbenchError
+from ..generate import sample_from
 from ..project import Project
 from ..records import conversation_from_json
 from ..store.labeling import POLICY_VS_REFERENCE
@@ -140,37 +140,11 @@ def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: i
 
 
 def _sample(which: str, spec: str, prompts: list, config: PPOConfig, seed: int, progress, cancelled) -> list[str]:
-    """One response per prompt from the model `spec`, which is loaded here and freed after."""
-    import torch
-
-    from ..reward.hardware import resolve_device
-    from .models import load_policy
-    from .rollout import sample_responses
-
-    device = resolve_device(config.device)
-    dtype = torch.float32
-    if device.type == "cuda" and config.precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    try:
-        model, tokenizer = load_policy(spec, trust_remote_code=config.trust_remote_code, dtype=dtype)
-    except WorkbenchError as exc:
-        raise WorkbenchError(f"The {which} cannot be loaded: {exc}") from None
-    model.to(device)
-    model.eval()
-    responses: list[str] = []
-    try:
-        for start in range(0, len(prompts), CHUNK):
-            if cancelled():
-                raise Cancelled("The comparison was cancelled; nothing was added")
-            responses += sample_responses(
-                model, tokenizer, prompts[start : start + CHUNK],
-                max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-                seed=seed + start, batch_size=CHUNK, max_prompt_length=config.max_prompt_length,
-            )
-            progress(len(responses))
-    finally:
-        del model
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # the reference loads next: give the policy's memory back first
-    return responses
+    """One response per prompt from the model `spec` (the policy or the reference), with the run's sampling."""
+    settings = dict(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+        max_prompt_length=config.max_prompt_length, batch_size=CHUNK, seed=seed, device=config.device,
+        precision=config.precision, trust_remote_code=config.trust_remote_code,
+    )
+    return sample_from(spec, prompts, what=f"the {which}", settings=settings, progress=progress, cancelled=cancelled,
+                       cancel_message="The comparison was cancelled; nothing was added")
