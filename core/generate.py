@@ -31,9 +31,9 @@ from .errors import Cancelled, ConfigError, WorkbenchError
 from .models import DEMO
 from .project import Project
 from .records import Conversation, conversation_from_json
+from .store.model_pairs import GENERATED
 
 Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape
-GENERATED = "generated:"
 # Rows per generate call: also how often progress is reported and Cancel is looked at.
 CHUNK = 16
 

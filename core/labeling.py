@@ -17,6 +17,9 @@ Words used throughout
 The queues (walked in pair-id order unless said otherwise)
 ---------------------------------------------------------
 - "unlabelled": pairs no person has judged (`human_verdicts = 0`, an index look-up).
+- "generated": pairs that Generate… sampled from a local model (origin `generated:<model>`,
+  core/generate.py) that I have not judged; the origin that got pairs most recently first, an
+  origin's pairs in id order. In "unlabelled" they would wait behind every imported pair.
 - "others_not_me": pairs with another person's verdict and none of mine, to build overlap for
   agreement.
 - "disagreement": pairs whose dataset label and people's verdict both exist and differ, and
@@ -67,10 +70,11 @@ from .records import DATASET_ANNOTATOR_PREFIX, ExportPair
 from .store import Store, settle_verdict
 
 QUEUES: tuple[str, ...] = (  # menu order
-    "unlabelled", "others_not_me", "disagreement", "policy_vs_reference", "least_sure",
+    "unlabelled", "generated", "others_not_me", "disagreement", "policy_vs_reference", "least_sure",
 )
 QUEUE_TITLES: dict[str, str] = {
     "unlabelled": "Unlabelled pairs first",
+    "generated": "Generated responses, newest first",
     "others_not_me": "Labelled by others, not by me",
     "disagreement": "Dataset label and people disagree",
     "policy_vs_reference": "Policy vs reference (PPO runs)",
@@ -241,6 +245,8 @@ class LabelSession:
         store, me = self.store, self.annotator
         if self.queue == "policy_vs_reference":
             return store.next_policy_vs_reference_pair(me, after, skipped_by_me=second_pass)
+        if self.queue == "generated":
+            return store.next_generated_pair(me, after, skipped_by_me=second_pass)
         if self.queue == "least_sure":
             run_id = store.least_sure_run()
             if run_id is None:
@@ -346,6 +352,8 @@ def queue_progress(store: Store, annotator: str, queue: str) -> QueueProgress:
         overlap = 100.0 * also_mine / by_others if by_others else None
     elif queue == "policy_vs_reference":
         remaining = store.policy_vs_reference_left(annotator)
+    elif queue == "generated":
+        remaining = store.generated_left(annotator)
     elif queue == "least_sure":
         run_id = store.least_sure_run()
         remaining = store.least_sure_left(annotator, run_id) if run_id is not None else 0

@@ -78,6 +78,8 @@ def test_policy_vs_reference_shows_the_newest_runs_pairs(qtbot, project_path):
         ]
     assert page.session.current is None
     assert "Compare with reference" in page.message.text()
+    choose(page, "generated")  # none generated in this project: the queue says where they come from
+    assert page.session.current is None and "“Generate…” in the Data tab" in page.message.text()
     qtbot.waitUntil(lambda: "Left in this queue: 0" in page.progress_label.text())
 
 

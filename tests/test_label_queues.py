@@ -1,4 +1,4 @@
-"""The "policy vs reference" and "reward model least sure" queues, and scoring pairs for the latter.
+"""The "generated", "policy vs reference" and "reward model least sure" queues, and scoring pairs for the latter.
 
 Real projects, real judgments through LabelSession, and a real (tiny) reward model: a fresh demo
 causal LM given its scalar head and saved as a reward run's best checkpoint, the way a trained run
@@ -190,6 +190,39 @@ def test_policy_vs_reference_is_empty_without_comparisons(make_project):
         session = LabelSession(project.store, "ada", "policy_vs_reference")
         assert session.next() is None
         assert queue_progress(project.store, "ada", "policy_vs_reference").remaining == 0
+
+
+def test_generated_offers_the_newest_origins_pairs_first(make_project):
+    """Pairs Generate… made (origin generated:*), the origin that got pairs last first; imported ones never."""
+    rows = plain_pairs(3, seed=1)
+    rows += plain_pairs(2, seed=2, origin="generated:old-model")
+    rows += plain_pairs(1, seed=3, origin="generated")  # not the prefix: no colon
+    with Project.open(make_project("generated", rows)) as project:
+        store = project.store
+        time.sleep(0.01)  # created_at has millisecond resolution
+        from rlhf_workbench.core.bulk import BulkWriter
+        from rlhf_workbench.core.records import user_prompt
+
+        with store.transaction():
+            writer = BulkWriter(store, import_id=None, source="model", source_name="new-model")
+            for prompt, a, b, origin, _verdict, _annotator in plain_pairs(2, seed=4, origin="generated:new-model"):
+                writer.add_pair(user_prompt(prompt), a, b, origin=origin)
+            writer.flush()
+        expected = store.pair_ids(origin="generated:new-model") + store.pair_ids(origin="generated:old-model")
+        assert len(expected) == 4 and expected[0] > expected[-1]  # id order would differ
+
+        session = LabelSession(store, "ada", "generated", rng=random.Random(0))
+        assert walk(session) == expected
+        assert queue_progress(store, "ada", "generated").remaining == 4
+        session.set_queue("generated")
+        session.judge("left")
+        session.judge("right")
+        assert session.current.pair_id == expected[2]
+        assert queue_progress(store, "ada", "generated").remaining == 2
+        assert walk(LabelSession(store, "bob", "generated")) == expected  # my verdicts leave only my queue
+
+    with Project.open(make_project("none", plain_pairs(2))) as project:
+        assert LabelSession(project.store, "ada", "generated").next() is None
 
 
 # -- least sure: the queue over stored scores ----------------------------------------------------------

@@ -83,7 +83,7 @@ def walk(session: LabelSession, choice: str = "left", limit: int = 100) -> list[
 
 
 def test_choices_become_verdicts_about_a_and_b():
-    assert QUEUES == ("unlabelled", "others_not_me", "disagreement", "policy_vs_reference", "least_sure")
+    assert QUEUES == ("unlabelled", "generated", "others_not_me", "disagreement", "policy_vs_reference", "least_sure")
     assert set(QUEUE_TITLES) == set(QUEUES) and all(QUEUE_TITLES.values())
     for choice in CHOICES:
         for side in "ab":

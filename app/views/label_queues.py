@@ -149,6 +149,11 @@ def empty_queue_text(project: Project | None, queue_name: str) -> str:
             "Nothing left in this queue: you have judged every scored pair.\n\n"
             "Score again after importing more pairs, or pick another queue above."
         )
+    if queue_name == "generated":
+        return (
+            "No generated pairs left for you.\n\n"
+            "“Generate…” in the Data tab samples two responses per prompt from a local model and puts the pairs here."
+        )
     if queue_name == "policy_vs_reference":
         return (
             "No policy-vs-reference pairs left for you.\n\n"

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 from rlhf_workbench.core.ppo.config import LATEST_REWARD_MODEL, PPOConfig
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.store.labeling import POLICY_VS_REFERENCE
+from rlhf_workbench.core.store.model_pairs import POLICY_VS_REFERENCE
 
 from ..tasks import run_store_task
 from ..widgets import heading_label

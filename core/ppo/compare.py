@@ -30,7 +30,7 @@ from ..errors import Cancelled, WorkbenchError
 from ..generate import sample_from
 from ..project import Project
 from ..records import conversation_from_json
-from ..store.labeling import POLICY_VS_REFERENCE
+from ..store.model_pairs import POLICY_VS_REFERENCE
 from .config import PPOConfig
 
 Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape

@@ -1,7 +1,8 @@
 """The project database: its schema, its migrations, and every SQL statement the workbench runs.
 
 Split by what the statements are about: `schema` (tables and migrations), `connection` (opening,
-transactions), `pairs` (reading pairs and prompts), `labeling` (verdicts and queues), `runs`
+transactions), `pairs` (reading pairs and prompts), `labeling` (verdicts and queues), `model_pairs`
+(pairs models made: compare with reference, generate), `runs`
 (runs, metrics, samples). `Store` is all of them on one connection.
 
 Every import is idempotent through content hashes (computed in bulk.py, kept unique here).
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import ProjectError
 from .connection import APPLICATION_ID, BUSY_TIMEOUT_MS, PAGE_SIZE, configure, inspect_database, now_iso
 from .labeling import LabelQueries
+from .model_pairs import ModelPairQueries
 from .pairs import PairQueries, settle_verdict
 from .runs import RunQueries
 from .schema import MIGRATIONS, SCHEMA_VERSION
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-class Store(PairQueries, LabelQueries, RunQueries):
+class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries):
     """One connection to a project's database. Use one Store per thread."""
 
     @classmethod

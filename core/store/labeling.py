@@ -9,15 +9,14 @@ here are only the statements. Vocabulary used below:
   the pair, so it never makes a pair labelled, but it does move a pair out of the way.
 
 Queue look-ups are keyset scans in pair-id order (`id > after_id ... LIMIT`), never OFFSET, so a
-session's cursor costs the same on the first and the last page. The two queues with an order of
-their own (policy vs reference: newest run first; least sure: |p - 0.5| ascending) page the same
-way on their sort key, which each look-up returns as the position to continue after.
+session's cursor costs the same on the first and the last page. The queues with an order of their
+own (least sure: |p - 0.5| ascending; the queues of model_pairs.py: newest origin first) page the
+same way on their sort key, which each look-up returns as the position to continue after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from ..errors import WorkbenchError
 from ..records import DATASET_ANNOTATOR_PREFIX, VERDICTS
@@ -26,8 +25,6 @@ from .connection import Connection, now_iso
 # LIKE as in the schema's triggers (case-insensitive), so "is a person" means the same everywhere.
 _PERSON = f"NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
 _DATASET = f"LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
-# The origin of the pairs "Compare with reference" makes for a PPO run: this, then the run's id.
-POLICY_VS_REFERENCE = "ppo-vs-ref:"
 
 
 def _mine(pair: str, mode: str) -> str:
@@ -244,53 +241,6 @@ class LabelQueries(Connection):
             )
         )
 
-    # -- the policy-vs-reference queue -----------------------------------------------------------
-
-    def policy_vs_reference_origins(self) -> list[tuple[str, str]]:
-        """(run's creation time, origin) of every `ppo-vs-ref:*` origin, newest run first. A run
-        whose record is gone sorts last, with '' for its time."""
-        return self.conn.execute(
-            """SELECT coalesce((SELECT r.created_at FROM runs r WHERE r.id = substr(o.origin, :skip)), ''), o.origin
-               FROM (SELECT DISTINCT origin FROM pairs WHERE origin >= :low AND origin < :high) o
-               ORDER BY 1 DESC, 2 DESC""",
-            {**_prefix_range(POLICY_VS_REFERENCE), "skip": len(POLICY_VS_REFERENCE) + 1},
-        ).fetchall()
-
-    def next_policy_vs_reference_pair(
-        self, annotator: str, after: tuple[str, str, int] | None = None, *, skipped_by_me: bool = False
-    ) -> tuple[int, tuple[str, str, int]] | None:
-        """The next pair of origin `ppo-vs-ref:*` that `annotator` has not judged (or, with
-        `skipped_by_me`, only skipped): the newest run's pairs first, a run's pairs in id order.
-
-        Returns (pair id, place) or None; pass the place back as `after` to continue past it.
-        """
-        # One run at a time, each an (origin, id) range on the origin index: sorting every
-        # compared pair by its run on each look-up cost ~20 ms at 10,000 of them.
-        for made, origin in self.policy_vs_reference_origins():
-            after_id = 0
-            if after is not None:
-                if (made, origin) > after[:2]:
-                    continue  # sorts before the place (descending): walked already
-                if (made, origin) == after[:2]:
-                    after_id = after[2]
-            row = self.conn.execute(
-                f"""SELECT id FROM pairs
-                    WHERE origin = :origin AND id > :after AND {_mine("id", _pass(skipped_by_me))}
-                    ORDER BY id LIMIT 1""",
-                {"origin": origin, "after": after_id, "me": annotator},
-            ).fetchone()
-            if row:
-                return row[0], (made, origin, row[0])
-        return None
-
-    def policy_vs_reference_left(self, annotator: str) -> int:
-        """Policy-vs-reference pairs with no verdict by `annotator` (skipped ones included)."""
-        return self.conn.execute(
-            f"""SELECT count(*) FROM pairs p
-                WHERE p.origin >= :low AND p.origin < :high AND {_mine("p.id", "no_verdict")}""",
-            {**_prefix_range(POLICY_VS_REFERENCE), "me": annotator},
-        ).fetchone()[0]
-
     # -- reward-model scores and the least-sure queue ----------------------------------------------
 
     def pair_ids_to_score(self, run_id: str) -> list[int]:
@@ -366,60 +316,3 @@ class LabelQueries(Connection):
             f"""SELECT count(*) FROM pair_scores s WHERE s.run_id = :run AND {_mine("s.pair_id", "no_verdict")}""",
             {"run": run_id, "me": annotator},
         ).fetchone()[0]
-
-    # -- policy vs reference -------------------------------------------------------------------
-
-    def prompt_ids_for_comparison(self, origin_prefix: str | None, compared_origin: str) -> list[tuple[int, bool]]:
-        """(prompt id, already in a pair of `compared_origin`) for every prompt a PPO run with this
-        `prompt_origin` trains on: prompts of pairs whose origin starts with `origin_prefix`, or
-        every prompt of the project when it is None or empty. In id order."""
-        # substr, not LIKE: LIKE ignores case and reads % and _ in the prefix as wildcards.
-        compared = "pr.id IN (SELECT prompt_id FROM pairs WHERE origin = :compared)"
-        if origin_prefix:
-            sql = f"""SELECT pr.id, {compared} FROM prompts pr
-                      WHERE pr.id IN (SELECT prompt_id FROM pairs WHERE substr(origin, 1, :n) = :prefix)
-                      ORDER BY pr.id"""
-        else:
-            sql = f"SELECT pr.id, {compared} FROM prompts pr ORDER BY pr.id"
-        params = {"compared": compared_origin, "n": len(origin_prefix or ""), "prefix": origin_prefix or ""}
-        return [(prompt_id, bool(done)) for prompt_id, done in self.conn.execute(sql, params)]
-
-    def prompt_messages(self, prompt_ids: Iterable[int]) -> dict[int, str]:
-        """The messages (JSON) of these prompts, by id."""
-        ids = list(prompt_ids)
-        found: dict[int, str] = {}
-        for start in range(0, len(ids), 500):  # under SQLite's oldest limit on bound parameters
-            chunk = ids[start : start + 500]
-            found.update(self.conn.execute(
-                f"SELECT id, messages FROM prompts WHERE id IN ({', '.join('?' * len(chunk))})", chunk
-            ))
-        return found
-
-    def ppo_win_rates(self) -> dict[str, dict[str, Any]]:
-        """How people judged each PPO run's policy against its reference, by run id.
-
-        Over the pairs whose origin is `ppo-vs-ref:<run id>` (response A is the policy's, B the
-        reference's), counting every person's active verdict (skips and `dataset:` labels left out):
-        wins (A better), losses, ties, both_bad, judged (their sum), pairs (made), judged_pairs (with
-        a verdict), and win_rate = (wins + ties / 2) / (wins + losses + ties), None before any."""
-        rows = self.conn.execute(
-            f"""SELECT p.origin, count(DISTINCT p.id), count(DISTINCT j.pair_id),
-                       coalesce(sum(j.verdict = 'a'), 0), coalesce(sum(j.verdict = 'b'), 0),
-                       coalesce(sum(j.verdict = 'tie'), 0), coalesce(sum(j.verdict = 'both_bad'), 0)
-                FROM pairs p
-                LEFT JOIN judgments j ON j.pair_id = p.id AND j.undone = 0 AND j.verdict != 'skip'
-                                     AND j.annotator {_PERSON}
-                WHERE p.origin >= :low AND p.origin < :high
-                GROUP BY p.origin""",
-            # A range on the origin index: every origin that starts with the prefix sorts in it.
-            {"low": POLICY_VS_REFERENCE, "high": POLICY_VS_REFERENCE[:-1] + chr(ord(POLICY_VS_REFERENCE[-1]) + 1)},
-        )
-        rates: dict[str, dict[str, Any]] = {}
-        for origin, pairs, judged_pairs, wins, losses, ties, both_bad in rows:
-            decided = wins + losses + ties
-            rates[origin[len(POLICY_VS_REFERENCE):]] = {
-                "wins": wins, "losses": losses, "ties": ties, "both_bad": both_bad,
-                "judged": decided + both_bad, "pairs": pairs, "judged_pairs": judged_pairs,
-                "win_rate": (wins + 0.5 * ties) / decided if decided else None,
-            }
-        return rates

@@ -118,18 +118,6 @@ class PairQueries(Connection):
         pair.judgments = self.active_judgments(pair_id)
         return pair
 
-    def prompts_for_generation(self, origin_prefix: str | None, generated_origin: str) -> list[tuple[int, int]]:
-        """(prompt id, rank) for generating candidate responses (core/generate.py): rank 0 for a
-        prompt in no pair at all, 1 for one not yet in a pair of `generated_origin`, 2 for the rest.
-        Only prompts of pairs whose origin starts with `origin_prefix`, when it is given. Id order."""
-        rank = """CASE WHEN NOT EXISTS (SELECT 1 FROM pairs p WHERE p.prompt_id = pr.id) THEN 0
-                       WHEN EXISTS (SELECT 1 FROM pairs p WHERE p.prompt_id = pr.id AND p.origin = :generated) THEN 2
-                       ELSE 1 END"""
-        # substr, not LIKE: LIKE ignores case and reads % and _ in the prefix as wildcards.
-        where = "WHERE pr.id IN (SELECT prompt_id FROM pairs WHERE substr(origin, 1, :n) = :prefix)" if origin_prefix else ""
-        params = {"generated": generated_origin, "n": len(origin_prefix or ""), "prefix": origin_prefix or ""}
-        return list(self.conn.execute(f"SELECT pr.id, {rank} FROM prompts pr {where} ORDER BY pr.id", params))
-
     def prompts_without_pairs(self) -> int:
         """How many prompts have no pair yet (a prompt list's, waiting for responses)."""
         return self.conn.execute(
