@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QMessageBox,
@@ -77,14 +76,8 @@ class GenerateDialog(QDialog):
         self.status.setWordWrap(True)
 
         choices = QFormLayout()
-        for box, title, what in ((self.model_box, "Model", "model folder"),
-                                 (self.model_b_box, "Second model", "second model folder")):
-            browse = QPushButton("Browse…")
-            browse.clicked.connect(lambda _=False, box=box, what=what: self._choose_folder(box, what))
-            row = QHBoxLayout()
-            row.addWidget(box, 1)
-            row.addWidget(browse)
-            choices.addRow(title, row)
+        choices.addRow("Model", self.model_box.with_browse("model folder"))
+        choices.addRow("Second model", self.model_b_box.with_browse("second model folder"))
         choices.addRow("Prompts", self.prompts_box)
         count_row = QHBoxLayout()
         count_row.addWidget(self.count)
@@ -161,11 +154,6 @@ class GenerateDialog(QDialog):
             self.status.setText(str(exc))
             return
         self.accept()
-
-    def _choose_folder(self, box: SpecBox, what: str) -> None:
-        folder = QFileDialog.getExistingDirectory(self, f"Choose a {what} (with config.json)")
-        if folder:
-            box.add_folder(folder)
 
 
 class GenerateControl(QObject):

@@ -109,6 +109,20 @@ class SpecBox(QComboBox):
         self.addItem(folder, folder)
         self.setCurrentIndex(self.count() - 1)
 
+    def with_browse(self, what: str) -> QHBoxLayout:
+        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it."""
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda _checked=False: self._choose_folder(what))
+        row = QHBoxLayout()
+        row.addWidget(self, 1)
+        row.addWidget(browse)
+        return row
+
+    def _choose_folder(self, what: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window(), f"Choose a {what} (with config.json)")
+        if folder:
+            self.add_folder(folder)
+
 
 class ModelChoices(QWidget):
     """The three pickers, under their headings. `values()` gives the PPOConfig fields they set."""
@@ -126,13 +140,8 @@ class ModelChoices(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         for box, title, what in ((self.policy_box, "Policy", "policy folder"),
                                  (self.reward_box, "Reward model", "reward model folder")):
-            browse = QPushButton("Browse…")
-            browse.clicked.connect(lambda _=False, box=box, what=what: self._choose_folder(box, what))
-            row = QHBoxLayout()
-            row.addWidget(box, 1)
-            row.addWidget(browse)
             layout.addWidget(heading_label(title))
-            layout.addLayout(row)
+            layout.addLayout(box.with_browse(what))
         layout.addWidget(heading_label("Prompts"))
         layout.addWidget(self.prompts_box)
 
@@ -194,8 +203,3 @@ class ModelChoices(QWidget):
                 self.prompts_box.addItem(f"{origin}  ({n:,} pairs)", origin)
         index = self.prompts_box.findData(current) if current is not None else 0
         self.prompts_box.setCurrentIndex(max(index, 0))
-
-    def _choose_folder(self, box: SpecBox, what: str) -> None:
-        folder = QFileDialog.getExistingDirectory(self, f"Choose a {what} (with config.json)")
-        if folder:
-            box.add_folder(folder)
