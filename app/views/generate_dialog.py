@@ -167,7 +167,6 @@ class GenerateControl(QObject):
         self.parent_widget = parent
         self.project: Project | None = None
         self.task: Task | None = None
-        self.last_counts: dict[str, Any] | None = None
         self.button = QPushButton("&Generate…")
         self.button.setToolTip(
             "Sample two responses per prompt with a local model and add them as pairs to judge "
@@ -217,7 +216,6 @@ class GenerateControl(QObject):
         return self.task
 
     def _done(self, project: Project, counts: dict[str, Any]) -> None:
-        self.last_counts = counts
         if project is self.project:
             self.added.emit(counts)
             self._tell(summary(counts), "Responses generated")
