@@ -4,6 +4,7 @@ events and metric names, exact resume, LoRA's reference, failures with clear mes
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -107,6 +108,38 @@ def test_a_stopped_run_resumes_exactly(folders, make_project):
     for got, want in zip(resumed, expected):
         for name in ("objective/scores", "objective/kl", "loss/policy_avg", "loss/value_avg"):
             assert got.values[name] == pytest.approx(want.values[name], rel=1e-4, abs=1e-6), name
+
+
+def _finished_reward_run(path, model_folder) -> str:
+    """A reward-model run of the project, finished, whose best checkpoint is `model_folder`."""
+    with Project.open(path) as project:
+        ctx = start_run(project, kind="reward", name="rm", config={})
+        shutil.copytree(model_folder, ctx.run_dir / "checkpoints" / "best")
+        project.store.set_run_status(ctx.run_id, "finished")
+    return ctx.run_id
+
+
+def test_latest_reward_model_stays_the_one_the_run_started_with(folders, make_project, tmp_path):
+    path = _project(make_project)
+    config = _config(folders, total_episodes=16, save_every=1)
+    _, _, straight_events = _run(path, config)
+    first = _finished_reward_run(path, folders["reward"])
+    latest = _config(folders, total_episodes=16, save_every=1, reward_model="latest")
+    ctx, stopped, events = _run(path, latest, stop_after=1)
+    assert stopped.stopped
+    assert any(isinstance(e, Log) and first in e.message for e in events)
+    # A reward model trained while the run is stopped is now the project's latest...
+    _finished_reward_run(path, build_demo_model(tmp_path / "newer", {**TINY, "seed": 11}))
+    with Project.open(path) as project:
+        resumed_ctx = resume_run(project, ctx.run_id)
+    events = []
+    result = execute(JOB_PATH, latest, resumed_ctx, events.append, lambda: False)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    # ...but the resumed run goes on scoring with the one it started with.
+    (resumed,) = [e for e in events if isinstance(e, Metric)]
+    (expected,) = [e for e in straight_events if isinstance(e, Metric) and e.step == 2]
+    assert resumed.step == 2
+    assert resumed.values["objective/scores"] == pytest.approx(expected.values["objective/scores"], rel=1e-4, abs=1e-6)
 
 
 def test_lora_keeps_one_copy_of_the_base_weights_and_its_reference_is_the_base(folders):

@@ -36,8 +36,9 @@ class PPOConfig:
     )
     reward_model: str = _f(
         LATEST_REWARD_MODEL,
-        "The reward model: 'latest' (the best checkpoint of this project's newest finished reward-model run), "
-        "a reward-model run id, or any local sequence-classification model folder.",
+        "The reward model: 'latest' (the best checkpoint of this project's newest finished reward-model run, "
+        "kept for the whole run, resumes included), a reward-model run id, or any local sequence-classification "
+        "model folder.",
     )
     value_model: str = _f(
         "reward",

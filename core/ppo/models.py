@@ -89,35 +89,43 @@ def resolve_reward_model(spec: str, project=None) -> Path:
     """'latest' is the best checkpoint of the project's newest finished reward run; a run id, that
     run's best; anything else, what resolve_model makes of it."""
     text = str(spec).strip()
-    if project is not None and (text == LATEST_REWARD_MODEL or project.store.run(text) is not None):
-        return _reward_run_checkpoint(project, None if text == LATEST_REWARD_MODEL else text)
+    if project is not None and text == LATEST_REWARD_MODEL:
+        text = latest_reward_run(project)
+    if project is not None and project.store.run(text) is not None:
+        return _reward_run_checkpoint(project, text)
     if text == LATEST_REWARD_MODEL:
         raise ModelError("reward_model: 'latest' needs a project; give a reward-model folder")
     return resolve_model(text)
 
 
-def _reward_run_checkpoint(project, run_id: str | None) -> Path:
-    from ..jobs import run_dir_of
-    from ..reward.checkpoint import best_checkpoint, latest_checkpoint
-
-    runs = [r for r in project.store.runs(newest_first=True) if r["kind"] == "reward"]
-    if run_id is not None:
-        runs = [r for r in runs if r["id"] == run_id]
-        if not runs:
-            raise ModelError(f"reward_model: run {run_id} is not a reward-model run")
-    for run in runs:
-        if run_id is None and run["status"] != "finished":
-            continue
-        run_dir = run_dir_of(project, run)
-        folder = best_checkpoint(run_dir) or latest_checkpoint(run_dir)
-        if folder is not None:
-            return folder
-        if run_id is not None:
-            raise ModelError(f"reward_model: run {run_id} has no checkpoint yet")
+def latest_reward_run(project) -> str:
+    """The id of the project's newest finished reward-model run that has a checkpoint: what
+    'latest' means now."""
+    for run in project.store.runs(newest_first=True, decode=True):
+        if run["kind"] == "reward" and run["status"] == "finished" and _run_checkpoint(project, run) is not None:
+            return run["id"]
     raise ModelError(
         "reward_model: 'latest' found no finished reward-model run with a checkpoint in this project; "
         "train one in the Reward model tab (or `rlhf-workbench train-rm`) first"
     )
+
+
+def _reward_run_checkpoint(project, run_id: str) -> Path:
+    run = project.store.run(run_id)
+    if run is None or run["kind"] != "reward":
+        raise ModelError(f"reward_model: run {run_id} is not a reward-model run")
+    folder = _run_checkpoint(project, run)
+    if folder is None:
+        raise ModelError(f"reward_model: run {run_id} has no checkpoint yet")
+    return folder
+
+
+def _run_checkpoint(project, run) -> Path | None:
+    from ..jobs import run_dir_of
+    from ..reward.checkpoint import best_checkpoint, latest_checkpoint
+
+    run_dir = run_dir_of(project, run)
+    return best_checkpoint(run_dir) or latest_checkpoint(run_dir)
 
 
 # -- loading them ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ value models together, whatever rows each rank happens to hold in that minibatch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -63,9 +64,9 @@ from ..reward.hardware import (
 )
 from . import algorithm as alg
 from . import checkpoint as ckpt
-from .config import PPOConfig
+from .config import LATEST_REWARD_MODEL, PPOConfig
 from .learner import NAN_HINT, Learner
-from .models import PPOModels, load_models
+from .models import PPOModels, latest_reward_run, load_models
 from .rollout import (
     Rollout,
     decode_responses,
@@ -80,6 +81,7 @@ from .watchdogs import Watchdogs
 
 JOB_PATH = "rlhf_workbench.core.ppo.train:run"
 PROMPTS_FILE = "prompts.json"
+MODELS_FILE = "models.json"
 REWARD_MAX_LENGTH = 2048
 OOM_HINT = (
     "lower batch_size or raise num_mini_batches / gradient_accumulation_steps, lower max_new_tokens, turn on "
@@ -118,6 +120,7 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
                 prompts_path.write_text(json.dumps(prompts), encoding="utf-8")
             sink(Log(f"{len(prompts):,} prompts" + (f" from pairs of origin {config.prompt_origin}*" if config.prompt_origin else "")))
         try:
+            config = _pin_reward_model(config, project, ctx, sink)
             torch.manual_seed(config.seed)  # a new value head starts the same every time
             models = load_models(config, project, log=lambda message: sink(Log(message, "warning")))
         except ModelError as exc:
@@ -126,6 +129,24 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
         project.close()
     return train(models, prompts, config, sink=sink, stop=stop, run_dir=ctx.run_dir, resume=ctx.resume,
                  resume_from=getattr(ctx, "resume_checkpoint", None))
+
+
+def _pin_reward_model(config: PPOConfig, project, ctx: RunContext, sink: Sink) -> PPOConfig:
+    """The config with reward_model 'latest' replaced by the run it meant when this run started.
+
+    A resumed run reads that back, so a reward model trained while it was stopped does not score
+    the rest of it.
+    """
+    pinned_path = ctx.run_dir / MODELS_FILE
+    if ctx.resume and pinned_path.is_file():
+        reward_model = json.loads(pinned_path.read_text(encoding="utf-8"))["reward_model"]
+    else:
+        reward_model = latest_reward_run(project) if config.reward_model.strip() == LATEST_REWARD_MODEL else config.reward_model
+        if distributed.is_main():
+            pinned_path.write_text(json.dumps({"reward_model": reward_model}), encoding="utf-8")
+    if reward_model != config.reward_model:
+        sink(Log(f"reward_model: {config.reward_model!r} is reward-model run {reward_model}"))
+    return dataclasses.replace(config, reward_model=reward_model)
 
 
 def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str]]]:
