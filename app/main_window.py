@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.runs_view = RunsView()
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
+        self.runs_view.run_deleted.connect(self._run_deleted)
         self.jobs.failed.connect(self._job_failed)
         self.views = [self.data_view, self.label_view, self.reward_view, self.ppo_view, self.runs_view]
         self.tabs = QTabWidget()
@@ -290,6 +291,11 @@ class MainWindow(QMainWindow):
 
     def close_project(self) -> None:
         self.set_project(None)
+
+    def _run_deleted(self, run_id: str) -> None:
+        self.reward_view.forget_run(run_id)
+        self.ppo_view.forget_run(run_id)
+        self._show_project_state()
 
     def refresh(self) -> None:
         if self.project is None:

@@ -25,16 +25,11 @@ from pathlib import Path
 from . import __version__
 from .errors import Cancelled, WorkbenchError
 
-SUBCOMMANDS = (
-    "init", "demo", "import", "export", "stats", "formats", "generate", "train-rm", "ppo", "score", "score-pairs",
-)
-
-
 def main(argv: list[str] | None = None) -> int:
     # Large imports parse in a child process; a frozen app must let that child start as one.
     multiprocessing.freeze_support()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
+    if argv and argv[0] in _COMMANDS:
         return _run_subcommand(argv)
     if argv and argv[0] in ("-h", "--help"):
         _parser().print_help()
@@ -148,6 +143,18 @@ def _parser() -> argparse.ArgumentParser:
         "demo project on a CPU.",
         set_example="--set total_episodes=2048 --set policy=/models/my-sft",
     )
+
+    p = sub.add_parser(
+        "runs",
+        help="list a project's runs, or delete one",
+        description="List the project's runs, newest first. --delete RUN says what deleting it would remove "
+        "(its folder, figures and records; pairs and verdicts stay) and which runs started from it; add --yes "
+        "to delete it.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--delete", metavar="RUN_ID", help="the run to delete")
+    p.add_argument("--yes", action="store_true", help="with --delete: delete it, not only say what would go")
+    p.add_argument("--json", action="store_true", help="print as JSON")
 
     p = sub.add_parser(
         "score",
@@ -365,6 +372,12 @@ def _cmd_ppo(args) -> int:
     return run_ppo(args.project, **_training_options(args))
 
 
+def _cmd_runs(args) -> int:
+    from .runs_console import runs_command
+
+    return runs_command(args.project, delete=args.delete, yes=args.yes, as_json=args.json)
+
+
 def _cmd_score(args) -> int:
     from .models import resolve_model
 
@@ -399,6 +412,7 @@ _COMMANDS = {
     "generate": _cmd_generate,
     "train-rm": _cmd_train_rm,
     "ppo": _cmd_ppo,
+    "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,
 }

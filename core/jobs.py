@@ -188,6 +188,11 @@ def resume_run(project: Project, run_id: str) -> RunContext:
     return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step)
 
 
+def run_is_executing(run_dir: Path) -> bool:
+    """Whether a process is executing the run whose folder this is (it holds the run's lock)."""
+    return _RunLock.held(run_dir)
+
+
 class _RunLock:
     """An OS lock on a file in the run's folder, held while a process executes the run: the
     database says what a run was doing, the lock whether anyone still is (it goes with the

@@ -244,3 +244,22 @@ def test_main_opens_the_window_without_importing_torch_or_transformers(make_proj
     assert result.returncode == 0, result.stdout + result.stderr
     assert "project: p 5" in result.stdout
     assert "heavy: []" in result.stdout
+
+
+def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, make_project, qtbot):
+    from rlhf_workbench.core.jobs import start_run
+
+    path = make_project("p", PAIRS)
+    with Project.open(path) as project:
+        doomed = start_run(project, kind="ppo", name="doomed", config={}).run_id
+        kept = start_run(project, kind="ppo", name="kept", config={}).run_id
+    window = start(path)
+    picker = window.ppo_view.run_box
+    assert {picker.itemData(i) for i in range(picker.count())} == {doomed, kept}
+    window.tabs.setCurrentWidget(window.runs_view)
+    assert window.runs_view.select_run(doomed)
+    box = window.runs_view.delete_selected()
+    with qtbot.waitSignal(window.runs_view.run_deleted, timeout=10_000):
+        next(button for button in box.buttons() if button.text() == "Delete").click()
+    assert [picker.itemData(i) for i in range(picker.count())] == [kept]
+    assert window.project.store.run(doomed) is None

@@ -6,8 +6,9 @@ import tomllib
 
 import pytest
 from job_fixtures import CountConfig
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QMessageBox
 from rlhf_workbench.app.views.runs_view import (
     COLUMNS,
     RunsView,
@@ -15,7 +16,7 @@ from rlhf_workbench.app.views.runs_view import (
     summary_line,
 )
 from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.jobs import execute, start_run
+from rlhf_workbench.core.jobs import execute, run_dir_of, start_run
 
 
 def _run(project, job, name, config=None, kind="reward"):
@@ -172,3 +173,31 @@ def test_ppo_runs_show_the_human_win_rate(view, project, qtbot):
     view.hide()
     view.show()
     assert _cell(view, 0, "Human win rate") == "70% of 5"
+
+
+def _visible_boxes(view):
+    return [box for box in view.findChildren(QMessageBox) if box.isVisible()]
+
+
+def test_delete_says_what_goes_and_removes_the_run_only_when_confirmed(view, project, qtbot):
+    run_id = view.ids["finished"]
+    assert view.select_run(run_id)
+    folder = run_dir_of(project, project.store.run(run_id))
+    view.show()
+    view.activateWindow()
+    qtbot.waitUntil(view.isActiveWindow)
+    view.table.setFocus()
+    qtbot.keyClick(view.table, Qt.Key.Key_Delete)
+    (box,) = _visible_boxes(view)
+    assert box.text().startswith("Run counted (") and "Its folder goes" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert project.store.run(run_id) is not None and folder.is_dir()
+
+    box = view.delete_selected()
+    delete = next(button for button in box.buttons() if button.text() == "Delete")
+    with qtbot.waitSignal(view.run_deleted, timeout=10_000) as deleted:
+        delete.click()
+    assert deleted.args == [run_id]
+    assert project.store.run(run_id) is None and not folder.exists()
+    shown = [view.table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in range(view.table.rowCount())]
+    assert run_id not in shown and len(shown) == 2

@@ -197,6 +197,13 @@ class PPOView(QWidget):
             self.refresh_runs(select=self.run_id)
         super().showEvent(event)
 
+    def forget_run(self, run_id: str) -> None:
+        """A run was deleted (Runs tab): off the Run picker, and out of the model pickers."""
+        if self.project is None:
+            return
+        self.refresh_runs(select=None if self.run_id == run_id else self.run_id)
+        self.choices.refresh()
+
     # -- the runs shown ------------------------------------------------------------------
 
     def refresh_runs(self, select: str | None = None) -> None:

@@ -134,6 +134,20 @@ class RewardView(QWidget):
 
     # -- project -------------------------------------------------------------------------
 
+    def forget_run(self, run_id: str) -> None:
+        """A run was deleted (Runs tab): its curves and log go, and the pickers are re-read."""
+        if self.project is None:
+            return
+        if self.run_id == run_id and not self.jobs.is_running:
+            self.run_id = None
+            self.curves.clear()
+            self.log.clear()
+            self.status.setText("")
+        self.score_panel.set_project(self.project)
+        self.most_wrong.set_project(self.project)
+        self.refresh_models()
+        self._update_buttons()
+
     def set_project(self, project: Project | None) -> None:
         self.project = project
         if not self.jobs.is_running:

@@ -1,6 +1,6 @@
 """The Runs tab: every run of the project, newest first, and one run in detail.
 
-    Runs  3 runs                                                               [Refresh]
+    Runs  3 runs                                                     [Delete…] [Refresh]
     ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Human win rate │ Error ───────┐
     ├──────────────────────────────────────────────────────────────────────┤  splitter
     │ id, status, times          │ curves (CurvesPanel, from the database)  │
@@ -13,6 +13,10 @@ job ends, and whenever the tab is shown (verdicts given in the Label tab change 
 run's human win rate is how often people preferred its policy to its reference on the pairs
 "Compare with reference" made (store.ppo_win_rates). Everything is shown as plain text: a run's
 name or error may hold anything.
+
+Delete… (the Delete key) says what deleting the selected run removes and which runs started from
+it (core/run_deletion.py), and deletes it, folder and all, in a worker once confirmed; a running
+run cannot be deleted.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -40,9 +45,13 @@ from PySide6.QtWidgets import (
 )
 from rlhf_workbench.core.events import Metric
 from rlhf_workbench.core.jobs import LOG_NAME, config_toml, run_dir_of
+from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 
 from ..curves import CurvesPanel, groups_for_kind
+from ..dialogs import error_box
+from ..tasks import run_task
 from ..text import count, display_path, one_line
 from ..widgets import heading_label, plain_label
 from .ppo_compare import win_rate_details, win_rate_text
@@ -56,6 +65,7 @@ EMPTY_TEXT = (
     "figures and log, and can be resumed from its tab if it stopped."
 )
 _LOG_TAIL_BYTES = 200_000
+_DELETE_TIP = "Delete the selected run: its folder (checkpoints, log) and figures (Delete)"
 
 
 def _time(iso: str | None) -> datetime | None:
@@ -107,6 +117,8 @@ def _text_box() -> QPlainTextEdit:
 
 
 class RunsView(QWidget):
+    run_deleted = Signal(str)  # the run's id, once its records and folder are gone
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.project: Project | None = None
@@ -123,6 +135,10 @@ class RunsView(QWidget):
         top.addWidget(heading_label("Runs"))
         top.addWidget(self.count_label)
         top.addStretch(1)
+        self.delete_button = QPushButton("&Delete…")
+        self.delete_button.setToolTip(_DELETE_TIP)
+        self.delete_button.clicked.connect(self.delete_selected)
+        top.addWidget(self.delete_button)
         top.addWidget(self.refresh_button)
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -137,6 +153,10 @@ class RunsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(COLUMNS.index("Error"), QHeaderView.ResizeMode.Stretch)
         self.table.itemSelectionChanged.connect(self._selection_changed)
+        delete_key = QShortcut(QKeySequence.StandardKey.Delete, self.table)
+        delete_key.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete_key.activated.connect(self.delete_selected)
+        self._deleting: str | None = None
 
         self.fields = {
             key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder")
@@ -270,6 +290,7 @@ class RunsView(QWidget):
         self._show_win_rate(run)
         self.fields["folder"].setText(display_path(folder) if folder else "")
         self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
+        self._update_delete_button(run)
         self.config_text.setPlainText(config_toml(run["config"]) if run else "")
         summary = (run or {}).get("summary") or {}
         self.summary_text.setPlainText("\n".join(f"{k}: {_figure(v)}" for k, v in summary.items()))
@@ -323,6 +344,56 @@ class RunsView(QWidget):
         if run is None or self.project is None:
             return False
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(run_dir_of(self.project, run))))
+
+    def delete_selected(self) -> QMessageBox | None:
+        """Asks, with what would go and which runs depend on it, before deleting the selected run."""
+        run_id = self.selected_run_id
+        if self.project is None or run_id is None or self._deleting is not None:
+            return None
+        try:
+            plan = plan_deletion(self.project, run_id)
+        except WorkbenchError as exc:
+            return error_box(self, str(exc), "Cannot delete the run")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete run", plan.describe(), QMessageBox.StandardButton.NoButton, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # names and paths may look like HTML
+        box.setInformativeText("This cannot be undone.")
+        delete_button = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.buttonClicked.connect(lambda button: self._delete(run_id) if button is delete_button else None)
+        box.open()
+        return box
+
+    def _delete(self, run_id: str) -> None:
+        if self.project is None:
+            return
+        project_path = self.project.path
+        self._deleting = run_id
+        self._update_delete_button(None)
+
+        def work(_state):
+            # Its own connection: the worker must not use the GUI thread's.
+            with Project.open(project_path) as project:
+                return delete_run(project, run_id)
+
+        def ended(message: str | None = None) -> None:
+            self._deleting = None
+            self.refresh()
+            self.run_deleted.emit(run_id)
+            if message:
+                error_box(self, message, "Deleting the run failed")
+
+        run_task(self, work, on_done=lambda _plan: ended(), on_error=ended,
+                 progress_title=f"Deleting run {run_id}", cancellable=False)
+
+    def _update_delete_button(self, run: dict[str, Any] | None) -> None:
+        live = run is not None and run["id"] == self._live_run_id
+        self.delete_button.setEnabled(run is not None and not live and self._deleting is None)
+        self.delete_button.setToolTip(
+            "A running run cannot be deleted; stop it first" if live
+            else _DELETE_TIP
+        )
 
     def show_live_metrics(self, metrics: list[Metric]) -> None:
         """Figures of the live run; shown if it is the selected run. What the database already

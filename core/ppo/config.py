@@ -14,6 +14,8 @@ from ..config import _f, validate_fields
 from ..errors import ConfigError
 
 LATEST_REWARD_MODEL = "latest"
+# In a PPO run's folder: the reward model it started with, `latest` resolved to a run id (train.py).
+PINNED_MODELS_FILE = "models.json"
 
 
 @dataclass

@@ -64,7 +64,7 @@ from ..reward.hardware import (
 )
 from . import algorithm as alg
 from . import checkpoint as ckpt
-from .config import LATEST_REWARD_MODEL, PPOConfig
+from .config import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, PPOConfig
 from .learner import NAN_HINT, Learner
 from .models import PPOModels, latest_reward_run, load_models
 from .rollout import (
@@ -81,7 +81,6 @@ from .watchdogs import Watchdogs
 
 JOB_PATH = "rlhf_workbench.core.ppo.train:run"
 PROMPTS_FILE = "prompts.json"
-MODELS_FILE = "models.json"
 REWARD_MAX_LENGTH = 2048
 OOM_HINT = (
     "lower batch_size or raise num_mini_batches / gradient_accumulation_steps, lower max_new_tokens, turn on "
@@ -137,7 +136,7 @@ def _pin_reward_model(config: PPOConfig, project, ctx: RunContext, sink: Sink) -
     A resumed run reads that back, so a reward model trained while it was stopped does not score
     the rest of it.
     """
-    pinned_path = ctx.run_dir / MODELS_FILE
+    pinned_path = ctx.run_dir / PINNED_MODELS_FILE
     if ctx.resume and pinned_path.is_file():
         reward_model = json.loads(pinned_path.read_text(encoding="utf-8"))["reward_model"]
     else:

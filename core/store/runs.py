@@ -83,6 +83,15 @@ class RunQueries(Connection):
         """One run with config and summary decoded, or None if there is no such run."""
         return _decode(next(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]), None))
 
+    def delete_run(self, run_id: str) -> bool:
+        """Forget a run: its row, figures, samples, checkpoint records and pair scores, in one
+        transaction (its folder is the caller's: core/run_deletion.py). Pairs and verdicts it led
+        to stay. True if there was such a run."""
+        with self.transaction():
+            for table in ("pair_scores", "metrics", "samples", "checkpoints"):
+                self.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            return self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+
     # -- metrics -----------------------------------------------------------------------------
 
     def add_metrics(self, run_id: str, step: int, values: dict[str, float]) -> None:
