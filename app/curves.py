@@ -22,8 +22,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -258,11 +260,19 @@ class CurvesPanel(QWidget):
         controls.addWidget(self.slider)
         controls.addWidget(self.slider_value)
         controls.addStretch(1)
-        self.grid = QGridLayout()
+        # The plots scroll: a run that logged twenty figures (the Runs tab shows them all), or a
+        # small screen, must not make the window taller than the screen.
+        plots = QWidget()
+        self.grid = QGridLayout(plots)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(plots)
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
         layout.addWidget(self.empty)
-        layout.addLayout(self.grid, 1)
+        layout.addWidget(self.scroll, 1)
         self.slider_value.setText(f"{self.smoothing:.2f}")
         self.set_groups(groups)
 

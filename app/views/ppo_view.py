@@ -28,7 +28,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFrame,
     QHBoxLayout,
     QPlainTextEdit,
     QScrollArea,
@@ -127,15 +126,11 @@ class PPOView(QWidget):
         run_row.addWidget(self.compare_count)
         run_row.addWidget(self.compare_button)
 
-        # Seven plots: three to a row, a little lower than the reward tab's, and in a scroll area,
-        # so that the tab fits a laptop screen instead of making the window taller than it.
+        # Seven plots: three to a row, a little lower than the reward tab's (the panel scrolls them,
+        # so the tab fits a laptop screen).
         self.curves = CurvesPanel(PPO_GROUPS, columns=3, only_groups=True)
         for card in self.curves.cards:
             card.setMinimumHeight(160)
-        curves_area = QScrollArea()
-        curves_area.setWidgetResizable(True)
-        curves_area.setFrameShape(QFrame.Shape.NoFrame)
-        curves_area.setWidget(self.curves)
         self.samples = SamplesPanel()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -145,11 +140,11 @@ class PPOView(QWidget):
         self.bottom.addTab(self.samples, "Samples")
         self.bottom.addTab(self.log, "Log")
         split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(curves_area)
+        split.addWidget(self.curves)
         split.addWidget(self.bottom)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        split.setSizes([600, 400])  # the scroll area's own size hint would leave the curves a sliver
+        split.setSizes([600, 400])  # the panel's scroll area's own size hint would leave the curves a sliver
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)

@@ -113,6 +113,7 @@ class RewardView(QWidget):
         right.addWidget(self.bottom)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 1)
+        right.setSizes([750, 250])  # the curves' scroll area hints at a sliver; start them at 3/4
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
