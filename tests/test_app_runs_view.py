@@ -201,3 +201,14 @@ def test_delete_says_what_goes_and_removes_the_run_only_when_confirmed(view, pro
     assert project.store.run(run_id) is None and not folder.exists()
     shown = [view.table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in range(view.table.rowCount())]
     assert run_id not in shown and len(shown) == 2
+
+
+def test_a_run_with_many_figures_scrolls_its_curves_instead_of_growing_the_window(qtbot, project):
+    run_id = _run(project, None, "many figures", kind="ppo")
+    for step in range(3):
+        project.store.add_metrics(run_id, step, {f"figure/{i:02d}": float(step * i) for i in range(22)})
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.set_project(project)
+    assert view.select_run(run_id) and len(view.curves.cards) >= 22
+    assert view.minimumSizeHint().height() < 700  # 11 rows of plots would need 2,200 px
