@@ -19,6 +19,16 @@ def workbench_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One user data folder for a whole test module, for modules that build the demo policy
+    (it trains a little) once and share it."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("home")
+        patch.setenv("RLHF_WORKBENCH_HOME", str(path))
+        yield path
+
+
 @pytest.fixture
 def project(tmp_path):
     """An open, empty project in a temporary folder."""

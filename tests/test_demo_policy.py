@@ -35,14 +35,6 @@ TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "e
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("home")
-        mp.setenv("RLHF_WORKBENCH_HOME", str(home))
-        yield home
-
-
-@pytest.fixture(scope="module")
 def policy_folder(home):
     # One real build (the recipe's own spec), shared by every test here.
     return ensure_demo_policy()

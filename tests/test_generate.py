@@ -23,15 +23,6 @@ LISTED = ["Give me a fact about bicycles.", "Write something about birds.", "Sum
 PAIRED = "Tell me about the moon."
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """One user data folder for the module: the demo policy is built once (it trains a little)."""
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("home")
-        patch.setenv("RLHF_WORKBENCH_HOME", str(path))
-        yield path
-
-
 @pytest.fixture
 def listed(home, make_project, tmp_path):
     """A project with one imported pair (origin 'tests') and a prompt list of five prompts."""

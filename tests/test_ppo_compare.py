@@ -22,15 +22,6 @@ from rlhf_workbench.core.records import user_prompt
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """One user data folder for the module: the demo policy is built once (it trains a little)."""
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("home")
-        patch.setenv("RLHF_WORKBENCH_HOME", str(path))
-        yield path
-
-
 def fake_trained_checkpoint(project: Project, config: PPOConfig, *, noise: float = 0.05) -> str:
     """A PPO run whose checkpoint's policy is the demo policy with its weights nudged (seeded)."""
     import torch
