@@ -1,6 +1,6 @@
 """A settings form built from a job's config dataclass: defaults, ranges and help from the fields.
 
-The config dataclasses in core/config.py document each field in place
+The config dataclasses (core/training/config.py's conventions) document each field in place
 (`field(default=..., metadata={"help": ..., "min": ..., "max": ..., "choices": ...})`); this
 form reads that, so a new field shows up in the GUI without GUI code. Validation stays in core
 (`config.validate()`): the form only offers widgets that cannot hold a wrong type, and shows the

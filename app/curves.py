@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
 from rlhf_workbench.core.events import Metric
 
 from .widgets import heading_label, plain_label
@@ -59,8 +60,13 @@ _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 REDRAW_MS = 100
 
 
+# Each training method's groups, by its runs' kind: the Runs tab plots a run by them.
+GROUPS_BY_KIND: dict[str, Groups] = {"reward": REWARD_GROUPS, "ppo": PPO_GROUPS}
+
+
 def groups_for_kind(kind: str) -> Groups:
-    return PPO_GROUPS if kind == "ppo" else REWARD_GROUPS
+    """A method's groups; a method without any gets a plot per figure."""
+    return GROUPS_BY_KIND.get(kind, ())
 
 
 class _Series:

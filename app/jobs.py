@@ -1,39 +1,36 @@
-"""JobController: runs a job in a child process and relays its events to the GUI as Qt signals.
-
-The child's events arrive on a reader thread (core.runners), which only appends them to a
-deque; a timer on the GUI thread drains it ~15 times a second. So the event loop never waits on
-training, widgets are touched only from the GUI thread (as Anki's QueryOp insists), and a burst
-of a thousand metrics becomes one `metrics` signal per tick, which is what keeps the curves
-cheap. Progress is coalesced to its latest value; samples, logs and checkpoints are all relayed.
+"""JobController: the one training run at a time (one GPU, one training), shared by every training
+tab: it starts the run in a child process (under torchrun on several GPUs) as a Task (tasks.py,
+the one Qt adapter) and relays the Task's signals as its own, so that a tab, the Runs tab and the
+window connect once and hear whichever run is going.
 
     controller = JobController(parent)
     controller.metrics.connect(curves.append)
     controller.finished.connect(...); controller.failed.connect(...)
-    controller.start("rlhf_workbench.core.reward.train:run", config, start_run(project, ...))
+    controller.start(method.job, config, start_run(project, ...), command=method.command)
     controller.stop()            # polite, insists after grace_s; returns at once
     controller.shutdown(5.0)     # on quitting: stop, wait, kill
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
-from rlhf_workbench.core.events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress, Sample
-from rlhf_workbench.core.jobs import JobFailed, RunContext
-from rlhf_workbench.core.runners import STOP_GRACE_S, ChildJob
-from rlhf_workbench.core.torchrun import TorchrunJob, run_on_ranks
+from rlhf_workbench.core.errors import JobFailed
+from rlhf_workbench.core.events import Failed, Finished, Sink
+from rlhf_workbench.core.runs.child import STOP_GRACE_S, ChildRunner
+from rlhf_workbench.core.runs.records import RunContext
+from rlhf_workbench.core.runs.torchrun import TorchrunRunner
+from rlhf_workbench.core.runs.work import Work
 
-# ~15 Hz: curves look live, and each tick costs the event loop a bounded amount of work.
-RELAY_INTERVAL_MS = 66
+from .tasks import DELIVERY_INTERVAL_MS, Task
 
 
 class JobController(QObject):
-    """One job at a time (one GPU, one training): start it, hear it, stop it."""
+    """One job at a time: start it, hear it, stop it."""
 
-    metrics = Signal(list)  # list[Metric]: everything since the last tick, in order
+    metrics = Signal(list)  # list[Metric]: everything since the last delivery, in order
     sample = Signal(object)  # Sample
     progress = Signal(object)  # Progress: the latest only
     log = Signal(object)  # Log
@@ -42,19 +39,15 @@ class JobController(QObject):
     failed = Signal(object)  # Failed: message for people, hint, step
     running_changed = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None, *, interval_ms: int = RELAY_INTERVAL_MS):
+    def __init__(self, parent: QObject | None = None, *, interval_ms: int = DELIVERY_INTERVAL_MS):
         super().__init__(parent)
-        self._job: ChildJob | TorchrunJob | None = None
+        self._task: Task | None = None
         self._ctx: RunContext | None = None
-        # deque.append and popleft are atomic: the reader thread appends, the GUI thread drains.
-        self._inbox: deque[Event] = deque()
-        self._timer = QTimer(self)
-        self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self._relay)
+        self._interval_ms = interval_ms
 
     @property
     def is_running(self) -> bool:
-        return self._job is not None
+        return self._task is not None
 
     @property
     def run_id(self) -> str | None:
@@ -63,80 +56,53 @@ class JobController(QObject):
 
     @property
     def pid(self) -> int | None:
-        return self._job.pid if self._job is not None else None
+        return self._task.runner.pid if self._task is not None else None
 
-    def start(self, job_path: str, config: Any, ctx: RunContext, *, processes: int = 1) -> None:
-        """Start the job in a child process (under torchrun on `processes` GPUs when more than one).
-        Raises JobFailed if one is running or it cannot start."""
-        if self._job is not None:
+    def start(self, job: str, config: Any, ctx: RunContext, *, processes: int = 1, command: str | None = None) -> None:
+        """Start the job ("package.module:function") in a child process; with more than one
+        process, the CLI's training `command` under torchrun instead, one rank per GPU. Raises
+        JobFailed if one is running or it cannot start."""
+        if self._task is not None:
             raise JobFailed(
                 f"Run {self.run_id} is still going; stop it before starting another",
                 hint="One training run at a time: they would share the GPU.",
             )
-        self._inbox.clear()
-        self._ctx = ctx
-        # The child never imports the app's main module (run_in_child's import_main=False): it loads Qt.
-        self._job = run_on_ranks(job_path, config, ctx, processes, self._inbox.append)
-        self._timer.start()
+        if processes > 1 and command is None:
+            raise JobFailed(f"{job} cannot run on several GPUs (it has no command to launch under torchrun)")
+
+        def start(on_event: Sink):
+            if processes > 1:
+                return TorchrunRunner(command, ctx, processes, on_event)
+            # The child never imports the app's main module (import_main=False): it loads Qt.
+            return ChildRunner(Work.job(job, config, ctx), on_event, import_main=False)
+
+        task = Task(start, title=f"run {ctx.run_id}", interval_ms=self._interval_ms)
+        for name in ("metrics", "sample", "progress", "log", "checkpoint"):
+            getattr(task, name).connect(getattr(self, name))
+        task.finished.connect(self._end)
+        task.failed.connect(self._end)
+        self._ctx, self._task = ctx, task
         self.running_changed.emit(True)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask the job to checkpoint and stop; end it if it has not after grace_s. Never waits."""
-        if self._job is not None:
-            self._job.stop(grace_s=grace_s)
+        if self._task is not None:
+            self._task.runner.stop(grace_s=grace_s)
 
     def kill(self) -> None:
-        if self._job is not None:
-            self._job.kill()
+        if self._task is not None:
+            self._task.kill()
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         """For quitting: stop politely, wait up to `timeout`, then kill. Blocks (the window is
         closing), relays what is left, and returns True if the job stopped by itself."""
-        if self._job is None:
+        if self._task is None:
             return True
-        polite = self._job.shutdown(timeout)
-        self._relay()
-        return polite
-
-    def _relay(self) -> None:
-        batch: list[Metric] = []
-        latest_progress: Progress | None = None
-        final: Finished | Failed | None = None
-        while self._inbox:
-            event = self._inbox.popleft()
-            if isinstance(event, Metric):
-                batch.append(event)
-            elif isinstance(event, Progress):
-                latest_progress = event
-            elif isinstance(event, (Finished, Failed)):
-                final = event
-                break  # nothing follows the last event
-            else:
-                # Samples, logs and checkpoints are rare and each matters: in order, after the
-                # metrics that came before them.
-                if batch:
-                    self.metrics.emit(batch)
-                    batch = []
-                if isinstance(event, Sample):
-                    self.sample.emit(event)
-                elif isinstance(event, Log):
-                    self.log.emit(event)
-                elif isinstance(event, Checkpoint):
-                    self.checkpoint.emit(event)
-        if batch:
-            self.metrics.emit(batch)
-        if latest_progress is not None:
-            self.progress.emit(latest_progress)
-        if final is not None:
-            self._end(final)
+        return self._task.shutdown(timeout)
 
     def _end(self, final: Finished | Failed) -> None:
-        # The child has exited and recorded its run when its last event arrives (core.runners),
-        # so listeners may read the run's final row and start the next job right away.
-        self._timer.stop()
-        self._job = None
+        # The child has exited and recorded its run when its last event arrives (core.runs), so
+        # listeners may read the run's final row and start the next job right away.
+        self._task = None
         self.running_changed.emit(False)
-        if isinstance(final, Finished):
-            self.finished.emit(final)
-        else:
-            self.failed.emit(final)
+        (self.finished if isinstance(final, Finished) else self.failed).emit(final)

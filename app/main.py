@@ -23,15 +23,13 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
-from rlhf_workbench.core import __version__
 from rlhf_workbench.core import selftest as core_selftest
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.project import Project
 
 from . import settings
-from .dialogs import APP_TITLE
+from .application import configure_application
 from .main_window import MainWindow
-from .resources import app_icon
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -61,15 +59,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quit-when-shown", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--screenshot", type=Path, metavar="PNG", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
-
-
-def configure_application(app: QApplication) -> None:
-    app.setApplicationName(APP_TITLE)
-    app.setOrganizationName(APP_TITLE)
-    app.setApplicationVersion(__version__)
-    app.setWindowIcon(app_icon())
-    # Matches resources/rlhf-workbench.desktop, so Wayland shells find the icon and name.
-    app.setDesktopFileName("rlhf-workbench")
 
 
 def create_main_window(args: argparse.Namespace) -> MainWindow:

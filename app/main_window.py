@@ -37,6 +37,7 @@ from rlhf_workbench.core.project import Project, default_projects_dir, demo_proj
 
 from . import settings, tasks
 from .dialogs import APP_TITLE, NewProjectDialog, StartPanel, WelcomeDialog, about_box, error_box
+from .jobs import JobController
 from .resources import app_icon
 from .text import count, display_path
 from .views.data_view import DataView
@@ -44,7 +45,6 @@ from .views.label_view import LabelView
 from .views.ppo_view import PPOView
 from .views.reward_view import RewardView
 from .views.runs_view import RunsView
-from .jobs import JobController
 from .widgets import heading_label, plain_label
 
 
@@ -388,7 +388,7 @@ class MainWindow(QMainWindow):
         tasks.run_store_task(
             self,
             project,
-            lambda store, _state: store.counts(),
+            lambda store, sink, stop: store.counts(),
             on_done=lambda c, project=project: self._show_counts(project, c),
             on_error=lambda message: self.counts_label.setText(""),
         )
@@ -415,7 +415,7 @@ class MainWindow(QMainWindow):
         # A running job is asked to checkpoint and stop; after the wait it is ended. Background
         # reads and imports are cancelled (an import rolls back) before the project closes.
         self.jobs.shutdown(5.0)
-        tasks.cancel_all()
+        tasks.stop_all()
         tasks.wait_for_all(5.0)
         self.set_project(None)
         super().closeEvent(event)

@@ -41,9 +41,8 @@ def check_window(result: core_selftest.SelftestResult) -> None:
 
 
 def _check_window(result: core_selftest.SelftestResult) -> None:
-    from PySide6.QtCore import qInstallMessageHandler
-
     import pyqtgraph  # noqa: F401 -- the curves need it; a bundle that lost it fails here
+    from PySide6.QtCore import qInstallMessageHandler
 
     # The offscreen platform warns that it cannot propagate size hints: true, and no failure.
     previous = qInstallMessageHandler(
@@ -58,7 +57,7 @@ def _check_window(result: core_selftest.SelftestResult) -> None:
 def _draw_window(result: core_selftest.SelftestResult) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from .main import configure_application
+    from .application import configure_application
     from .main_window import MainWindow
     from .resources import ICON_NAME, app_icon, resource_path
 

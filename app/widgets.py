@@ -59,7 +59,7 @@ def run_processes(view) -> int:
 
 
 def _gpus_box(gpu_count: int | None) -> QSpinBox | None:
-    from rlhf_workbench.core.torchrun import can_launch, visible_gpu_count
+    from rlhf_workbench.core.runs.torchrun import can_launch, visible_gpu_count
 
     count = visible_gpu_count() if gpu_count is None else gpu_count
     if count < 2 or not can_launch():

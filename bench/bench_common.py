@@ -14,7 +14,7 @@ import pstats
 import sys
 
 
-class profiled:
+class profiled:  # noqa: N801 -- read as a function: `with profiled(enabled):`
     """cProfile and torch.profiler around the training call, printed to stderr (the parent shows it)."""
 
     def __init__(self, enabled: bool):

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from rlhf_workbench.core.formats import ReadOptions, get_format

@@ -26,19 +26,21 @@ from pathlib import Path
 
 import torch
 
-from rlhf_workbench.core.config import RewardConfig, config_from_dict, config_to_dict
 from rlhf_workbench.core.demo import create_demo_project
+from rlhf_workbench.core.demo_policy import share_following
 from rlhf_workbench.core.events import Log, Metric
-from rlhf_workbench.core.jobs import execute, start_run
 from rlhf_workbench.core.ppo import train as ppo_train
 from rlhf_workbench.core.ppo.config import PPOConfig
-from rlhf_workbench.core.ppo.demo_policy import share_following
-from rlhf_workbench.core.ppo.models import load_policy
-from rlhf_workbench.core.ppo.rollout import sample_responses
 from rlhf_workbench.core.ppo.train import project_prompts
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.reward import train as rm_train
-from rlhf_workbench.core.terminal_runs import parse_overrides
+from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.runs.records import start_run
+from rlhf_workbench.core.runs.terminal import parse_overrides
+from rlhf_workbench.core.runs.work import Work, execute
+from rlhf_workbench.core.training.config import config_from_dict, config_to_dict
+from rlhf_workbench.core.training.policy import load_policy
+from rlhf_workbench.core.training.rollout import sample_responses
 
 
 def share(policy_spec: str, prompts: list, config: PPOConfig, seed: int) -> tuple[float, list[str]]:
@@ -67,7 +69,7 @@ def main() -> None:
         rm_config = RewardConfig(seed=args.seed)
         with Project.open(path) as project:
             ctx = start_run(project, kind="reward", name="demo rm", config=rm_config)
-        result = execute(rm_train.JOB_PATH, rm_config, ctx, lambda e: None, lambda: False)
+        result = execute(Work.job(rm_train.JOB_PATH, rm_config, ctx), lambda e: None, lambda: False)
         if not hasattr(result, "summary"):
             sys.exit(f"reward model failed: {result.message}")
         rm_seconds = time.perf_counter() - t0
@@ -95,7 +97,7 @@ def main() -> None:
             elif isinstance(event, Log) and event.level == "warning":
                 print(f"warning: {event.message}", flush=True)
 
-        result = execute(ppo_train.JOB_PATH, config, ctx, sink, lambda: time.perf_counter() - started > args.seconds)
+        result = execute(Work.job(ppo_train.JOB_PATH, config, ctx), sink, lambda: time.perf_counter() - started > args.seconds)
         seconds = time.perf_counter() - started
         if not hasattr(result, "summary"):
             sys.exit(f"PPO failed: {result.message}")

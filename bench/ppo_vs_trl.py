@@ -99,9 +99,10 @@ def first_human_turn(transcript: str) -> str | None:
 
 
 def train_tokenizer(texts: list[str], folder: Path):
-    from rlhf_workbench.core.models import DEMO_CHAT_TEMPLATE
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
+    from rlhf_workbench.core.models import DEMO_CHAT_TEMPLATE
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -169,7 +169,7 @@ def prepare(work: Path, n_train: int = TRAIN_PAIRS, n_val: int = VAL_PAIRS, mode
 
 def check_same_tokens(tokenizer, pairs: list[dict]) -> None:
     """Our data path must turn each pair into the very ids TRL's does, or the race is unfair."""
-    from rlhf_workbench.core.reward.data import encode_pair
+    from rlhf_workbench.core.training.pairs import encode_pair
 
     for p in pairs:
         ours = encode_pair(tokenizer, (p["prompt"], p["chosen_answer"], p["rejected_answer"]), MAX_LENGTH)
@@ -278,8 +278,8 @@ def run_trl(work: Path, profile: bool) -> dict:
 
 
 def run_ours(work: Path, profile: bool) -> dict:
-    from rlhf_workbench.core.config import RewardConfig
     from rlhf_workbench.core.events import Log, Progress
+    from rlhf_workbench.core.reward.config import RewardConfig
     from rlhf_workbench.core.reward.train import train
 
     model, tokenizer, train_pairs, val_pairs = load(work)

@@ -1,4 +1,5 @@
-"""The headless core of RLHF Workbench: projects, the store, formats, jobs. Never imports Qt."""
+"""The headless core of RLHF Workbench: projects, the store, formats, the run machinery, the training
+toolkit and methods, the CLI. Never imports Qt. core/README.md maps it."""
 
 
 def __getattr__(name: str):

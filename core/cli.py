@@ -3,8 +3,8 @@
     rlhf-workbench                         open the app
     rlhf-workbench PROJECT [--annotator N] open the app on a project
     rlhf-workbench init|demo|import|export|stats|formats ...
-    rlhf-workbench train-rm PROJECT [--config rm.toml] [--resume RUN_ID]
-    rlhf-workbench ppo PROJECT [--config ppo.toml] [--set KEY=VALUE] [--resume RUN_ID]
+    rlhf-workbench train-rm|ppo PROJECT [--config FILE] [--set KEY=VALUE] [--resume RUN_ID]
+                                           a training method's run (one command per method: core/methods.py)
     rlhf-workbench generate PROJECT [--model SPEC] [--model-b SPEC] [-n N] [--set KEY=VALUE]
     rlhf-workbench score MODEL TEXT...
     rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
@@ -23,7 +23,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import Cancelled, WorkbenchError
+from .errors import WorkbenchError
+from .methods import METHODS
+from .training.method import TrainingMethod
+
 
 def main(argv: list[str] | None = None) -> int:
     # Large imports parse in a child process; a frozen app must let that child start as one.
@@ -129,20 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
-    _training_parser(
-        sub, "train-rm", help="train a reward model on a project's labelled pairs",
-        description="Train a reward model (Bradley-Terry) on the project's pairs judged 'A better' or 'B better', "
-        "recording the run as the app does. Without --config: the tiny demo model with settings that suit the "
-        "demo project on a CPU.",
-        set_example="--set epochs=3 --set base_model=/models/my-rm",
-    )
-    _training_parser(
-        sub, "ppo", help="train a policy by PPO against a reward model",
-        description="Run PPO on the project's prompts against a reward model, recording the run as the app does. "
-        "Without --config: the demo policy against the project's latest reward model, with settings that suit the "
-        "demo project on a CPU.",
-        set_example="--set total_episodes=2048 --set policy=/models/my-sft",
-    )
+    for method in METHODS:
+        _training_parser(sub, method)
 
     p = sub.add_parser(
         "runs",
@@ -196,7 +187,7 @@ def _run_subcommand(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except (WorkbenchError, Cancelled) as exc:
+    except WorkbenchError as exc:
         # One write per line: under torchrun every rank may refuse at once, into the same stream.
         sys.stderr.write(f"error: {_rank_prefix()}{exc}\n")
         return 1
@@ -206,7 +197,7 @@ def _run_subcommand(argv: list[str]) -> int:
 
 
 def _rank_prefix() -> str:
-    # From torchrun's environment, not core.distributed: an error path should not import torch.
+    # From torchrun's environment, not core.training.distributed: an error path should not import torch.
     rank = os.environ.get("RANK", "0")
     return f"rank {rank}: " if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1" else ""
 
@@ -248,7 +239,7 @@ def _cmd_import(args) -> int:
                     mapping=args.mapping,
                     annotator=args.annotator,
                     skip_bad=args.skip_bad,
-                    progress=bar.update,
+                    sink=bar.sink,
                 )
             reports.append(report)
             if not args.json:
@@ -318,9 +309,9 @@ def _cmd_formats(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from .config import config_from_dict, config_to_dict, load_config
     from .generate import GenerateConfig, generate_pairs, summary
-    from .terminal_runs import parse_overrides
+    from .runs.terminal import parse_overrides
+    from .training.config import config_from_dict, config_to_dict, load_config
 
     config = load_config(GenerateConfig, args.config) if args.config else GenerateConfig()
     flags = {k: v for k, v in (("model", args.model), ("model_b", args.model_b), ("n_prompts", args.n_prompts))
@@ -328,7 +319,7 @@ def _cmd_generate(args) -> int:
     settings = {**config_to_dict(config), **flags, **parse_overrides(args.overrides)}
     config = config_from_dict(GenerateConfig, settings, source="the options").validate()
     with _ProgressBar("responses", disabled=args.json, unit="response") as bar:
-        counts = generate_pairs(args.project, config, progress=lambda done, total, message=None: bar.update(done, total))
+        counts = generate_pairs(args.project, config, sink=bar.sink)
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
@@ -336,40 +327,33 @@ def _cmd_generate(args) -> int:
     return 0
 
 
-def _training_parser(sub, command: str, *, help: str, description: str, set_example: str) -> None:
+def _training_parser(sub, method: TrainingMethod) -> None:
     p = sub.add_parser(
-        command, help=help,
-        description=f"{description} Ctrl+C (or SIGTERM) stops with a checkpoint; --resume continues a run from its "
-        "last one. Runs unchanged under torchrun (see the README's 'Several GPUs').",
+        method.command, help=method.help,
+        description=f"{method.description} Ctrl+C (or SIGTERM) stops with a checkpoint; --resume continues a run "
+        "from its last one. Runs unchanged under torchrun (see the README's 'Several GPUs').",
     )
     p.add_argument("project", type=Path)
     p.add_argument("--config", type=Path, help="a TOML file of settings (unknown keys are refused)")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override one setting (repeatable), e.g. {set_example}",
+        help=f"override one setting (repeatable), e.g. {method.set_example}",
     )
     p.add_argument("--name", default="", help="a name for the run (default: its id)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last complete checkpoint")
-    # For the app, which creates the run itself and reads the events (core/torchrun.py).
+    # For the app, which creates the run itself and reads the events (core/runs/torchrun.py).
     p.add_argument("--app-run", dest="created_run", metavar="RUN_ID", help=argparse.SUPPRESS)
     p.add_argument("--events", action="store_true", help=argparse.SUPPRESS)
 
 
-def _training_options(args) -> dict:
-    return dict(config_path=args.config, overrides=args.overrides, name=args.name, resume=args.resume,
-                created_run=args.created_run, events=args.events)
+def _cmd_train(method: TrainingMethod):
+    def command(args) -> int:
+        from .runs.terminal import run_from_terminal
 
+        return run_from_terminal(method, args.project, config_path=args.config, overrides=args.overrides,
+                                 name=args.name, resume=args.resume, created_run=args.created_run, events=args.events)
 
-def _cmd_train_rm(args) -> int:
-    from .reward.console import train_reward_model
-
-    return train_reward_model(args.project, **_training_options(args))
-
-
-def _cmd_ppo(args) -> int:
-    from .ppo.console import run_ppo
-
-    return run_ppo(args.project, **_training_options(args))
+    return command
 
 
 def _cmd_runs(args) -> int:
@@ -410,8 +394,7 @@ _COMMANDS = {
     "stats": _cmd_stats,
     "formats": _cmd_formats,
     "generate": _cmd_generate,
-    "train-rm": _cmd_train_rm,
-    "ppo": _cmd_ppo,
+    **{method.command: _cmd_train(method) for method in METHODS},
     "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,
@@ -428,6 +411,13 @@ class _ProgressBar:
 
     def __enter__(self) -> "_ProgressBar":
         return self
+
+    def sink(self, event) -> None:
+        """A sink for work's events: each Progress moves the bar."""
+        from .events import Progress
+
+        if isinstance(event, Progress) and event.total:
+            self.update(event.step, event.total)
 
     def update(self, done: int, total: int) -> None:
         if self.disabled:

@@ -59,9 +59,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bulk import BulkWriter
 from .project import DB_NAME, Project
 from .records import PairRecord, user_prompt
-from .bulk import BulkWriter
 
 DEMO_ANNOTATOR = "dataset:demo"
 DEMO_ORIGIN = "demo"

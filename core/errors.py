@@ -10,7 +10,22 @@ from pathlib import Path
 
 
 class WorkbenchError(Exception):
-    """Base of every error the core raises on purpose. Anything else is a bug."""
+    """Base of every error the core raises on purpose. Anything else is a bug.
+
+    `hint` says what to try, where there is something to say; work that fails this way reaches
+    the person as a Failed event with both (core/runs/work.py).
+    """
+
+    hint: str | None = None
+
+    def __init__(self, *args: object, hint: str | None = None):
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 class ProjectError(WorkbenchError):
@@ -58,5 +73,16 @@ class ConfigError(WorkbenchError):
     """A setting outside its allowed values: names the setting and what is allowed."""
 
 
-class Cancelled(WorkbenchError):
-    """The person asked to stop; whatever was in progress was rolled back."""
+class JobFailed(WorkbenchError):
+    """A training job could not go on (a NaN loss, out of memory, no data): the message says what
+    happened, the hint what to try, `step` where."""
+
+    def __init__(self, message: str, *, hint: str | None = None, step: int | None = None):
+        super().__init__(message, hint=hint)
+        self.step = step
+
+
+class Stopped(WorkbenchError):
+    """Work was asked to stop (its `stop()` turned true) and gave up before it finished. The
+    message says what was kept: usually nothing, since an import or a generation rolls back
+    ("import cancelled; nothing was imported"); scoring keeps the batches it wrote."""

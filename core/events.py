@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 
 def _now() -> float:
@@ -72,10 +72,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Finished:
-    """The job ended normally (`stopped` is True when it ended because it was asked to)."""
+    """The work ended normally (`stopped` is True when it ended because it was asked to). A job's
+    `summary` holds its final figures (stored with its run); `value` is what a task returned
+    (scores, counts, rows: anything picklable), for whoever started it."""
 
     summary: dict[str, float | int | str]
     stopped: bool = False
+    value: Any = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ StopFlag = Callable[[], bool]
 
 
 # -- as text: one JSON object per line ------------------------------------------------------------
-# How rank 0 of a torchrun launch hands its events to the app that started it (core/torchrun.py):
+# How rank 0 of a torchrun launch hands its events to the app that started it (core/runs/torchrun.py):
 # the launch's only channel back is its output.
 
 EVENT_LINE_PREFIX = "@event "

@@ -26,15 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from .bulk import BulkWriter
-from .config import _f, validate_fields
-from .errors import Cancelled, ConfigError, WorkbenchError
+from .errors import ConfigError, Stopped, WorkbenchError
+from .events import Progress, Sink, StopFlag
 from .models import DEMO
 from .project import Project
 from .records import Conversation, conversation_from_json
 from .store.model_pairs import GENERATED
+from .training.config import setting, validate_fields
 
-Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape
-# Rows per generate call: also how often progress is reported and Cancel is looked at.
+# Rows per generate call: also how often progress is reported and stop() is looked at.
 CHUNK = 16
 
 
@@ -42,42 +42,42 @@ CHUNK = 16
 class GenerateConfig:
     """Two candidate responses per prompt from a local causal LM, added to the project as pairs."""
 
-    model: str = _f(
+    model: str = setting(
         DEMO,
         "The causal LM that writes the responses: a local model folder, a model in this machine's Hugging Face "
         "cache, a PPO checkpoint's policy folder, or 'demo' for the built-in demo policy.",
     )
-    model_b: str | None = _f(
+    model_b: str | None = setting(
         None,
         "A second model, for response B (e.g. a PPO policy against its starting model). Empty: the first model "
         "samples both responses.",
         optional=True,
     )
-    prompt_origin: str | None = _f(
+    prompt_origin: str | None = setting(
         None,
         "Only the prompts of pairs whose origin starts with this. Empty: every prompt, those without any pair first.",
         optional=True,
     )
-    n_prompts: int = _f(32, "How many prompts get a pair (each two responses).", min=1, max=10_000_000)
-    max_new_tokens: int = _f(128, "Longest response in tokens; a response ends earlier at the end-of-text token.",
+    n_prompts: int = setting(32, "How many prompts get a pair (each two responses).", min=1, max=10_000_000)
+    max_new_tokens: int = setting(128, "Longest response in tokens; a response ends earlier at the end-of-text token.",
                              min=1, max=32768)
-    temperature: float = _f(
+    temperature: float = setting(
         1.0, "Sampling temperature. 1.0 samples the model as it is; lower gives more alike responses.", min=0.01, max=10.0
     )
-    top_p: float = _f(0.95, "Nucleus sampling: sample from the smallest set of tokens with this much probability.",
+    top_p: float = setting(0.95, "Nucleus sampling: sample from the smallest set of tokens with this much probability.",
                       min=0.01, max=1.0)
-    max_prompt_length: int = _f(
+    max_prompt_length: int = setting(
         1024, "Prompts longer than this many tokens keep their end (the question is usually last).", min=4, max=131072
     )
-    batch_size: int = _f(CHUNK, "Responses sampled side by side; lower it if the GPU runs out of memory.",
+    batch_size: int = setting(CHUNK, "Responses sampled side by side; lower it if the GPU runs out of memory.",
                          min=1, max=4096)
-    seed: int = _f(0, "Seeds the choice of prompts and the sampling: the same seed gives the same pairs.",
+    seed: int = setting(0, "Seeds the choice of prompts and the sampling: the same seed gives the same pairs.",
                    min=0, max=2**32 - 1)
-    device: str = _f("auto", "Where to sample. auto: a CUDA GPU, else Apple's MPS, else the CPU.",
+    device: str = setting("auto", "Where to sample. auto: a CUDA GPU, else Apple's MPS, else the CPU.",
                      choices=("auto", "cuda", "mps", "cpu"))
-    precision: str = _f("fp32", "bf16 or fp16 halve the memory on a CUDA GPU; elsewhere the model runs in fp32.",
+    precision: str = setting("fp32", "bf16 or fp16 halve the memory on a CUDA GPU; elsewhere the model runs in fp32.",
                         choices=("fp32", "bf16", "fp16"))
-    trust_remote_code: bool = _f(
+    trust_remote_code: bool = setting(
         False, "Run Python code shipped with the model folder. Only for models from a source you trust."
     )
 
@@ -124,18 +124,18 @@ def generate_pairs(
     project_path: str | Path,
     config: GenerateConfig,
     *,
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    sink: Sink | None = None,
+    stop: StopFlag | None = None,
 ) -> dict[str, Any]:
-    """Add up to `config.n_prompts` generated pairs to the project.
+    """Add up to `config.n_prompts` generated pairs to the project, reporting Progress into `sink`.
 
     Returns counts: prompts (sampled), pairs_added, pairs_existing (already in the project),
     identical and empty (skipped), origin. Raises WorkbenchError when there are no prompts or a
-    model cannot be loaded, and Cancelled (nothing added) when `cancelled()` turns true.
+    model cannot be loaded, and Stopped (nothing added) when `stop()` turns true.
     """
     config.validate()
-    report = progress or (lambda done, total, message=None: None)
-    is_cancelled = cancelled or (lambda: False)
+    report = _reporter(sink)
+    stopped = stop or (lambda: False)
     with Project.open(project_path) as project:
         origin = generated_origin(config, project.path)
         prompts = pick_prompts(project, config.prompt_origin, origin, config.n_prompts, config.seed)
@@ -150,26 +150,26 @@ def generate_pairs(
     report(0, total, "Loading the model…")
     if config.model_b:
         answers_a = sample_from(config.model, prompts, what="the model", settings=settings,
-                                progress=lambda done: report(done, total, f"Sampling from the model: {done:,} of {len(prompts):,}"),
-                                cancelled=is_cancelled)
+                                on_sampled=lambda done: report(done, total, f"Sampling from the model: {done:,} of {len(prompts):,}"),
+                                stop=stopped)
         report(len(prompts), total, "Loading the second model…")
         answers_b = sample_from(config.model_b, prompts, what="the second model", settings=settings,
-                                progress=lambda done: report(len(prompts) + done, total,
+                                on_sampled=lambda done: report(len(prompts) + done, total,
                                                              f"Sampling from the second model: {done:,} of {len(prompts):,}"),
-                                cancelled=is_cancelled)
+                                stop=stopped)
     else:
         # Both responses in one pass: each prompt twice, side by side, each row its own draw.
         doubled = [p for p in prompts for _ in (0, 1)]
         answers = sample_from(config.model, doubled, what="the model", settings=settings,
-                              progress=lambda done: report(done, total, f"Sampling: {done // 2:,} of {len(prompts):,} prompts"),
-                              cancelled=is_cancelled)
+                              on_sampled=lambda done: report(done, total, f"Sampling: {done // 2:,} of {len(prompts):,} prompts"),
+                              stop=stopped)
         answers_a, answers_b = answers[0::2], answers[1::2]
 
     identical = sum(1 for a, b in zip(answers_a, answers_b) if a == b and a)
     empty = sum(1 for a, b in zip(answers_a, answers_b) if not a or not b)
     kept = [(p, a, b) for p, a, b in zip(prompts, answers_a, answers_b) if a and b and a != b]
-    if is_cancelled():
-        raise Cancelled("Generating was cancelled; nothing was added")
+    if stopped():
+        raise Stopped("Generating was cancelled; nothing was added")
     report(total, total, "Adding the pairs…")
     source = "checkpoint" if _inside_runs(Path(config.model.strip()).expanduser(), project_dir) else "model"
     meta_models = {"a": config.model, "b": config.model_b or config.model}
@@ -227,8 +227,8 @@ def sample_from(
     *,
     what: str,
     settings: dict[str, Any],
-    progress: Callable[[int], None],
-    cancelled: Callable[[], bool],
+    on_sampled: Callable[[int], None],
+    stop: StopFlag,
     cancel_message: str = "Generating was cancelled; nothing was added",
 ) -> list[str]:
     """One response per prompt from the model `spec`, which is loaded here and freed after.
@@ -239,9 +239,9 @@ def sample_from(
     """
     import torch
 
-    from .ppo.models import load_policy
-    from .ppo.rollout import sample_responses
-    from .reward.hardware import resolve_device
+    from .training.device import resolve_device
+    from .training.policy import load_policy
+    from .training.rollout import sample_responses
 
     device = resolve_device(settings["device"])
     dtype = torch.float32
@@ -257,14 +257,14 @@ def sample_from(
     responses: list[str] = []
     try:
         for start in range(0, len(prompts), batch):
-            if cancelled():
-                raise Cancelled(cancel_message)
+            if stop():
+                raise Stopped(cancel_message)
             responses += sample_responses(
                 model, tokenizer, prompts[start : start + batch],
                 max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"], top_p=settings["top_p"],
                 seed=settings["seed"] + start, batch_size=batch, max_prompt_length=settings["max_prompt_length"],
             )
-            progress(len(responses))
+            on_sampled(len(responses))
     finally:
         del model
         gc.collect()
@@ -273,13 +273,17 @@ def sample_from(
     return responses
 
 
-def generate_in_child(events: Any, cancel: Any, project_path: str | Path, settings: dict[str, Any]) -> None:
-    """generate_pairs in a spawned child (app/child_work.py starts it), reporting on `events`, polling `cancel`."""
-    from .child_protocol import report_to
-    from .config import config_from_dict
+def _reporter(sink: Sink | None) -> Callable[..., None]:
+    """progress(done, total, message) as Progress events into `sink`."""
+    if sink is None:
+        return lambda done, total, message=None: None
+    return lambda done, total, message=None: sink(Progress(done, total, message or ""))
 
-    def work(progress, cancelled):
-        config = config_from_dict(GenerateConfig, settings, source="the Generate dialog")
-        return generate_pairs(project_path, config, progress=progress, cancelled=cancelled)
 
-    report_to(events, cancel, work)
+def generate_task(project_path: str | Path, settings: dict[str, Any], *, sink: Sink, stop: StopFlag) -> dict[str, Any]:
+    """generate_pairs as work for a child process (the Generate dialog runs it so, as
+    "rlhf_workbench.core.generate:generate_task"): the settings as plain values."""
+    from .training.config import config_from_dict
+
+    config = config_from_dict(GenerateConfig, settings, source="the Generate dialog")
+    return generate_pairs(project_path, config, sink=sink, stop=stop)

@@ -101,7 +101,7 @@ def driver_present() -> bool:
     if sys.platform.startswith("linux"):
         return Path("/proc/driver/nvidia/version").exists()
     if sys.platform == "win32":
-        system = Path(os.environ.get("SystemRoot", r"C:\Windows"), "System32")
+        system = Path(os.environ.get("SystemRoot", r"C:\Windows"), "System32")  # noqa: SIM112 -- Windows spells it so
         return (system / "nvcuda.dll").exists() or (system / "nvidia-smi.exe").exists()
     return False  # macOS: no CUDA
 

@@ -7,12 +7,12 @@ spare core during an import, so for large files (importing.PIPELINE_MIN_BYTES) t
 runs in a child process:
 
     reading process                                  importing process
-    RowSource -> parse_row -> _validate ->           BulkWriter.write_prepared (ids, inserts)
+    RowSource -> parse_row -> validate_record ->           BulkWriter.write_prepared (ids, inserts)
     BulkWriter.prepare_pair (JSON, hashes)  --pipe-> in store.transaction(); flush; commit
     (or, for a format's usual rows, its fast
     path Format.pair_row -> BulkWriter.hash_pair)
 
-Both sides run the same code as a single-process import (`importing._prepared_batches` there,
+Both sides run the same code as a single-process import (`import_rows.prepared_batches` there,
 `BulkWriter.write_prepared` here), so the rows, digests, reports and errors are the same. The
 child sends plain tuples, a batch of a few thousand rows per message (marshal: the fastest
 serialiser for tuples of str, bytes, float and None; the fast path's texts travel as their UTF-8
@@ -37,7 +37,7 @@ frozen app (which must call multiprocessing.freeze_support() at start) and besid
 threads. Like every spawned process it imports the program's main module again, so an import
 chooses it by itself only where that is harmless (`spawn_is_safe`). It only reads the file;
 everything it learns goes through the pipe. The parent never waits on it blindly: it polls, and
-between polls checks `cancel` and whether the child is still alive, so a child that dies (killed,
+between polls checks `stop` and whether the child is still alive, so a child that dies (killed,
 out of memory) gives a WorkbenchError within a fraction of a second and the import's transaction
 is rolled back. Cancelling and any error terminate the child.
 """
@@ -61,11 +61,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import errors
-from .errors import Cancelled, InputError, WorkbenchError
+from .errors import InputError, Stopped, WorkbenchError
+from .import_rows import Batch
 
 _log = logging.getLogger(__name__)
 
-# How often (seconds) a waiting parent checks `cancel` and the child's liveness.
+# How often (seconds) a waiting parent checks `stop` and the child's liveness.
 _POLL_S = 0.05
 # Batches the child may prepare ahead of what the pipe has taken: keeps it busy while the parent
 # writes, and bounds its memory (a batch is a few MB).
@@ -78,10 +79,6 @@ READER_NAME = "rlhf-workbench-import-reader"
 # multiprocessing's message framing (see PipelineReader._recv_bytes).
 _SIZE = struct.Struct("!i")
 _LONG_SIZE = struct.Struct("!Q")
-
-
-# (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far)
-Batch = tuple[list[tuple], list[tuple], int, int, int]
 
 
 @dataclass(frozen=True)
@@ -151,8 +148,8 @@ class PipelineReader:
     def pid(self) -> int | None:
         return self._process.pid
 
-    def batches(self, here: Iterator[Batch] | None, cancel: Callable[[], bool] | None = None) -> Iterator[Batch]:
-        """All the file's batches, as `importing._prepared_batches` yields them; raises what it raises.
+    def batches(self, here: Iterator[Batch] | None, stop: Callable[[], bool] | None = None) -> Iterator[Batch]:
+        """All the file's batches, as `import_rows.prepared_batches` yields them; raises what it raises.
 
         `here`, when given, is the same generator run in this process: its batches are used while
         the child starts (a fresh interpreter takes a few tenths of a second). Once the child is
@@ -162,7 +159,7 @@ class PipelineReader:
         reads from the first row.
         """
         if here is None:
-            self._start(0, cancel)
+            self._start(0, stop)
         else:
             consumed = 0  # rows (good or rejected) read here
             try:
@@ -174,14 +171,14 @@ class PipelineReader:
                 else:
                     return  # the whole file was read here before the child was ready
                 # Every batch but a file's last holds exactly batch_rows rows, good or rejected.
-                self._start(consumed + self.task.batch_rows, cancel)
+                self._start(consumed + self.task.batch_rows, stop)
                 for batch in here:
                     yield batch
                     break
             finally:
                 here.close()
         while True:
-            message = self._receive(cancel)
+            message = self._receive(stop)
             if message[0] == "batch":
                 yield message[1:]
             elif message[0] == "done":
@@ -200,9 +197,9 @@ class PipelineReader:
             else:
                 raise WorkbenchError(f"internal: the import's reading process sent {message[0]!r}")
 
-    def _start(self, skip: int, cancel: Callable[[], bool] | None) -> None:
+    def _start(self, skip: int, stop: Callable[[], bool] | None) -> None:
         """Wait for the child's "ready", then tell it to start after `skip` rows."""
-        kind, *_ = self._receive(cancel)
+        kind, *_ = self._receive(stop)
         self._ready_s = time.perf_counter() - self._started
         if kind != "ready":
             raise WorkbenchError(f"internal: the import's reading process sent {kind!r} before it was ready")
@@ -211,12 +208,12 @@ class PipelineReader:
         except OSError:
             raise self._died() from None
 
-    def _receive(self, cancel: Callable[[], bool] | None) -> tuple:
-        """The child's next message; raises the error it reports, Cancelled, or if it has died."""
+    def _receive(self, stop: Callable[[], bool] | None) -> tuple:
+        """The child's next message; raises the error it reports, Stopped, or if it has died."""
         conn, process = self._conn, self._process
         while not conn.poll(_POLL_S):
-            if cancel is not None and cancel():
-                raise Cancelled(f"{self.task.path}: import cancelled; nothing was imported")
+            if stop is not None and stop():
+                raise Stopped(f"{self.task.path}: import cancelled; nothing was imported")
             if not process.is_alive() and not conn.poll(0):
                 raise self._died()
         try:
@@ -300,7 +297,7 @@ class PipelineReader:
         )
 
     def close(self) -> None:
-        """Stop the child if it is still running (after an error, a cancel, or when it was not
+        """Stop the child if it is still running (after an error, a stop, or when it was not
         needed) and release it."""
         process = self._process
         if self._done:
@@ -326,7 +323,7 @@ def _child_main(conn, task: ReadTask) -> None:
         try:
             from .formats import ReadOptions, get_format
             from .formats.rows import RowSource
-            from .importing import _prepared_batches
+            from .import_rows import prepared_batches
 
             fmt = get_format(task.format)
             source = RowSource(task.path, task.container)
@@ -352,7 +349,7 @@ def _child_main(conn, task: ReadTask) -> None:
                     return True
                 return False
 
-            for batch in _prepared_batches(
+            for batch in prepared_batches(
                 fmt, source, options, task.skip_bad, task.batch_rows, skip=skip, hash_here=hash_here
             ):
                 if not sender.put(marshal.dumps(("batch", *batch))):

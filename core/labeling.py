@@ -1,4 +1,5 @@
-"""Labelling: the queues of pairs to judge, the labelling session, and agreement statistics.
+"""Labelling: the queues of pairs to judge and the labelling session (agreement statistics are
+agreement.py's).
 
 The GUI's Label tab is a thin face on `LabelSession`; the CLI and tests drive the same object.
 Every SQL statement is in core/store/labeling.py; this module decides what the queues *mean*.
@@ -52,19 +53,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-# Agreement statistics live in agreement.py (this file would pass 400 lines) and are re-exported
-# here: callers import everything about labelling from one place.
-from .agreement import (  # noqa: F401
-    AgreementReport,
-    AnnotatorStats,
-    DatasetAgreement,
-    PairAgreement,
-    agreement_report,
-    annotator_stats,
-    cohen_kappa,
-    is_person,
-    krippendorff_alpha_nominal,
-)
+from .agreement import is_person
 from .errors import WorkbenchError
 from .records import DATASET_ANNOTATOR_PREFIX, ExportPair
 from .store import Store, settle_verdict

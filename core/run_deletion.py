@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbenchError
-from .jobs import run_dir_of, run_is_executing
 from .project import Project
-from .ppo.config import PINNED_MODELS_FILE
+from .runs.records import run_dir_of, run_is_executing
+from .training.run_models import PINNED_MODELS_FILE
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ it:
 2. exports its judged pairs (hh-rlhf) and imports them into a new project through the import
    pipeline's reading process (a spawned child: the frozen app's multiprocessing start-up);
 3. trains the tiny demo reward model for a few steps in a child process, through the very runner
-   the GUI's Reward model tab uses (`runners.run_in_child`, `import_main=False`, the job at
-   `reward.train.JOB_PATH`), and checks that the run finished, was recorded and left a checkpoint;
-4. scores a text with that checkpoint in another spawned process, as the tab's *Score a text* does.
+   the GUI's Reward model tab uses (`runs.child.ChildRunner`, `import_main=False`, the job at
+   `reward.method.REWARD_MODEL.job`), and checks that the run finished, was recorded and left a
+   checkpoint;
+4. scores a text with that checkpoint in another spawned child, through the same runner, as the
+   tab's *Score a text* does.
 
 Hugging Face's offline switches are set for the whole test, so it passes with no network, as the
 installed app must. Nothing here imports torch in this process: it all happens in the children,
@@ -145,11 +147,12 @@ def _steps(result: SelftestResult, base: Path, steps: int, deadline: float, say)
 
 
 def _train(project, steps: int, deadline: float, figures: dict) -> None:
-    from .config import RewardConfig
     from .events import Checkpoint, Failed, Finished, Metric
-    from .jobs import start_run
-    from .reward.train import JOB_PATH
-    from .runners import run_in_child
+    from .reward.config import RewardConfig
+    from .reward.method import REWARD_MODEL
+    from .runs.child import ChildRunner
+    from .runs.records import start_run
+    from .runs.work import Work
 
     config = RewardConfig(
         base_model="demo",
@@ -162,7 +165,7 @@ def _train(project, steps: int, deadline: float, figures: dict) -> None:
     ctx = start_run(project, kind="reward", name="selftest", config=config)
     # Exactly what the GUI's JobController does: a spawned child that never imports this
     # program's main module (in the app, that module imports Qt).
-    job = run_in_child(JOB_PATH, config, ctx, import_main=False)
+    job = ChildRunner(Work.job(REWARD_MODEL.job, config, ctx), import_main=False)
     losses: list[float] = []
     checkpoints: list[str] = []
     result = None
@@ -201,12 +204,19 @@ def _train(project, steps: int, deadline: float, figures: dict) -> None:
 
 
 def _score(checkpoint: str, deadline: float) -> float:
-    from .reward import remote
+    from .events import Finished
+    from .runs.child import ChildRunner
+    from .runs.work import Work
 
-    # As the Reward model tab's "Score a text": a fresh spawned process, so torch loads there.
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        pending = pool.apply_async(remote.score_texts, (checkpoint, [SCORED_TEXT]))
-        scores = pending.get(timeout=max(1.0, deadline - time.monotonic()))
+    # As the Reward model tab's "Score a text": a fresh spawned child, so torch loads there.
+    work = Work.task("rlhf_workbench.core.reward.remote:score_texts", checkpoint, [SCORED_TEXT], what="scoring")
+    runner = ChildRunner(work, import_main=False)
+    if not runner.join(max(1.0, deadline - time.monotonic())):
+        runner.kill()
+        raise SelftestFailed("scoring", "the scoring process did not answer in time")
+    if not isinstance(runner.result, Finished):
+        raise SelftestFailed("scoring", runner.result.message)
+    scores = runner.result.value
     if len(scores) != 1 or not math.isfinite(scores[0]):
         raise SelftestFailed("scoring", f"expected one finite score, got {scores}")
     return float(scores[0])

@@ -19,6 +19,22 @@ def workbench_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture
+def demo_window(qtbot, tmp_path, workbench_home):
+    """The main window on a fresh demo project, labelling as "ada"; its job is ended afterwards."""
+    from PySide6.QtWidgets import QApplication
+
+    from rlhf_workbench.app.main import configure_application, create_main_window, parse_args
+    from rlhf_workbench.core.demo import create_demo_project
+
+    create_demo_project(tmp_path / "demo").close()
+    configure_application(QApplication.instance())
+    window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
+    qtbot.addWidget(window)
+    yield window
+    window.jobs.shutdown(10)
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """One user data folder for a whole test module, for modules that build the demo policy
@@ -45,9 +61,9 @@ def make_project(tmp_path):
     `pairs` are (prompt text or Conversation, response A, response B, origin, verdict, annotator);
     verdict and annotator may be None.
     """
+    from rlhf_workbench.core.bulk import BulkWriter
     from rlhf_workbench.core.project import Project
     from rlhf_workbench.core.records import user_prompt
-    from rlhf_workbench.core.bulk import BulkWriter
 
     def make(name: str, pairs=()):
         with Project.create(tmp_path / name, name=name) as project:

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlhf_workbench.core.errors import JobFailed
 from rlhf_workbench.core.events import Checkpoint, Log, Metric, Progress, Sample
-from rlhf_workbench.core.jobs import JobFailed
 
 
 @dataclass
@@ -94,3 +94,16 @@ def dies(config: CountConfig, ctx, sink, stop) -> dict:
 def qt_loaded(config, ctx, sink, stop) -> dict:
     """Whether this process has loaded Qt (a training child must not)."""
     return {"qt": any(name.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph") for name in sys.modules)}
+
+
+def nap(seconds: float, *, sink, stop) -> float:
+    """A task (unrecorded work): says it started, then naps until `seconds` pass or it is stopped."""
+    sink(Progress(0, 1, f"napping in {os.getpid()}"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stop():
+            from rlhf_workbench.core.errors import Stopped
+
+            raise Stopped("woken up; nothing was done")
+        time.sleep(0.01)
+    return seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlhf_workbench.core.labeling import (
+from rlhf_workbench.core.agreement import (
     agreement_report,
     annotator_stats,
     cohen_kappa,

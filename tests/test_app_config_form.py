@@ -6,8 +6,8 @@ import pytest
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 
 from rlhf_workbench.app.config_form import ConfigForm
-from rlhf_workbench.core.config import RewardConfig
 from rlhf_workbench.core.errors import ConfigError
+from rlhf_workbench.core.reward.config import RewardConfig
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF
+
 from rlhf_workbench.app.curves import PPO_GROUPS, CurvesPanel
 from rlhf_workbench.core.events import Metric
 

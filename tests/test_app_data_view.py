@@ -6,8 +6,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 
-from rlhf_workbench.app.views.data_view import DataView
 from rlhf_workbench.app import tasks
+from rlhf_workbench.app.views.data_view import DataView
 from rlhf_workbench.app.views.table_models import IdTableModel, PagedTableModel
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
+
 from rlhf_workbench.app import tasks
 from rlhf_workbench.app.views.data_view import DataView
 from rlhf_workbench.app.views.ppo_pickers import SpecBox
@@ -66,6 +67,7 @@ def test_the_dialog_offers_the_models_and_the_waiting_prompts(view, qtbot):
     dialog.reject()
 
 
+@pytest.mark.slow
 def test_generate_adds_pairs_and_refreshes_the_tables(view, qtbot):
     added = []
     view.generator.added.connect(added.append)
@@ -76,7 +78,7 @@ def test_generate_adds_pairs_and_refreshes_the_tables(view, qtbot):
     dialog.form.widgets["max_new_tokens"].setValue(16)
     qtbot.mouseClick(dialog.generate_button, Qt.MouseButton.LeftButton)
     assert not view.generator.button.isEnabled()  # one generation at a time
-    tasks.cancel_all()
+    tasks.stop_all()
     qtbot.waitUntil(view.generator.button.isEnabled, timeout=300_000)
     assert not added and not view.project.store.pair_ids(origin="generated:demo")
     assert _message_boxes(view)[-1].windowTitle() == "Generating cancelled"

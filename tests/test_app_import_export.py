@@ -13,8 +13,9 @@ from PySide6.QtWidgets import QMessageBox, QProgressDialog, QPushButton
 from rlhf_workbench.app import tasks
 from rlhf_workbench.app.views.data_view import DataView
 from rlhf_workbench.app.views.import_dialog import ImportDialog, ImportSummary, guess_mapping
-from rlhf_workbench.core import importing
+from rlhf_workbench.core import import_rows, importing
 from rlhf_workbench.core.bulk import BulkWriter
+from rlhf_workbench.core.events import Failed, Finished
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
 
@@ -123,8 +124,8 @@ def test_a_forced_format_and_the_mapping_guess(view, qtbot):
     dialog.set_format("trl")  # forcing a format that does not fit: the core says why, naming the row
     assert dialog.format.currentData() == "trl" and detected != "trl"
     dialog.accept()
-    assert view.import_task.wait(10) and view.import_task.outcome == "failed"
-    assert "line 1" in view.import_task.message and shown_counts(view)["pairs"] == "0"
+    assert view.import_task.wait(10) and isinstance(view.import_task.result, Failed)
+    assert "line 1" in view.import_task.result.message and shown_counts(view)["pairs"] == "0"
 
 
 def bad_hh_file(tmp_path) -> Path:
@@ -142,7 +143,7 @@ def test_a_bad_file_shows_the_core_message_naming_the_line_and_changes_nothing(v
     dialog = opened_dialog(qtbot, view, path)
     assert dialog.format.currentData() == "hh-rlhf"
     dialog.accept()
-    assert view.import_task.wait(10) and view.import_task.outcome == "failed"
+    assert view.import_task.wait(10) and isinstance(view.import_task.result, Failed)
     assert len(errors) == 1 and errors[0].startswith(f"{path}, line 21")
     boxes = visible(view, QMessageBox)
     assert [b.text() for b in boxes] == errors and boxes[0].textFormat() == Qt.TextFormat.PlainText
@@ -164,7 +165,7 @@ def test_a_bad_file_shows_the_core_message_naming_the_line_and_changes_nothing(v
 def test_cancel_in_the_middle_of_an_import_leaves_the_project_unchanged(view, qtbot, monkeypatch):
     # Small batches, and the writer held after its first one: the import is surely mid-way
     # (rows written inside its transaction) when Cancel is pressed.
-    monkeypatch.setattr(importing, "BATCH_ROWS", 100)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 100)
     monkeypatch.setenv(importing.PIPELINE_ENV, "0")
     written, release = threading.Event(), threading.Event()
     original = BulkWriter.write_prepared
@@ -184,8 +185,8 @@ def test_cancel_in_the_middle_of_an_import_leaves_the_project_unchanged(view, qt
     assert progress.labelText() == "Importing pairs.jsonl…"
     qtbot.mouseClick(progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
     release.set()
-    assert view.import_task.wait(10) and view.import_task.outcome == "cancelled"
-    assert "nothing was imported" in view.import_task.message
+    assert view.import_task.wait(10) and view.import_task.result.stopped
+    assert "nothing was imported" in view.import_task.result.summary["message"]
     assert view.filters.status.text() == "Import cancelled" and view.import_button.isEnabled()
     assert view.project.store.counts() == before
     assert view.project.store.conn.execute("SELECT count(*) FROM imports").fetchone() == (0,)
@@ -234,7 +235,7 @@ def test_export_round_trips_through_the_dialog(view, qtbot, tmp_path, make_proje
     dialog.path.setText(str(out))
     dialog.set_annotators(["alice"])
     dialog.accept()
-    assert view.export_task.wait(10) and view.export_task.outcome == "done"
+    assert view.export_task.wait(10) and isinstance(view.export_task.result, Finished) and not view.export_task.result.stopped
     assert view.last_export.written == 2
     box = visible(view, QMessageBox)[0]
     assert box.text() == view.last_export.summary() and box.textFormat() == Qt.TextFormat.PlainText

@@ -11,9 +11,11 @@ import types
 import pytest
 from job_fixtures import CountConfig
 from PySide6.QtCore import QTimer
+
 from rlhf_workbench.app.jobs import JobController
+from rlhf_workbench.core.errors import JobFailed
 from rlhf_workbench.core.events import Failed, Finished
-from rlhf_workbench.core.jobs import JobFailed, start_run
+from rlhf_workbench.core.runs.records import start_run
 
 
 @pytest.fixture
@@ -124,13 +126,15 @@ def test_the_child_never_loads_qt_even_when_the_apps_main_module_does(qtbot, pro
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtbot, tmp_path, workbench_home, controller):
     """The GPUs setting's path, on two CPU ranks: the same signals, the run recorded once."""
-    from rlhf_workbench.core.config import RewardConfig
     from rlhf_workbench.core.demo import create_demo_project
     from rlhf_workbench.core.models import ensure_demo_model
     from rlhf_workbench.core.project import Project
-    from rlhf_workbench.core.torchrun import LOG_NAME, TorchrunJob
+    from rlhf_workbench.core.reward.config import RewardConfig
+    from rlhf_workbench.core.reward.method import REWARD_MODEL
+    from rlhf_workbench.core.runs.torchrun import LOG_NAME, TorchrunRunner
 
     ensure_demo_model()
     create_demo_project(tmp_path / "demo").close()
@@ -139,8 +143,8 @@ def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtb
         ctx = start_run(project, kind="reward", name="two", config=config)
     seen = _record(controller)
     with qtbot.waitSignal(controller.finished, timeout=150_000) as finished:
-        controller.start("rlhf_workbench.core.reward.train:run", config, ctx, processes=2)
-        assert isinstance(controller._job, TorchrunJob)
+        controller.start(REWARD_MODEL.job, config, ctx, processes=2, command=REWARD_MODEL.command)
+        assert isinstance(controller._task.runner, TorchrunRunner)
     assert not finished.args[0].stopped
     assert [m.step for batch in seen["metrics"] for m in batch if "train/loss" in m.values] == list(range(1, 7))
     assert [c.step for c in seen["checkpoint"]] == [6] and seen["running"] == [True, False]
@@ -154,8 +158,9 @@ def test_two_processes_run_under_torchrun_and_their_events_arrive_as_signals(qtb
 
 def test_the_gpus_box_shows_only_where_there_is_a_choice(qtbot):
     from PySide6.QtWidgets import QWidget
+
     from rlhf_workbench.app.widgets import run_buttons, run_processes
-    from rlhf_workbench.core.torchrun import visible_gpu_count
+    from rlhf_workbench.core.runs.torchrun import visible_gpu_count
 
     def view():
         widget = QWidget()

@@ -9,6 +9,8 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+from test_label_queues import fake_reward_run, plain_pairs
+
 from rlhf_workbench.app import tasks
 from rlhf_workbench.app.main import (
     configure_application,
@@ -17,7 +19,6 @@ from rlhf_workbench.app.main import (
 )
 from rlhf_workbench.app.views.label_queues import SCORE_BUTTON
 from rlhf_workbench.core.project import Project
-from test_label_queues import fake_reward_run, plain_pairs
 
 pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(600)]
 
@@ -83,6 +84,7 @@ def test_policy_vs_reference_shows_the_newest_runs_pairs(qtbot, project_path):
     qtbot.waitUntil(lambda: "Left in this queue: 0" in page.progress_label.text())
 
 
+@pytest.mark.slow
 def test_least_sure_scores_through_the_button_then_offers_the_least_sure_pair(qtbot, project_path, tmp_path):
     with Project.open(project_path) as project:
         run_id = fake_reward_run(project, tmp_path)
@@ -99,7 +101,7 @@ def test_least_sure_scores_through_the_button_then_offers_the_least_sure_pair(qt
     # Cancel reaches the child before its first batch: nothing scored, the queue stays empty.
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert not button.isEnabled()  # one scoring at a time
-    tasks.cancel_all()
+    tasks.stop_all()
     qtbot.waitUntil(button.isEnabled, timeout=300_000)
     assert "cancelled" in page.scoring.status.text()
     assert db(project_path, "SELECT count(*) FROM pair_scores") == [(0,)]

@@ -68,6 +68,7 @@ KEYS = [
 ]
 
 
+@pytest.mark.slow
 def test_label_20_pairs_with_every_key_undo_3_and_relabel(window, qtbot, demo_path):
     page = window.label_view.judge_page
     expected = []  # (pair_id, verdict, shown_left, undone)

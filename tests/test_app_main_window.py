@@ -111,6 +111,7 @@ def test_starting_on_a_bad_path_shows_the_error_then_a_window_with_no_project(st
     box.close()
 
 
+@pytest.mark.slow
 def test_recent_projects_are_remembered_and_the_last_one_reopens(start, make_project, qtbot):
     first, second = make_project("first", PAIRS), make_project("second", PAIRS)
     window = start(first)
@@ -131,6 +132,7 @@ def test_recent_projects_are_remembered_and_the_last_one_reopens(start, make_pro
     assert items == [str(first), str(second)]
 
 
+@pytest.mark.slow
 def test_first_start_offers_the_demo_project_once(start, qtbot):
     window = start()
     dialogs = [d for d in window.findChildren(WelcomeDialog) if d.isVisible()]
@@ -159,6 +161,7 @@ def test_demo_flag_opens_the_demo_creating_it_if_needed(start):
     assert again.project.path == demo_project_path()
 
 
+@pytest.mark.slow
 def test_annotator_flag_is_shown_and_remembered(start, make_project):
     path = make_project("p", PAIRS)
     window = start(path, "--annotator", "alice")
@@ -213,6 +216,7 @@ def test_resources_are_found():
         resource_path("no-such-file.png")
 
 
+@pytest.mark.slow
 def test_main_opens_the_window_without_importing_torch_or_transformers(make_project, tmp_path):
     # A fresh interpreter: other tests in this process may have imported torch on purpose. It runs
     # the real entry point, main(argv), and quits from inside the event loop.
@@ -246,8 +250,9 @@ def test_main_opens_the_window_without_importing_torch_or_transformers(make_proj
     assert "heavy: []" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, make_project, qtbot):
-    from rlhf_workbench.core.jobs import start_run
+    from rlhf_workbench.core.runs.records import start_run
 
     path = make_project("p", PAIRS)
     with Project.open(path) as project:

@@ -10,6 +10,7 @@ import pytest
 from job_fixtures import CountConfig
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+
 from rlhf_workbench.app.main import (
     configure_application,
     create_main_window,
@@ -19,9 +20,10 @@ from rlhf_workbench.app.views.ppo_panels import MAX_SAMPLE_ROWS
 from rlhf_workbench.app.views.runs_view import COLUMNS
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.events import Checkpoint, Log, Metric, Progress, Sample
-from rlhf_workbench.core.jobs import execute, start_run
 from rlhf_workbench.core.ppo.compare import compare_origin
 from rlhf_workbench.core.ppo.config import PPOConfig
+from rlhf_workbench.core.runs.records import start_run
+from rlhf_workbench.core.runs.work import Work, execute
 
 pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(900)]
 
@@ -46,20 +48,15 @@ def ppo_like(config: CountConfig, ctx, sink, stop) -> dict:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    create_demo_project(tmp_path / "demo").close()
-    configure_application(QApplication.instance())
-    window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
-    qtbot.addWidget(window)
-    window.show_tab(3)
-    yield window
-    window.jobs.shutdown(10)
+def window(demo_window):
+    demo_window.show_tab(3)
+    return demo_window
 
 
 def _stored_run(window, *, stopped: bool = False) -> str:
     config = CountConfig(steps=4, sleep_s=0, note="stopped" if stopped else None)
     ctx = start_run(window.project, kind="ppo", name="stored", config=config)
-    execute("test_app_ppo_view:ppo_like", config, ctx, lambda e: None, lambda: False)
+    execute(Work.job("test_app_ppo_view:ppo_like", config, ctx), lambda e: None, lambda: False)
     return ctx.run_id
 
 
@@ -95,7 +92,7 @@ def test_pickers_and_form(window, qtbot):
     # The project's finished reward runs and its PPO runs' policies are offered.
     reward_config = CountConfig(steps=2, sleep_s=0)
     reward = start_run(window.project, kind="reward", name="my reward model", config=reward_config)
-    execute("job_fixtures:count", reward_config, reward, lambda e: None, lambda: False)
+    execute(Work.job("job_fixtures:count", reward_config, reward), lambda e: None, lambda: False)
     ppo_run = _stored_run(window)
     view.choices.refresh()
     qtbot.waitUntil(lambda: view.reward_box.findData(reward.run_id) >= 0, timeout=20_000)
@@ -142,6 +139,7 @@ def test_a_stored_run_shows_its_curves_samples_warnings_and_log(window, qtbot):
     assert not view.stop_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
     view = window.ppo_view
     # A run of this project whose job ran in the window's controller (a tiny fixture job), so that
@@ -203,6 +201,7 @@ def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
     assert view.samples.table.rowCount() == 4 and view.banner.counter.text() == "1 warning"
 
 
+@pytest.mark.slow
 def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the_win_rate(window, qtbot):
     from test_ppo_compare import fake_trained_checkpoint
 
@@ -216,7 +215,7 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
     from rlhf_workbench.app import tasks
 
     qtbot.mouseClick(view.compare_button, Qt.MouseButton.LeftButton)
-    tasks.cancel_all()
+    tasks.stop_all()
     qtbot.waitUntil(view.compare_button.isEnabled, timeout=300_000)
     assert "cancelled" in view.compare_status.text() and not window.project.store.pair_ids(origin=compare_origin(run_id))
 
@@ -250,6 +249,7 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
     assert "People preferred the policy 2 times and its reference 1 times" in runs.fields["win_rate"].text()
 
 
+@pytest.mark.slow
 def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qtbot, tmp_path):
     # A reward model first, from its tab, briefly (as the reward tab's own test does).
     reward = window.reward_view
@@ -303,7 +303,7 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
 
 
 def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp_path, monkeypatch):
-    from rlhf_workbench.core.torchrun import visible_gpu_count
+    from rlhf_workbench.core.runs.torchrun import visible_gpu_count
 
     # Two visible GPUs (by the variable torch and the box both read) put the GPUs box in both tabs.
     # The count is read once per process: forgotten here, and again after (for the tests that follow).

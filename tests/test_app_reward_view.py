@@ -4,25 +4,17 @@ import sqlite3
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
-
-from rlhf_workbench.app.main import configure_application, create_main_window, parse_args
-from rlhf_workbench.core.demo import create_demo_project
 
 pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(600)]
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    create_demo_project(tmp_path / "demo").close()
-    configure_application(QApplication.instance())
-    window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
-    qtbot.addWidget(window)
-    window.show_tab(2)
-    yield window
-    window.jobs.shutdown(10)
+def window(demo_window):
+    demo_window.show_tab(2)
+    return demo_window
 
 
+@pytest.mark.slow
 def test_start_stop_resume_and_score_from_the_tab(window, qtbot, tmp_path):
     view = window.reward_view
     qtbot.waitUntil(lambda: view.model_box.count() > 0, timeout=10_000)

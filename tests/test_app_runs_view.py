@@ -9,6 +9,7 @@ from job_fixtures import CountConfig
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox
+
 from rlhf_workbench.app.views.runs_view import (
     COLUMNS,
     RunsView,
@@ -16,14 +17,15 @@ from rlhf_workbench.app.views.runs_view import (
     summary_line,
 )
 from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.jobs import execute, run_dir_of, start_run
+from rlhf_workbench.core.runs.records import run_dir_of, start_run
+from rlhf_workbench.core.runs.work import Work, execute
 
 
 def _run(project, job, name, config=None, kind="reward"):
     config = config or CountConfig(steps=6, sleep_s=0)
     ctx = start_run(project, kind=kind, name=name, config=config)
     if job is not None:
-        execute(f"job_fixtures:{job}", config, ctx, lambda e: None, lambda: False)
+        execute(Work.job(f"job_fixtures:{job}", config, ctx), lambda e: None, lambda: False)
     return ctx.run_id
 
 
@@ -179,6 +181,7 @@ def _visible_boxes(view):
     return [box for box in view.findChildren(QMessageBox) if box.isVisible()]
 
 
+@pytest.mark.slow
 def test_delete_says_what_goes_and_removes_the_run_only_when_confirmed(view, project, qtbot):
     run_id = view.ids["finished"]
     assert view.select_run(run_id)

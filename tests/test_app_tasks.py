@@ -1,6 +1,9 @@
-"""Background tasks: results and errors come back on the GUI thread, Cancel works, the window
-keeps responding, and the progress dialog appears only for work that takes a while."""
+"""Background tasks: results and errors come back on the GUI thread, Cancel (stop) works, the
+window keeps responding, the progress dialog appears only for work that takes a while, and work
+in a child process that dies is reported within seconds."""
 
+import os
+import signal
 import threading
 import time
 
@@ -9,8 +12,9 @@ from PySide6.QtCore import Qt, QThread, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from rlhf_workbench.app import tasks
-from rlhf_workbench.app.tasks import run_store_task, run_task
-from rlhf_workbench.core.errors import Cancelled, InputError
+from rlhf_workbench.app.tasks import run_in_child, run_store_task, run_task
+from rlhf_workbench.core.errors import InputError, Stopped
+from rlhf_workbench.core.events import Failed, Finished, Progress
 
 pytestmark = pytest.mark.usefixtures("workbench_home")
 
@@ -21,7 +25,7 @@ def parent(qtbot):
     qtbot.addWidget(widget)
     widget.show()
     yield widget
-    tasks.cancel_all()
+    tasks.stop_all()
     assert tasks.wait_for_all()
 
 
@@ -36,7 +40,7 @@ def progress_dialogs(parent):
 def test_the_result_arrives_on_the_gui_thread_and_the_work_ran_elsewhere(parent, qtbot):
     seen = {}
 
-    def work(state):
+    def work(sink, stop):
         seen["worker"] = QThread.currentThread()
         return 6 * 7
 
@@ -44,15 +48,15 @@ def test_the_result_arrives_on_the_gui_thread_and_the_work_ran_elsewhere(parent,
         seen["result"], seen["done_in"] = result, QThread.currentThread()
 
     task = run_task(parent, work, on_done=done)
-    with qtbot.waitSignal(task.finished, timeout=5000):
+    with qtbot.waitSignal(task.ended, timeout=5000):
         pass
-    assert seen["result"] == 42 and task.result == 42 and task.outcome == "done"
+    assert seen["result"] == 42 and isinstance(task.result, Finished) and task.result.value == 42
     assert seen["done_in"] is gui_thread() and seen["worker"] is not gui_thread()
     assert tasks.running_tasks() == []
 
 
 def test_a_core_error_arrives_as_its_message_and_the_default_is_a_dialog(parent, qtbot):
-    def work(state):
+    def work(sink, stop):
         raise InputError("is not JSON", path="data.jsonl", line=7, field="chosen")
 
     messages = []
@@ -61,14 +65,14 @@ def test_a_core_error_arrives_as_its_message_and_the_default_is_a_dialog(parent,
     assert messages == ["data.jsonl, line 7, field 'chosen': is not JSON"]
 
     task = run_task(parent, work, progress_title="Importing data.jsonl")
-    assert task.wait() and task.outcome == "failed"
+    assert task.wait() and isinstance(task.result, Failed)
     boxes = [b for b in parent.findChildren(QMessageBox) if b.isVisible()]
     assert [b.text() for b in boxes] == ["data.jsonl, line 7, field 'chosen': is not JSON"]
     assert boxes[0].windowTitle() == "Importing data.jsonl failed"
 
 
 def test_an_unexpected_exception_is_a_short_message_and_a_logged_traceback(parent, caplog):
-    def work(state):
+    def work(sink, stop):
         return {}["missing"]
 
     messages = []
@@ -78,21 +82,21 @@ def test_an_unexpected_exception_is_a_short_message_and_a_logged_traceback(paren
     assert "Traceback" in caplog.text and "KeyError" in caplog.text
 
 
-def test_cancel_reaches_the_worker_and_comes_back_as_cancelled(parent, qtbot):
+def test_stop_reaches_the_worker_and_comes_back_as_stopped(parent, qtbot):
     started = threading.Event()
 
-    def work(state):
+    def work(sink, stop):
         started.set()
-        while not state.cancelled():
+        while not stop():
             time.sleep(0.005)
-        state.raise_if_cancelled("stopped; nothing was changed")
+        raise Stopped("stopped; nothing was changed")
 
     outcomes = []
-    task = run_task(parent, work, on_done=outcomes.append, on_cancelled=lambda m: outcomes.append(("cancelled", m)))
+    task = run_task(parent, work, on_done=outcomes.append, on_stopped=lambda m: outcomes.append(("stopped", m)))
     assert started.wait(5)
-    task.cancel()
+    task.stop()
     assert task.wait()
-    assert outcomes == [("cancelled", "stopped; nothing was changed")] and task.outcome == "cancelled"
+    assert outcomes == [("stopped", "stopped; nothing was changed")] and task.result.stopped
 
 
 def test_the_window_keeps_responding_and_the_progress_dialog_cancels(parent, qtbot):
@@ -101,18 +105,18 @@ def test_the_window_keeps_responding_and_the_progress_dialog_cancels(parent, qtb
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
 
-    def slow(state):
+    def slow(sink, stop):
         for step in range(300):  # ~3 s unless cancelled
-            if state.cancelled():
-                raise Cancelled("slow work cancelled")
+            if stop():
+                raise Stopped("slow work cancelled")
             # A busy worker, not a sleeping one: it competes with the GUI thread for the GIL.
             deadline = time.perf_counter() + 0.01
             while time.perf_counter() < deadline:
                 pass
-            state.progress(step + 1, 300, f"step {step + 1}")
+            sink(Progress(step + 1, 300, f"step {step + 1}"))
 
     cancelled = []
-    task = run_task(parent, slow, progress_title="Slow work", on_cancelled=cancelled.append)
+    task = run_task(parent, slow, progress_title="Slow work", on_stopped=cancelled.append)
     qtbot.waitUntil(lambda: bool(progress_dialogs(parent)), timeout=3000)
     started = time.perf_counter()
     qtbot.wait(400)
@@ -127,7 +131,7 @@ def test_the_window_keeps_responding_and_the_progress_dialog_cancels(parent, qtb
 
 
 def test_quick_work_shows_no_progress_dialog(parent, qtbot):
-    task = run_task(parent, lambda state: "quick", progress_title="Quick")
+    task = run_task(parent, lambda sink, stop: "quick", progress_title="Quick")
     assert task.wait()
     qtbot.wait(tasks.SHOW_AFTER_MS + 100)
     assert parent.findChildren(QProgressDialog) == []
@@ -136,12 +140,12 @@ def test_quick_work_shows_no_progress_dialog(parent, qtbot):
 def test_store_tasks_use_a_connection_of_their_own(parent, project):
     seen = {}
 
-    def work(store, state):
+    def work(store, sink, stop):
         seen["store"] = store
         return store.counts()["pairs"]
 
     task = run_store_task(parent, project, work)
-    assert task.wait() and task.result == 0
+    assert task.wait() and task.result.value == 0
     assert seen["store"] is not project.store
     with pytest.raises(Exception, match="closed"):
         seen["store"].conn.execute("SELECT 1")  # closed once the task was done
@@ -151,9 +155,57 @@ def test_a_deleted_parent_gets_nothing(qtbot):
     widget = QWidget()
     release = threading.Event()
     delivered = []
-    task = run_task(widget, lambda state: release.wait(5), on_done=delivered.append)
+    task = run_task(widget, lambda sink, stop: release.wait(5), on_done=delivered.append)
     widget.deleteLater()
     qtbot.waitUntil(lambda: not task.parent_alive())
     release.set()
-    assert task.wait() and task.outcome == "done" and delivered == []
+    assert task.wait() and isinstance(task.result, Finished) and delivered == []
 
+
+def test_a_burst_of_progress_reaches_the_gui_as_a_few_deliveries(parent, qtbot):
+    def chatty(sink, stop):
+        for step in range(20_000):
+            sink(Progress(step + 1, 20_000, ""))
+        return "done"
+
+    seen = []
+    task = run_task(parent, chatty)
+    task.progress.connect(seen.append)
+    assert task.wait() and task.result.value == "done"
+    assert 1 <= len(seen) < 100 and seen[-1].step == 20_000  # coalesced: the latest is what shows
+
+
+
+# -- in a child process --------------------------------------------------------------------------
+
+
+def test_work_in_a_child_answers_on_the_gui_thread_and_never_loads_qt_there(parent, qtbot):
+    answers, progress = [], []
+    task = run_in_child(parent, "job_fixtures:nap", 0.2, what="nap", on_done=answers.append)
+    task.progress.connect(progress.append)
+    assert task.wait(30)
+    assert answers == [0.2] and task.runner.pid != os.getpid()
+    assert progress and progress[0].message == f"napping in {task.runner.pid}"
+
+
+def test_a_child_killed_mid_work_is_reported_within_seconds(parent, qtbot):
+    errors, progress = [], []
+    task = run_in_child(parent, "job_fixtures:nap", 60, what="nap", on_error=errors.append)
+    task.progress.connect(progress.append)
+    qtbot.waitUntil(lambda: bool(progress), timeout=30_000)  # it is working
+    killed = time.monotonic()
+    os.kill(task.runner.pid, signal.SIGKILL)
+    assert task.wait(5)
+    assert time.monotonic() - killed < 3
+    assert errors == ["The nap process ended unexpectedly (signal SIGKILL)"]
+    assert "memory" in task.result.hint
+
+
+def test_stopping_a_child_stops_its_work(parent, qtbot):
+    stopped, progress = [], []
+    task = run_in_child(parent, "job_fixtures:nap", 60, what="nap", on_stopped=stopped.append)
+    task.progress.connect(progress.append)
+    qtbot.waitUntil(lambda: bool(progress), timeout=30_000)
+    task.stop()
+    assert task.wait(10)
+    assert stopped == ["woken up; nothing was done"]

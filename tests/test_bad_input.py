@@ -84,6 +84,7 @@ def test_a_bad_file_gives_a_clear_error_and_changes_nothing(project, name, how, 
     assert _state(project) == before
 
 
+@pytest.mark.slow
 def test_a_50_mb_single_line_is_refused_naming_the_field_and_the_limit(project, tmp_path):
     path = tmp_path / "huge.jsonl"
     huge = "x" * 50_000_000

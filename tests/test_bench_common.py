@@ -6,11 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from bench_common import bf16_peak_flops, training_flops  # noqa: E402
 
 
+@pytest.mark.slow
 def test_training_flops_count_matrix_parameters_and_attention_not_embeddings():
     from transformers import LlamaConfig, LlamaForSequenceClassification
 

@@ -32,6 +32,7 @@ def test_top_level_help_lists_the_subcommands():
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_init_import_stats_export_round_trip(tmp_path):
     project = tmp_path / "hh"
     assert "created project" in run("init", project).stdout
@@ -58,6 +59,7 @@ def test_init_import_stats_export_round_trip(tmp_path):
     assert copy_stats["judgments_by_annotator"] == {"dataset:hh-rlhf": {"a": 1812}}
 
 
+@pytest.mark.slow
 def test_a_bad_file_fails_with_one_line_naming_file_and_line_and_changes_nothing(tmp_path):
     project = tmp_path / "p"
     run("init", project)

@@ -33,6 +33,7 @@ def test_help(command):
     assert result.returncode == 0 and "usage: rlhf-workbench" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_rm_records_a_run_and_score_reads_its_checkpoint(make_project, tiny_model, tmp_path):
     path = _labelled(make_project)
     config = tmp_path / "rm.toml"
@@ -67,6 +68,7 @@ def test_train_rm_records_a_run_and_score_reads_its_checkpoint(make_project, tin
     assert [float(line) for line in as_prompt.stdout.split()] == pytest.approx(values, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_and_exit_1(make_project, tmp_path):
     unlabelled = make_project("u", [("q", "a", "b", "t", None, None)])
     bad = tmp_path / "bad.toml"
@@ -83,6 +85,7 @@ def test_errors_are_one_line_and_exit_1(make_project, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, result.stderr)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_a_checkpoint_and_says_how_to_resume(make_project, tiny_model):
     """Ctrl+C in a terminal: a polite stop. (Python 3.11's Thread.join, interrupted once, then
     believes the job's thread ended: the process used to quit without the checkpoint, the run left

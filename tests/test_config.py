@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from rlhf_workbench.core.config import RewardConfig, config_from_dict, load_config, save_config
 from rlhf_workbench.core.errors import ConfigError
+from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.training.config import config_from_dict, load_config, save_config
 
 
 def test_every_field_is_documented_for_the_form():

@@ -17,8 +17,7 @@ from rlhf_workbench.core.demo import (
     prompt_rule,
     rule_verdict,
 )
-from rlhf_workbench.core.models import DEMO_MODEL_SPEC, build_demo_tokenizer
-from rlhf_workbench.core.ppo.demo_policy import (
+from rlhf_workbench.core.demo_policy import (
     DEMO_POLICY_SPEC,
     build_demo_policy,
     ensure_demo_policy,
@@ -28,6 +27,7 @@ from rlhf_workbench.core.ppo.demo_policy import (
     share_following,
     warmup_examples,
 )
+from rlhf_workbench.core.models import DEMO_MODEL_SPEC, build_demo_tokenizer
 
 # All 360 default demo prompts: on fewer, sampling noise alone moves the share by several points.
 PROMPTS = demo_prompts()
@@ -142,6 +142,7 @@ def test_the_warm_up_learns_both_responses_of_every_pair_as_rendered_then_eos():
             assert tokenizer.decode(ids[start:-1]) == " " + response
 
 
+@pytest.mark.slow
 def test_building_is_deterministic(tmp_path):
     one = build_demo_policy(tmp_path / "one", TINY)
     two = build_demo_policy(tmp_path / "two", TINY)
@@ -152,6 +153,7 @@ def test_building_is_deterministic(tmp_path):
 # -- the built policy --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_policy_is_built_once_atomically_and_reused(home, policy_folder):
     assert policy_folder.parent == home / "models" and policy_folder.name == f"demo-policy-v{DEMO_POLICY_SPEC['version']}"
     assert (policy_folder / "model.safetensors").is_file() and (policy_folder / "tokenizer.json").is_file()
@@ -161,6 +163,7 @@ def test_the_policy_is_built_once_atomically_and_reused(home, policy_folder):
     assert (policy_folder / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_the_policy_is_small_and_speaks_the_demo_reward_models_vocabulary(policy):
     model, tokenizer = policy
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
@@ -170,6 +173,7 @@ def test_the_policy_is_small_and_speaks_the_demo_reward_models_vocabulary(policy
     assert model.config.eos_token_id == tokenizer.eos_token_id
 
 
+@pytest.mark.slow
 def test_about_half_of_the_sampled_responses_follow_the_rule(samples):
     texts = [s.text for s in samples]
     share = share_following(PROMPTS, texts)
@@ -180,6 +184,7 @@ def test_about_half_of_the_sampled_responses_follow_the_rule(samples):
         assert 0.15 <= share_following(*zip(*mine)) <= 0.85, rule
 
 
+@pytest.mark.slow
 def test_sampled_responses_end_and_look_like_demo_answers(samples):
     assert sum(s.ended for s in samples) >= 0.9 * len(samples)
     assert all(s.text for s in samples)
@@ -188,6 +193,7 @@ def test_sampled_responses_end_and_look_like_demo_answers(samples):
     assert sum(s.text.endswith((".", "!", "?")) for s in samples) >= 0.9 * len(samples)
 
 
+@pytest.mark.slow
 def test_sampling_has_entropy(policy, samples):
     model, tokenizer = policy
     texts = [s.text for s in samples]
@@ -201,6 +207,7 @@ def test_sampling_has_entropy(policy, samples):
         assert len(set(answers)) >= 3, answers
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_and_leaves_the_global_rng_alone(policy):
     import torch
 

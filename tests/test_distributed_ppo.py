@@ -11,10 +11,10 @@ import sys
 
 import pytest
 from safetensors.torch import load_file
+from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 from rlhf_workbench.core.models import build_demo_model
 from rlhf_workbench.core.project import Project
-from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 512}
 TOPICS = ("bees", "the ocean", "trees", "bread", "the moon", "rain", "cats", "bicycles", "snow", "tea", "owls", "rivers")
@@ -67,6 +67,7 @@ def _weights(run_dir, part):
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.slow
 def test_two_cpu_ranks_run_the_updates_one_process_runs(env, models, make_project):
     one, two = _project(make_project, "one"), _project(make_project, "two")
     single = _ppo(env, one, models, ranks=1)
@@ -100,6 +101,7 @@ def test_two_cpu_ranks_run_the_updates_one_process_runs(env, models, make_projec
     assert worst < 1e-4 and weight_diff < 1e-5
 
 
+@pytest.mark.slow
 def test_a_batch_the_ranks_cannot_share_is_refused_naming_the_setting(env, models, make_project):
     project = _project(make_project, "odd")
     settings = tuple(s for s in SETTINGS if not s.startswith(("batch_size", "num_mini"))) + ("batch_size=7", "num_mini_batches=1")
@@ -112,6 +114,7 @@ def test_a_batch_the_ranks_cannot_share_is_refused_naming_the_setting(env, model
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_a_rank_killed_mid_run_ends_every_rank_and_the_run_resumes_from_its_last_checkpoint(env, models, make_project):
     """Kill rank 1 once a checkpoint exists: rank 0 says it lost its peer and records the run as
     failed, torchrun names the killed rank, all are gone within seconds; resumed under torchrun,

@@ -12,11 +12,11 @@ import time
 
 import pytest
 from safetensors.torch import load_file
+from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.models import ensure_demo_model
 from rlhf_workbench.core.project import Project
-from torchrun_launch import CLI, TORCHRUN, kill_rank_1_after
 
 SETTINGS = ("max_steps=24", "log_every=1", "eval_every=12", "save_every=12", "torch_threads=1")
 
@@ -44,6 +44,7 @@ def _the_run(project):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("batch_size, accumulation", [(8, 1), (4, 2)])
+@pytest.mark.slow
 def test_two_cpu_ranks_train_as_one_process_does(env, tmp_path, batch_size, accumulation):
     one, two = tmp_path / "one", tmp_path / "two"
     create_demo_project(one).close()
@@ -78,6 +79,7 @@ def test_two_cpu_ranks_train_as_one_process_does(env, tmp_path, batch_size, accu
         assert [c["step"] for c in p.store.checkpoints(run2["id"])] == [12, 24]
 
 
+@pytest.mark.slow
 def test_a_batch_the_ranks_cannot_share_is_refused_naming_batch_size(env, tmp_path):
     create_demo_project(tmp_path / "p").close()
     result = _train(env, tmp_path / "p", ranks=2, settings=("batch_size=7", "max_steps=2"), timeout=60)
@@ -88,6 +90,7 @@ def test_a_batch_the_ranks_cannot_share_is_refused_naming_batch_size(env, tmp_pa
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_a_rank_killed_mid_run_ends_every_rank_and_the_run_is_recorded_as_failed(env, tmp_path):
     """Kill rank 1 once a checkpoint exists: torchrun names it, rank 0 says it lost its peer and
     records the run as failed, all are gone within seconds, and the checkpoint is there to resume

@@ -61,6 +61,7 @@ def test_detects_hh_rlhf(source):
     assert detection.scores["hh-rlhf"] > detection.scores.get("trl", 0)
 
 
+@pytest.mark.slow
 def test_imports_every_record_with_its_verdict(imported):
     project, report, _ = imported
     assert report.format == "hh-rlhf"

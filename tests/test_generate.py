@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from rlhf_workbench.core.cli import main
-from rlhf_workbench.core.errors import Cancelled, ConfigError, WorkbenchError
+from rlhf_workbench.core.errors import ConfigError, Stopped, WorkbenchError
 from rlhf_workbench.core.generate import GenerateConfig, generate_pairs, model_label, pick_prompts, sample_from
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
@@ -40,10 +41,11 @@ def generated_pairs(path, origin):
         return [store.pair(i) for i in store.pair_ids(origin=origin)]
 
 
+@pytest.mark.slow
 def test_listed_prompts_get_two_different_responses_first(listed):
     reports = []
     counts = generate_pairs(listed, GenerateConfig(n_prompts=4, max_new_tokens=24),
-                            progress=lambda done, total, message=None: reports.append((done, total)))
+                            sink=lambda e: reports.append((e.step, e.total)))
 
     assert counts["origin"] == "generated:demo" and counts["prompts"] == 4
     assert counts["pairs_added"] + counts["identical"] + counts["empty"] == 4
@@ -73,10 +75,12 @@ def test_listed_prompts_get_two_different_responses_first(listed):
     assert sorted(order[len(waiting) + 1 :]) == sorted(answered)
 
 
+@pytest.mark.slow
 def test_two_models_answer_the_same_prompts(listed, tmp_path):
     import torch
+
     from rlhf_workbench.core.models import quiet_transformers
-    from rlhf_workbench.core.ppo.models import load_policy
+    from rlhf_workbench.core.training.policy import load_policy
 
     model, tokenizer = load_policy("demo")
     with torch.no_grad():
@@ -108,16 +112,17 @@ def test_two_models_answer_the_same_prompts(listed, tmp_path):
     # the same order with the same settings, writes exactly the B responses.
     settings = dict(max_new_tokens=24, temperature=0.7, top_p=0.95, max_prompt_length=1024, batch_size=16, seed=0,
                     device="cpu", precision="fp32", trust_remote_code=False)
-    alone = sample_from("demo", order, what="the model", settings=settings, progress=lambda n: None,
-                        cancelled=lambda: False)
+    alone = sample_from("demo", order, what="the model", settings=settings, on_sampled=lambda n: None,
+                        stop=lambda: False)
     written_b = {pair.prompt: pair.response_b for pair in pairs}
     assert [alone[order.index(prompt)] for prompt in written_b] == list(written_b.values())
 
 
+@pytest.mark.slow
 def test_cancel_and_bad_settings_add_nothing(listed):
     before = generated_pairs(listed, "generated:demo")
-    with pytest.raises(Cancelled, match="nothing was added"):
-        generate_pairs(listed, GenerateConfig(n_prompts=3, max_new_tokens=8), cancelled=lambda: True)
+    with pytest.raises(Stopped, match="nothing was added"):
+        generate_pairs(listed, GenerateConfig(n_prompts=3, max_new_tokens=8), stop=lambda: True)
     with pytest.raises(WorkbenchError, match="The model cannot be loaded: .*no-such-model"):
         generate_pairs(listed, GenerateConfig(model=str(listed / "no-such-model"), n_prompts=3))
     with pytest.raises(ConfigError, match="model_b: is the same model"):
@@ -129,6 +134,7 @@ def test_cancel_and_bad_settings_add_nothing(listed):
     assert generated_pairs(listed, "generated:demo") == before
 
 
+@pytest.mark.slow
 def test_prompt_origin_narrows_the_prompts(listed):
     counts = generate_pairs(listed, GenerateConfig(prompt_origin="tes", n_prompts=10, max_new_tokens=16))
     assert counts["prompts"] == 1  # only the paired prompt: listed prompts have no origin
@@ -142,6 +148,7 @@ def test_an_empty_project_is_told_to_import_prompts(home, make_project):
         generate_pairs(path, GenerateConfig())
 
 
+@pytest.mark.slow
 def test_cli_generate(listed, capsys):
     assert main(["generate", str(listed), "-n", "2", "--set", "max_new_tokens=16", "--set", "temperature=0.9"]) == 0
     out = capsys.readouterr().out

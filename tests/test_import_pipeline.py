@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_workbench.core import importing
-from rlhf_workbench.core.errors import Cancelled, ConfigError, InputError, WorkbenchError
+from rlhf_workbench.core import import_rows, importing
+from rlhf_workbench.core.bulk import BulkWriter
+from rlhf_workbench.core.errors import ConfigError, InputError, Stopped, WorkbenchError
 from rlhf_workbench.core.formats import ReadOptions, get_format
 from rlhf_workbench.core.formats.rows import RowSource
 from rlhf_workbench.core.import_pipeline import READER_NAME, PipelineReader, ReadTask
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.bulk import BulkWriter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HH = SHARED / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -94,13 +94,13 @@ def test_a_second_import_through_the_pipeline_adds_nothing(tmp_path):
 def test_the_handover_mid_file_yields_the_same_items_as_one_process(monkeypatch):
     """The importing process reads the first batches itself; the reading process, once started,
     goes on after the last row read here. Together they give exactly one process's items."""
-    monkeypatch.setattr(importing, "BATCH_ROWS", 64)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 64)
     fmt, options = get_format("hh-rlhf"), ReadOptions()
-    expected = [b for b in importing._prepared_batches(fmt, RowSource(HH), options, False)]
+    expected = [b for b in import_rows.prepared_batches(fmt, RowSource(HH), options, False)]
     task = ReadTask(str(HH), "jsonl", fmt.name, {}, None, options.max_chars, False, 64)
     reader = PipelineReader(task)
     try:
-        here = importing._prepared_batches(fmt, RowSource(HH), options, False)
+        here = import_rows.prepared_batches(fmt, RowSource(HH), options, False)
 
         def slow_start():
             # After five batches, wait until the reading process is ready; the sixth, already
@@ -123,21 +123,22 @@ def test_the_handover_mid_file_yields_the_same_items_as_one_process(monkeypatch)
 
 
 @needs_shared
+@pytest.mark.slow
 def test_chosen_by_size_it_reads_here_first_and_stores_the_same(tmp_path, monkeypatch):
     monkeypatch.setattr(importing, "PIPELINE_MIN_BYTES", 0)
-    monkeypatch.setattr(importing, "BATCH_ROWS", 32)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 32)
     monkeypatch.delenv(importing.PIPELINE_ENV, raising=False)
     with Project.create(tmp_path / "single") as project:
         import_file(project, HH, pipeline=False)
         expected = _contents(project)
     calls = []
 
-    def progress(done, total):
-        calls.append(done)
+    def progress(event):
+        calls.append(event.step)
         time.sleep(0.01)  # slow enough here that the reading process usually takes over
 
     with Project.create(tmp_path / "auto") as project:
-        import_file(project, HH, progress=progress)
+        import_file(project, HH, sink=progress)
         assert _contents(project) == expected
     assert calls == sorted(calls) and calls[-1] == HH.stat().st_size
     assert not _readers()
@@ -220,17 +221,17 @@ def test_skip_bad_on_bad_fixtures_gives_the_same_report_both_ways(tmp_path, name
 
 @needs_shared
 def test_cancel_stops_the_reading_process_and_rolls_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(importing, "BATCH_ROWS", 64)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 64)
     with Project.create(tmp_path / "p") as project:
         before = list(project.store.conn.iterdump())
         asked = []
 
-        def cancel():
+        def stop():
             asked.append(1)
             return len(asked) > 5
 
-        with pytest.raises(Cancelled, match="nothing was imported"):
-            import_file(project, HH, pipeline=True, cancel=cancel)
+        with pytest.raises(Stopped, match="nothing was imported"):
+            import_file(project, HH, pipeline=True, stop=stop)
         assert list(project.store.conn.iterdump()) == before
         assert not _readers()
         # The project is usable afterwards.
@@ -239,21 +240,21 @@ def test_cancel_stops_the_reading_process_and_rolls_back(tmp_path, monkeypatch):
 
 @needs_shared
 def test_a_killed_reading_process_gives_a_clear_error_and_rolls_back(tmp_path, monkeypatch):
-    monkeypatch.setattr(importing, "BATCH_ROWS", 16)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 16)
     with Project.create(tmp_path / "p") as project:
         import_file(project, BAD.parent / "pairs.jsonl")
         before = list(project.store.conn.iterdump())
         killed = []
 
-        def progress(done, total):
+        def progress(event):
             readers = _readers()
-            if done and readers and not killed:
+            if event.step and readers and not killed:
                 killed.append(readers[0].pid)
                 os.kill(readers[0].pid, signal.SIGKILL)
 
         started = time.monotonic()
         with pytest.raises(WorkbenchError) as caught:
-            import_file(project, HH, pipeline=True, progress=progress)
+            import_file(project, HH, pipeline=True, sink=progress)
         assert time.monotonic() - started < 10
         assert killed, "the reading process was never seen"
         message = str(caught.value)
@@ -266,22 +267,22 @@ def test_small_files_stay_in_one_process_and_the_setting_forces_either_way(proje
     small = BAD.parent / "pairs.jsonl"
     seen = []
 
-    def progress(done, total):
+    def progress(event):
         seen.append(len(_readers()))
 
     monkeypatch.delenv(importing.PIPELINE_ENV, raising=False)
-    import_file(project, small, progress=progress)
+    import_file(project, small, sink=progress)
     assert set(seen) == {0}
 
     seen.clear()
     monkeypatch.setenv(importing.PIPELINE_ENV, "1")
-    report = import_file(project, small, progress=progress)
+    report = import_file(project, small, sink=progress)
     assert report.pairs_existing == 2 and max(seen) == 1
 
     monkeypatch.setattr(importing, "PIPELINE_MIN_BYTES", 0)
     seen.clear()
     monkeypatch.setenv(importing.PIPELINE_ENV, "0")
-    import_file(project, small, progress=progress)
+    import_file(project, small, sink=progress)
     assert set(seen) == {0}
 
     monkeypatch.setenv(importing.PIPELINE_ENV, "sometimes")
@@ -307,6 +308,7 @@ print(report.pairs_added)
 """
 
 
+@pytest.mark.slow
 def test_an_unguarded_script_is_never_run_again_by_an_import(tmp_path):
     """A spawned process imports the main module again: a script without the
     `if __name__ == "__main__":` guard would run a second time in it. Chosen by size, an import
@@ -352,7 +354,7 @@ def test_large_messages_arrive_whole_through_the_reused_buffer(tmp_path, monkeyp
         rows.append(json.dumps({"chosen": f"\n\nHuman: q{i}\n\nAssistant: {text}a", "rejected": f"\n\nHuman: q{i}\n\nAssistant: {text}b"}))
     path = tmp_path / "long.jsonl"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    monkeypatch.setattr(importing, "BATCH_ROWS", 1)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 1)
     (rows_here, report_here), (rows_piped, report_piped) = _import_both(tmp_path, path, format="hh-rlhf")
     assert rows_piped == rows_here and report_piped == report_here
     assert report_here["pairs_added"] == 6

@@ -24,7 +24,8 @@ from rlhf_workbench.core.errors import FieldError, InputError
 from rlhf_workbench.core.formats import MAX_TEXT_CHARS, ReadOptions, get_format
 from rlhf_workbench.core.formats.hh_rlhf import split_pair
 from rlhf_workbench.core.formats.rows import Row, RowSource
-from rlhf_workbench.core.importing import _prepared_batches, _validate, import_file
+from rlhf_workbench.core.import_rows import prepared_batches, validate_record
+from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.records import ROLES, Message, PairRecord, conversation_from_json, conversation_to_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -99,6 +100,7 @@ _TEXT = st.text(st.one_of(st.sampled_from(_TRICKY), st.characters(blacklist_cate
 
 @settings(max_examples=500)
 @given(st.lists(st.tuples(st.sampled_from(ROLES), _TEXT), max_size=6))
+@pytest.mark.slow
 def test_prompt_json_is_byte_identical_on_any_text(messages):
     prompt = tuple(Message(role, content) for role, content in messages)
     text = conversation_to_json(prompt)
@@ -119,7 +121,7 @@ def test_prompt_json_refuses_a_lone_surrogate_which_imports_reject_before():
         conversation_to_json((Message("user", "a\ud800b"),))
     record = PairRecord((Message("user", "a\ud800b"),), "x", "y")
     with pytest.raises(FieldError) as caught:
-        _validate(record, 1000)
+        validate_record(record, 1000)
     assert caught.value.field == "prompt" and "lone surrogate (\\ud800)" in caught.value.reason
 
 
@@ -140,6 +142,7 @@ _TRANSCRIPT = st.lists(_PIECE, max_size=12).map("".join)
 
 @settings(max_examples=1000)
 @given(_TRANSCRIPT, _TRANSCRIPT, _TRANSCRIPT, st.booleans())
+@pytest.mark.slow
 def test_hh_split_matches_the_reference_on_generated_transcripts(prompt, chosen_tail, rejected_tail, shared):
     chosen = _HUMAN + prompt + chosen_tail
     rejected = _HUMAN + prompt + rejected_tail if shared else _HUMAN + rejected_tail
@@ -168,6 +171,7 @@ _ROW = st.dictionaries(_TEXT, st.integers() | _JSON, max_size=5)
 
 @settings(max_examples=300)
 @given(st.lists(_ROW, min_size=1, max_size=5), st.booleans())
+@pytest.mark.slow
 def test_rows_are_what_json_loads_gives(tmp_path_factory, rows, ascii_only):
     folder = tmp_path_factory.mktemp("rows")
     lines = [json.dumps(row, ensure_ascii=ascii_only) for row in rows]
@@ -326,16 +330,16 @@ def test_validation_names_each_text_field_with_a_lone_surrogate(field):
     values = {"response_a": "x", "response_b": "y", "annotator": "alice", field: "bad \udfff"}
     record = PairRecord((Message("user", "q"),), values["response_a"], values["response_b"], verdict="a", annotator=values["annotator"])
     with pytest.raises(FieldError) as caught:
-        _validate(record, 1000)
+        validate_record(record, 1000)
     assert caught.value.field == field
     assert caught.value.reason.endswith("contains a lone surrogate (\\udfff), which is not valid text")
 
 
 # -- the HH fast path (Format.pair_row) -------------------------------------------------------------
 #
-# hh_rlhf.pair_row makes, for the usual row, what parse_row, _validate and the canonical prompt JSON
+# hh_rlhf.pair_row makes, for the usual row, what parse_row, validate_record and the canonical prompt JSON
 # make, as UTF-8 bytes; for any other row it returns None and the general path decides. Checked
-# here: on every shared record, through `_prepared_batches` (several batches, digests computed
+# here: on every shared record, through `prepared_batches` (several batches, digests computed
 # here or left to the writer, the annotator overridden or not), and on generated transcripts,
 # where it must either agree with the general path or step aside.
 
@@ -354,7 +358,7 @@ def test_hh_fast_path_prepares_exactly_the_general_paths_items_on_every_shared_r
     options = ReadOptions(annotator=annotator)
 
     def batches(f):
-        return list(_prepared_batches(f, RowSource(_need(HH_FILE)), options, False, 100, hash_here=lambda: hashed))
+        return list(prepared_batches(f, RowSource(_need(HH_FILE)), options, False, 100, hash_here=lambda: hashed))
 
     fast_batches, general_batches = batches(fmt), batches(general)
     assert len(fast_batches) == len(general_batches) == 19  # 1,812 rows, 100 a batch
@@ -371,7 +375,7 @@ def _general_pair(row: dict, max_chars: int):
     """(prompt JSON, chosen, rejected) as the general path makes them, or the FieldError it raises."""
     try:
         (record,) = get_format("hh-rlhf").parse_row(row, ReadOptions(max_chars=max_chars))
-        _validate(record, max_chars)
+        validate_record(record, max_chars)
     except FieldError as exc:
         return exc
     return conversation_to_json(record.prompt), record.response_a, record.response_b
@@ -383,6 +387,7 @@ _HH_TEXT = st.lists(_HH_PIECE, max_size=10).map("".join)
 
 @settings(max_examples=2000)
 @given(_HH_TEXT, _HH_TEXT, _HH_TEXT, st.booleans(), st.sampled_from([MAX_TEXT_CHARS, 40, 12]))
+@pytest.mark.slow
 def test_hh_fast_path_agrees_with_the_general_path_or_steps_aside(prompt, chosen_tail, rejected_tail, shared, max_chars):
     chosen = _HUMAN + prompt + _ASSISTANT + chosen_tail
     rejected = (_HUMAN + prompt + _ASSISTANT if shared else _HUMAN) + rejected_tail

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from job_fixtures import CountConfig
-from rlhf_workbench.core import jobs
+
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import (
     Checkpoint,
@@ -25,13 +25,11 @@ from rlhf_workbench.core.events import (
     Metric,
     Progress,
 )
-from rlhf_workbench.core.jobs import (
-    execute,
-    resume_run,
-    run_in_child,
-    run_in_thread,
-    start_run,
-)
+from rlhf_workbench.core.runs import records
+from rlhf_workbench.core.runs.child import ChildRunner
+from rlhf_workbench.core.runs.records import resume_run, start_run
+from rlhf_workbench.core.runs.thread import ThreadRunner
+from rlhf_workbench.core.runs.work import Work, execute
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="process groups and `sleep` are POSIX")
 
@@ -87,7 +85,7 @@ def test_resume_refuses_unknown_and_running_runs(project):
     with pytest.raises(WorkbenchError, match="no run 'nope'"):
         resume_run(project, "nope")
     ctx = start_run(project, kind="reward", name="r", config=CountConfig(steps=1000, sleep_s=0.01))
-    job = run_in_thread("job_fixtures:count", CountConfig(steps=1000, sleep_s=0.01), ctx)
+    job = ThreadRunner(Work.job("job_fixtures:count", CountConfig(steps=1000, sleep_s=0.01), ctx))
     try:
         deadline = time.monotonic() + 5
         while project.store.run(ctx.run_id)["status"] != "running" and time.monotonic() < deadline:
@@ -106,7 +104,7 @@ def test_thread_run_records_the_run_and_emits_events_in_order(project):
     config = CountConfig(steps=5, checkpoint_every=2)
     ctx = start_run(project, kind="reward", name="t", config=config)
     events = []
-    job = run_in_thread("job_fixtures:count", config, ctx, events.append)
+    job = ThreadRunner(Work.job("job_fixtures:count", config, ctx), events.append)
     assert job.join(10)
     assert isinstance(job.result, Finished) and job.result is events[-1]
     assert job.result.summary == {"steps": 5, "final_loss": 0.2, "started_at_step": 0} and not job.result.stopped
@@ -132,7 +130,7 @@ def test_thread_run_records_the_run_and_emits_events_in_order(project):
 def test_understood_failure_records_message_and_hint(project):
     ctx = start_run(project, kind="reward", name="nan", config=CountConfig())
     events = []
-    result = execute("job_fixtures:understood_failure", CountConfig(), ctx, events.append, lambda: False)
+    result = execute(Work.job("job_fixtures:understood_failure", CountConfig(), ctx), events.append, lambda: False)
     assert result == Failed("The loss became NaN at step 0", hint="Lower the learning rate", step=0)
     assert events[-1] is result and isinstance(events[0], Metric) and math.isnan(events[0].values["train/loss"])
     run = project.store.run(ctx.run_id)
@@ -143,7 +141,7 @@ def test_understood_failure_records_message_and_hint(project):
 
 def test_a_bug_fails_with_its_type_and_message_and_a_traceback_on_disk(project):
     ctx = start_run(project, kind="reward", name="bug", config=CountConfig())
-    result = execute("job_fixtures:bug", CountConfig(), ctx, lambda e: None, lambda: False)
+    result = execute(Work.job("job_fixtures:bug", CountConfig(), ctx), lambda e: None, lambda: False)
     assert isinstance(result, Failed) and result.message == "ValueError: boom"
     assert "Traceback" not in result.message and "error.log" in result.hint
     assert 'raise ValueError("boom")' in (ctx.run_dir / "error.log").read_text()
@@ -154,7 +152,7 @@ def test_a_bug_fails_with_its_type_and_message_and_a_traceback_on_disk(project):
 
 def test_an_unknown_job_fails_clearly(project):
     ctx = start_run(project, kind="reward", name="x", config=CountConfig())
-    result = execute("job_fixtures:no_such_job", CountConfig(), ctx, lambda e: None, lambda: False)
+    result = execute(Work.job("job_fixtures:no_such_job", CountConfig(), ctx), lambda e: None, lambda: False)
     assert isinstance(result, Failed) and result.message.startswith("Cannot find the job 'job_fixtures:no_such_job'")
     assert project.store.run(ctx.run_id)["status"] == "failed"
 
@@ -163,7 +161,7 @@ def test_polite_stop_in_a_thread_checkpoints_and_cancels(project):
     config = CountConfig(steps=10_000, sleep_s=0.005)
     ctx = start_run(project, kind="reward", name="s", config=config)
     events = []
-    job = run_in_thread("job_fixtures:count", config, ctx, events.append)
+    job = ThreadRunner(Work.job("job_fixtures:count", config, ctx), events.append)
     while not any(isinstance(e, Progress) for e in events):
         time.sleep(0.005)
     job.stop()
@@ -176,7 +174,7 @@ def test_polite_stop_in_a_thread_checkpoints_and_cancels(project):
 
 
 def test_figures_reach_the_database_within_the_flush_period_and_before_each_checkpoint(project, monkeypatch):
-    monkeypatch.setattr(jobs, "FLUSH_S", 0.2)
+    monkeypatch.setattr(records, "FLUSH_S", 0.2)
     config = CountConfig(steps=10_000, sleep_s=0.01, checkpoint_every=60)
     ctx = start_run(project, kind="reward", name="f", config=config)
     reader = project.open_store()
@@ -189,7 +187,7 @@ def test_figures_reach_the_database_within_the_flush_period_and_before_each_chec
             seen_at_checkpoint.append((other.metric_series(ctx.run_id, "train/loss")[-1][0], other.last_checkpoint(ctx.run_id)))
             other.close()
 
-    job = run_in_thread("job_fixtures:count", config, ctx, on_event)
+    job = ThreadRunner(Work.job("job_fixtures:count", config, ctx), on_event)
     try:
         deadline = time.monotonic() + 1.0
         while not reader.metric_series(ctx.run_id, "train/accuracy"):
@@ -210,7 +208,7 @@ def test_figures_reach_the_database_within_the_flush_period_and_before_each_chec
 def test_resume_drops_figures_after_the_last_checkpoint_and_continues_from_it(project):
     ctx = start_run(project, kind="reward", name="r", config=CountConfig())
     failing = CountConfig(steps=8, checkpoint_every=3, fail_at=5, sleep_s=0)
-    assert isinstance(execute("job_fixtures:count", failing, ctx, lambda e: None, lambda: False), Failed)
+    assert isinstance(execute(Work.job("job_fixtures:count", failing, ctx), lambda e: None, lambda: False), Failed)
     assert [s for s, _ in project.store.metric_series(ctx.run_id, "train/loss")] == [0, 1, 2, 3, 4]
 
     resumed = resume_run(project, ctx.run_id)
@@ -218,7 +216,7 @@ def test_resume_drops_figures_after_the_last_checkpoint_and_continues_from_it(pr
     assert resumed.resume_checkpoint == ctx.run_dir / "checkpoints" / "step-2" and resumed.resume_checkpoint.is_dir()
     assert [s for s, _ in project.store.metric_series(ctx.run_id, "train/loss")] == [0, 1, 2]
 
-    result = execute("job_fixtures:count", CountConfig(steps=8, sleep_s=0), resumed, lambda e: None, lambda: False)
+    result = execute(Work.job("job_fixtures:count", CountConfig(steps=8, sleep_s=0), resumed), lambda e: None, lambda: False)
     assert isinstance(result, Finished) and result.summary["started_at_step"] == 3
     assert [s for s, _ in project.store.metric_series(ctx.run_id, "train/loss")] == list(range(8))
     run = project.store.run(ctx.run_id)
@@ -231,7 +229,7 @@ def test_resume_drops_figures_after_the_last_checkpoint_and_continues_from_it(pr
 def test_child_run_finishes_and_its_own_process_records_it(project):
     config = CountConfig(steps=4, checkpoint_every=2)
     ctx = start_run(project, kind="reward", name="c", config=config)
-    job = run_in_child("job_fixtures:count", config, ctx)
+    job = ChildRunner(Work.job("job_fixtures:count", config, ctx))
     events = list(job.events(timeout=20))
     assert job.join(5) and isinstance(job.result, Finished) and events[-1] == job.result
     assert _names(events)[:4] == ["Log", "Metric", "Sample", "Progress"]
@@ -246,7 +244,7 @@ def test_child_polite_stop_gives_cancelled_with_a_stopped_summary(project):
     config = CountConfig(steps=100_000, sleep_s=0.01)
     ctx = start_run(project, kind="reward", name="c", config=config)
     events = []
-    job = run_in_child("job_fixtures:count", config, ctx, events.append)
+    job = ChildRunner(Work.job("job_fixtures:count", config, ctx), events.append)
     deadline = time.monotonic() + 20
     while not any(isinstance(e, Metric) for e in events):
         assert time.monotonic() < deadline
@@ -260,10 +258,11 @@ def test_child_polite_stop_gives_cancelled_with_a_stopped_summary(project):
 
 
 @posix_only
+@pytest.mark.slow
 def test_child_ignoring_stop_is_ended_after_the_grace_period_with_its_helpers(project):
     ctx = start_run(project, kind="reward", name="deaf", config=CountConfig())
     events = []
-    job = run_in_child("job_fixtures:deaf", CountConfig(), ctx, events.append)
+    job = ChildRunner(Work.job("job_fixtures:deaf", CountConfig(), ctx), events.append)
     deadline = time.monotonic() + 20
     while not any(isinstance(e, Metric) for e in events):
         assert time.monotonic() < deadline
@@ -284,7 +283,7 @@ def test_child_ignoring_stop_is_ended_after_the_grace_period_with_its_helpers(pr
 def test_child_dying_without_a_word_is_reported_and_recorded_as_failed(project, exit_code, how):
     config = CountConfig(steps=100, fail_at=exit_code)
     ctx = start_run(project, kind="reward", name="dies", config=config)
-    job = run_in_child("job_fixtures:dies", config, ctx)
+    job = ChildRunner(Work.job("job_fixtures:dies", config, ctx))
     events = list(job.events(timeout=20))
     assert job.join(5)
     assert isinstance(job.result, Failed) and job.result is events[-1]
@@ -302,7 +301,7 @@ def test_child_kill_ends_it_at_once_and_a_resumed_run_may_follow(project):
     config = CountConfig(steps=100_000, sleep_s=0.01)
     ctx = start_run(project, kind="reward", name="k", config=config)
     events = []
-    job = run_in_child("job_fixtures:count", config, ctx, events.append)
+    job = ChildRunner(Work.job("job_fixtures:count", config, ctx), events.append)
     deadline = time.monotonic() + 20
     while not any(isinstance(e, Metric) for e in events):
         assert time.monotonic() < deadline
@@ -321,11 +320,13 @@ def test_child_stops_politely_when_its_parent_dies(project):
     script = (
         "import os, sys, threading\n"
         "from pathlib import Path\n"
-        "from rlhf_workbench.core.jobs import RunContext, run_in_child\n"
+        "from rlhf_workbench.core.runs.child import ChildRunner\n"
+        "from rlhf_workbench.core.runs.records import RunContext\n"
+        "from rlhf_workbench.core.runs.work import Work\n"
         "from job_fixtures import CountConfig\n"
         "heard = threading.Event()\n"
         f"ctx = RunContext(Path({str(ctx.project_path)!r}), {ctx.run_id!r}, Path({str(ctx.run_dir)!r}))\n"
-        "job = run_in_child('job_fixtures:count', CountConfig(steps=100_000), ctx, lambda e: heard.set())\n"
+        "job = ChildRunner(Work.job('job_fixtures:count', CountConfig(steps=100_000), ctx), lambda e: heard.set())\n"
         "heard.wait(20)\n"
         "os._exit(0)\n"
     )
@@ -349,7 +350,7 @@ def test_figures_that_cannot_be_saved_fail_the_run_with_a_reason(project, monkey
 
     monkeypatch.setattr(Store, "save_run_records", full_disk)
     ctx = start_run(project, kind="reward", name="full", config=CountConfig())
-    result = execute("job_fixtures:count", CountConfig(steps=3, sleep_s=0), ctx, lambda e: None, lambda: False)
+    result = execute(Work.job("job_fixtures:count", CountConfig(steps=3, sleep_s=0), ctx), lambda e: None, lambda: False)
     assert isinstance(result, Failed)
     assert result.message == "Could not save the run's figures: database or disk is full" and "disk" in result.hint
     assert project.store.run(ctx.run_id)["status"] == "failed"

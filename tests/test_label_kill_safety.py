@@ -52,6 +52,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.slow
 def test_every_acknowledged_verdict_survives_sigkill(tmp_path, workbench_home):
     create_demo_project(tmp_path / "demo").close()
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RLHF_WORKBENCH_HOME=str(workbench_home))

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import random
 import sqlite3
-import threading
 import time
 
 import pytest
-from rlhf_workbench.core.config import RewardConfig
-from rlhf_workbench.core.errors import Cancelled, WorkbenchError
-from rlhf_workbench.core.jobs import start_run
+
+from rlhf_workbench.core.errors import Stopped, WorkbenchError
 from rlhf_workbench.core.labeling import LabelSession, queue_progress
 from rlhf_workbench.core.project import DB_NAME, Project
+from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.runs.records import start_run
 from rlhf_workbench.core.store import APPLICATION_ID, SCHEMA_VERSION
 from rlhf_workbench.core.store.schema import MIGRATIONS
 
@@ -68,8 +67,9 @@ def fake_reward_run(project: Project, folder, *, status: str = "finished", name:
 def independent_p(project: Project, run_id: str, pair_ids) -> dict[int, float]:
     """p = sigmoid(r_a - r_b) from one unpadded forward pass per response."""
     import torch
+
     from rlhf_workbench.core.models import load_reward_model
-    from rlhf_workbench.core.reward.data import encode_response
+    from rlhf_workbench.core.training.pairs import encode_response
 
     model, tokenizer = load_reward_model(project.path / "runs" / run_id / "checkpoints" / "best", trainable=False)
     model.eval()
@@ -305,7 +305,7 @@ def test_scoring_writes_p_for_every_unjudged_pair_and_the_queue_follows_it(plain
     run_id = fake_reward_run(plain, tmp_path)
 
     reports = []
-    result = score_unjudged_pairs(plain, progress=lambda *a: reports.append(a), batch_pairs=5)
+    result = score_unjudged_pairs(plain, sink=lambda e: reports.append((e.step, e.total, e.message)), batch_pairs=5)
     assert result["run_id"] == run_id and result["scored"] == 11 and result["total"] == 11
     assert reports[-1][:2] == (11, 11) and [r[0] for r in reports[1:]] == [5, 10, 11]
     scores = store.pair_scores(run_id)
@@ -339,11 +339,11 @@ def test_a_cancel_keeps_the_batches_already_written(plain, tmp_path):
 
     run_id = fake_reward_run(plain, tmp_path)
     reports = []
-    with pytest.raises(Cancelled, match="4 pairs scored before are kept"):
+    with pytest.raises(Stopped, match="4 pairs scored before are kept"):
         score_unjudged_pairs(
             plain, run_id, batch_pairs=4,
-            progress=lambda *a: reports.append(a),
-            cancelled=lambda: any(done >= 4 for done, *_ in reports),
+            sink=lambda e: reports.append((e.step, e.total, e.message)),
+            stop=lambda: any(done >= 4 for done, *_ in reports),
         )
     kept = plain.store.pair_scores(run_id)
     assert sorted(kept) == plain.store.pair_ids()[:4]
@@ -369,23 +369,23 @@ def test_the_latest_finished_reward_run_is_the_one_scored_with(plain, tmp_path):
         score_unjudged_pairs(plain, "nonsense")
 
 
-def test_the_child_entry_point_reports_progress_then_the_result(plain, tmp_path):
-    """core.reward.remote's entry point, called in this process with a queue and an event of
-    threading's (the GUI's test runs it in a spawned child)."""
-    from rlhf_workbench.core.reward import remote
+def test_the_scoring_work_reports_progress_then_the_result(plain, tmp_path):
+    """The work the Label tab's button runs in a child (core.reward.remote:score_pairs), executed
+    here as the child executes it: Progress events, then Finished with its value, or Failed."""
+    from rlhf_workbench.core.events import Failed, Finished, Progress
+    from rlhf_workbench.core.runs.work import Work, execute
 
+    target = "rlhf_workbench.core.reward.remote:score_pairs"
     run_id = fake_reward_run(plain, tmp_path)
-    events, cancel = queue.Queue(), threading.Event()
-    remote.score_pairs_in_child(events, cancel, str(plain.path), batch_pairs=6)
-    messages = [events.get_nowait() for _ in range(events.qsize())]
-    assert [m[0] for m in messages] == ["progress"] * 3 + ["done"]
-    assert messages[-1][1]["run_id"] == run_id and messages[-1][1]["scored"] == 12
+    events = []
+    result = execute(Work.task(target, str(plain.path), batch_pairs=6), events.append, lambda: False)
+    assert [type(e) for e in events] == [Progress] * 3 + [Finished] and events[-1] is result
+    assert result.value["run_id"] == run_id and result.value["scored"] == 12
 
-    cancel.set()
-    remote.score_pairs_in_child(events, cancel, str(plain.path), run_id)  # nothing left: done at once
-    assert events.get_nowait()[0] == "done"
-    remote.score_pairs_in_child(events, cancel, str(plain.path), "nonsense")
-    assert events.get_nowait() == ("failed", "run nonsense is not a reward-model run of this project")
+    # Stopped with nothing left to score: done at once.
+    assert isinstance(execute(Work.task(target, str(plain.path), run_id), lambda e: None, lambda: True), Finished)
+    failed = execute(Work.task(target, str(plain.path), "nonsense"), lambda e: None, lambda: False)
+    assert failed == Failed("run nonsense is not a reward-model run of this project")
 
 
 def test_the_score_pairs_command(plain, tmp_path, capsys):

@@ -147,10 +147,12 @@ def test_discovery_finds_the_cache_the_project_checkpoints_and_the_demo(tmp_path
         resolve_model(tmp_path / "nowhere")
 
 
-def test_config_models_and_data_load_without_torch():
+def test_configs_methods_models_and_data_load_without_torch():
     code = (
         "import sys\n"
-        "import rlhf_workbench.core.config, rlhf_workbench.core.models, rlhf_workbench.core.reward.data\n"
+        "import rlhf_workbench.core.methods, rlhf_workbench.core.models, rlhf_workbench.core.training.pairs\n"
+        "import rlhf_workbench.core.training.text, rlhf_workbench.core.training.run_models\n"
+        "import rlhf_workbench.core.runs.child, rlhf_workbench.core.runs.torchrun, rlhf_workbench.core.runs.terminal\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )

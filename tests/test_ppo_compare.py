@@ -10,23 +10,26 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
-from rlhf_workbench.core.errors import Cancelled, WorkbenchError
-from rlhf_workbench.core.jobs import start_run
+from rlhf_workbench.core.errors import Stopped, WorkbenchError
 from rlhf_workbench.core.labeling import LabelSession
 from rlhf_workbench.core.ppo.compare import compare_origin, compare_with_reference
 from rlhf_workbench.core.ppo.config import PPOConfig
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import user_prompt
+from rlhf_workbench.core.runs.records import start_run
 
-pytestmark = pytest.mark.timeout(600)
+# Every test here samples the demo policy, built (trained) once for the module: the slow part.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 def fake_trained_checkpoint(project: Project, config: PPOConfig, *, noise: float = 0.05) -> str:
     """A PPO run whose checkpoint's policy is the demo policy with its weights nudged (seeded)."""
     import torch
+
     from rlhf_workbench.core.models import quiet_transformers
-    from rlhf_workbench.core.ppo.models import load_policy
+    from rlhf_workbench.core.training.policy import load_policy
 
     ctx = start_run(project, kind="ppo", name="nudged demo policy", config=config)
     model, tokenizer = load_policy("demo")
@@ -67,7 +70,7 @@ def _pairs(path, origin):
 def test_pairs_of_policy_and_reference_go_into_the_project(demo):
     path, run_id = demo
     reports = []
-    counts = compare_with_reference(path, run_id, n_prompts=10, seed=0, progress=lambda *a: reports.append(a))
+    counts = compare_with_reference(path, run_id, n_prompts=10, seed=0, sink=lambda e: reports.append((e.step, e.total, e.message)))
     assert counts["origin"] == compare_origin(run_id) == f"ppo-vs-ref:{run_id}"
     assert counts["prompts"] == 10 and counts["step"] == 3
     assert counts["pairs_added"] + counts["pairs_existing"] + counts["identical"] == 10
@@ -111,8 +114,8 @@ def test_the_reference_against_itself_gives_no_pairs(demo, tmp_path):
 def test_cancel_adds_nothing_and_bad_runs_are_refused(demo):
     path, run_id = demo
     before = len(_pairs(path, compare_origin(run_id)))
-    with pytest.raises(Cancelled, match="nothing was added"):
-        compare_with_reference(path, run_id, n_prompts=4, cancelled=lambda: True)
+    with pytest.raises(Stopped, match="nothing was added"):
+        compare_with_reference(path, run_id, n_prompts=4, stop=lambda: True)
     assert len(_pairs(path, compare_origin(run_id))) == before
 
     with Project.open(path) as project:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rlhf_workbench.core.models import build_demo_model, load_reward_model
-from rlhf_workbench.core.ppo import rollout as R
-from rlhf_workbench.core.ppo.models import load_policy
+from rlhf_workbench.core.training import rollout as R
+from rlhf_workbench.core.training.policy import load_policy
 
 TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 512}
 PROMPTS = ["What is 2 + 3?", "Tell me about bees, and then about the ocean and the moon please.", "Hi"]

@@ -46,6 +46,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.mark.slow
 def test_trl_side_reports_finite_speed_and_split(bench, no_network, tmp_path, monkeypatch):
     import torch
     from trl.experimental.ppo import ppo_trainer

@@ -5,19 +5,17 @@ import pytest
 from rlhf_workbench.core.models import build_demo_tokenizer
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message
-from rlhf_workbench.core.reward.data import (
+from rlhf_workbench.core.training.pairs import (
     batches_per_epoch,
     collate,
     encode_pair,
-    encode_response,
     epoch_batches,
     load_project_pairs,
-    render,
     split_by_prompt,
-    truncate,
 )
+from rlhf_workbench.core.training.text import encode_response, render, truncate
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau"]
 
 
 @pytest.fixture(scope="module")

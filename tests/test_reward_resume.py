@@ -8,12 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf_workbench.core import jobs
-from rlhf_workbench.core.config import RewardConfig
 from rlhf_workbench.core.events import Checkpoint, Finished
 from rlhf_workbench.core.models import build_demo_model
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.reward.config import RewardConfig
 from rlhf_workbench.core.reward.train import JOB_PATH
+from rlhf_workbench.core.runs.records import resume_run, start_run
+from rlhf_workbench.core.runs.work import Work, execute
 
 TINY = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
         "vocab_size": 400, "attention_dropout": 0.2}
@@ -50,21 +51,21 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(make_project, drop
         lora=lora, lora_r=4, lora_target_modules="q_proj,v_proj",
     )
     with Project.open(path) as project:
-        straight = jobs.start_run(project, kind="reward", name="straight", config=config)
-        interrupted = jobs.start_run(project, kind="reward", name="interrupted", config=config)
+        straight = start_run(project, kind="reward", name="straight", config=config)
+        interrupted = start_run(project, kind="reward", name="interrupted", config=config)
 
-    whole = jobs.execute(JOB_PATH, config, straight, lambda e: None, lambda: False)
+    whole = execute(Work.job(JOB_PATH, config, straight), lambda e: None, lambda: False)
     assert isinstance(whole, Finished) and not whole.stopped, whole
     total = whole.summary["steps"]
     assert total == 9  # 24 training pairs, 6 batches, 3 steps an epoch: the stop falls mid-epoch
 
-    first = jobs.execute(JOB_PATH, config, interrupted, lambda e: None, _stop_after(4))
+    first = execute(Work.job(JOB_PATH, config, interrupted), lambda e: None, _stop_after(4))
     assert isinstance(first, Finished) and first.stopped and first.summary["steps"] == 4
     with Project.open(path) as project:
-        again = jobs.resume_run(project, interrupted.run_id)
+        again = resume_run(project, interrupted.run_id)
     assert again.resume and again.resume_step == 4
     events = []
-    second = jobs.execute(JOB_PATH, config, again, events.append, lambda: False)
+    second = execute(Work.job(JOB_PATH, config, again), events.append, lambda: False)
     assert isinstance(second, Finished) and not second.stopped and second.summary["steps"] == total
     assert [e.step for e in events if isinstance(e, Checkpoint)] == [6, 9]
 

@@ -6,16 +6,17 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from rlhf_workbench.core import jobs
-from rlhf_workbench.core.config import RewardConfig
 from rlhf_workbench.core.demo import create_demo_project
+from rlhf_workbench.core.errors import JobFailed
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress
-from rlhf_workbench.core.jobs import JobFailed
 from rlhf_workbench.core.models import LoraSettings, build_demo_model, load_reward_model
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.reward.data import encode_pair, epoch_batches
+from rlhf_workbench.core.reward.config import RewardConfig
 from rlhf_workbench.core.reward.evaluate import score, score_with
 from rlhf_workbench.core.reward.train import JOB_PATH, train
+from rlhf_workbench.core.runs.records import start_run
+from rlhf_workbench.core.runs.work import Work, execute
+from rlhf_workbench.core.training.pairs import encode_pair, epoch_batches
 
 TINY = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 400}
 FAST = dict(torch_threads=1, log_every=1, eval_every=1000, save_every=1000, warmup_ratio=0.0)
@@ -33,8 +34,8 @@ def _pairs(n):
 def _execute(project_path, config, stop=lambda: False):
     events = []
     with Project.open(project_path) as project:
-        ctx = jobs.start_run(project, kind="reward", name="test", config=config)
-    result = jobs.execute(JOB_PATH, config, ctx, events.append, stop)
+        ctx = start_run(project, kind="reward", name="test", config=config)
+    result = execute(Work.job(JOB_PATH, config, ctx), events.append, stop)
     return result, events, ctx
 
 

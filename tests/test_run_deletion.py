@@ -9,11 +9,13 @@ import time
 
 import pytest
 from job_fixtures import CountConfig
+
 from rlhf_workbench.core.cli import main
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.jobs import execute, run_dir_of, start_run
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
+from rlhf_workbench.core.runs.records import run_dir_of, start_run
+from rlhf_workbench.core.runs.work import Work, execute
 
 PAIRS = [("Tell me about bees.", "They make honey.", "No.", "ppo-vs-ref:", "a", "ann")]
 
@@ -21,7 +23,7 @@ PAIRS = [("Tell me about bees.", "They make honey.", "No.", "ppo-vs-ref:", "a", 
 def _counted(project, name="counted", kind="reward", config=None) -> str:
     config = config or CountConfig(steps=4, sleep_s=0, checkpoint_every=2)
     ctx = start_run(project, kind=kind, name=name, config=config)
-    execute("job_fixtures:count", config, ctx, lambda e: None, lambda: False)
+    execute(Work.job("job_fixtures:count", config, ctx), lambda e: None, lambda: False)
     return ctx.run_id
 
 
@@ -85,7 +87,7 @@ def test_a_running_run_is_refused_and_an_unknown_one_named(project):
     stop = threading.Event()
     config = CountConfig(steps=10_000, sleep_s=0.01)
     ctx = start_run(project, kind="reward", name="busy", config=config)
-    worker = threading.Thread(target=execute, args=("job_fixtures:count", config, ctx, lambda e: None, stop.is_set))
+    worker = threading.Thread(target=execute, args=(Work.job("job_fixtures:count", config, ctx), lambda e: None, stop.is_set))
     worker.start()
     try:
         deadline = time.monotonic() + 20

@@ -2,9 +2,9 @@
 
 import pytest
 
+from rlhf_workbench.core.bulk import BulkWriter
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.records import Message, user_prompt
-from rlhf_workbench.core.bulk import BulkWriter
 from rlhf_workbench.core.store import settle_verdict
 
 
@@ -73,12 +73,11 @@ def test_a_verdict_outside_the_vocabulary_is_refused(project):
 
 
 def test_a_failed_transaction_leaves_nothing(project):
-    with pytest.raises(RuntimeError):
-        with project.store.transaction():
-            writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="t")
-            writer.add_pair(user_prompt("q"), "x", "y", origin="t")
-            writer.flush()
-            raise RuntimeError("power cut")
+    with pytest.raises(RuntimeError), project.store.transaction():
+        writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="t")
+        writer.add_pair(user_prompt("q"), "x", "y", origin="t")
+        writer.flush()
+        raise RuntimeError("power cut")
     assert project.store.counts()["pairs"] == 0
 
 

@@ -9,8 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.records import user_prompt
 from rlhf_workbench.core.bulk import (
     BulkWriter,
     content_hash,
@@ -19,6 +17,8 @@ from rlhf_workbench.core.bulk import (
     prompt_hash,
     response_hash,
 )
+from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.records import user_prompt
 
 
 def _reference_hash(*parts: str | bytes) -> bytes:

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from rlhf_workbench.core.errors import Cancelled
+from rlhf_workbench.core.errors import Stopped
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import Message
 from rlhf_workbench.core.store.pairs import PairFilter
@@ -111,23 +111,22 @@ def test_a_search_can_be_cancelled_while_it_scans(store):
         return True
 
     store.conn.execute("CREATE TEMP TABLE big AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) SELECT i FROM n")
-    with pytest.raises(Cancelled, match="the search was cancelled"):
-        with store.cancellable(cancel, "the search"):
-            store.conn.execute("SELECT count(*) FROM big a WHERE a.i % 7 = 3").fetchone()
+    with pytest.raises(Stopped, match="the search was cancelled"), store.stoppable(cancel, "the search"):
+        store.conn.execute("SELECT count(*) FROM big a WHERE a.i % 7 = 3").fetchone()
     assert calls
     # The connection works as before, without the handler.
     assert store.conn.execute("SELECT count(*) FROM big").fetchone() == (100000,)
-    assert list(store.matching_pair_ids(PairFilter(text="zebra"), cancel=lambda: False)) == [1, 4]
+    assert list(store.matching_pair_ids(PairFilter(text="zebra"), stop=lambda: False)) == [1, 4]
 
 
 def test_matching_ids_is_cancelled_by_its_callback(store):
     flag = threading.Event()
     flag.set()
     # A scan as small as this one may finish before SQLite looks at the callback; where it does
-    # look, the result is Cancelled, never a partial list.
+    # look, the result is Stopped, never a partial list.
     try:
-        result = store.matching_pair_ids(PairFilter(text="zebra"), cancel=flag.is_set)
-    except Cancelled:
+        result = store.matching_pair_ids(PairFilter(text="zebra"), stop=flag.is_set)
+    except Stopped:
         return
     assert list(result) == [1, 4]
 
@@ -135,9 +134,8 @@ def test_matching_ids_is_cancelled_by_its_callback(store):
 def test_an_error_that_is_not_a_cancel_passes_through(store):
     import sqlite3
 
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        with store.cancellable(lambda: False):
-            store.conn.execute("SELECT * FROM nowhere")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"), store.stoppable(lambda: False):
+        store.conn.execute("SELECT * FROM nowhere")
 
 
 def test_a_cancelled_export_leaves_no_file_behind(make_project, tmp_path):
@@ -147,8 +145,7 @@ def test_a_cancelled_export_leaves_no_file_behind(make_project, tmp_path):
     out = tmp_path / "out" / "pairs.jsonl"
     out.parent.mkdir()
     with Project.open(make_project("export", pairs)) as project:
-        with pytest.raises(Cancelled, match="the export was cancelled"):
-            with project.store.cancellable(lambda: True, "the export"):
-                export_file(project, out, format="trl")
+        with pytest.raises(Stopped, match="the export was cancelled"), project.store.stoppable(lambda: True, "the export"):
+            export_file(project, out, format="trl")
         assert list(out.parent.iterdir()) == []  # neither the file nor its temporary
         assert export_file(project, out, format="trl").written == 3000  # the connection still works

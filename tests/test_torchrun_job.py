@@ -1,4 +1,4 @@
-"""The app's runs on several GPUs: TorchrunJob launches the CLI under torchrun and reads its events.
+"""The app's runs on several GPUs: TorchrunRunner launches the CLI under torchrun and reads its events.
 
 Two CPU ranks (gloo) stand in for two GPUs: the launch, the event lines, stopping and the records
 are the same; only the backend differs (NCCL on GPUs). A whole run through the app's
@@ -10,17 +10,24 @@ import time
 
 import pytest
 
-from rlhf_workbench.core.config import RewardConfig
 from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.events import (
-    Checkpoint, Failed, Finished, Log, Metric, Progress, Sample, event_line, parse_event_line,
+    Checkpoint,
+    Failed,
+    Finished,
+    Log,
+    Metric,
+    Progress,
+    Sample,
+    event_line,
+    parse_event_line,
 )
-from rlhf_workbench.core.jobs import start_run
 from rlhf_workbench.core.models import ensure_demo_model
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.torchrun import COMMANDS, TorchrunJob, visible_gpu_count
-
-REWARD_JOB = "rlhf_workbench.core.reward.train:run"
+from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.reward.method import REWARD_MODEL
+from rlhf_workbench.core.runs.records import start_run
+from rlhf_workbench.core.runs.torchrun import TorchrunRunner, visible_gpu_count
 
 
 def test_every_event_survives_its_line():
@@ -37,11 +44,14 @@ def test_every_event_survives_its_line():
     assert parse_event_line("@event {not json") is None
 
 
-def test_the_commands_are_the_jobs_own_paths():
+def test_each_method_names_its_own_job_and_a_command_the_cli_has():
+    from rlhf_workbench.core.cli import _COMMANDS
+    from rlhf_workbench.core.methods import METHODS
     from rlhf_workbench.core.ppo.train import JOB_PATH as PPO_JOB
     from rlhf_workbench.core.reward.train import JOB_PATH
 
-    assert COMMANDS == {JOB_PATH: "train-rm", PPO_JOB: "ppo"}
+    assert {m.job: m.command for m in METHODS} == {JOB_PATH: "train-rm", PPO_JOB: "ppo"}
+    assert all(m.command in _COMMANDS for m in METHODS) and all(m.distributed for m in METHODS)
 
 
 def test_gpus_are_counted_from_cuda_visible_devices(monkeypatch):
@@ -63,10 +73,11 @@ def _start(project, events, **settings):
     config = RewardConfig(batch_size=8, torch_threads=1, log_every=1, eval_every=1000, **settings)
     with Project.open(project) as p:
         ctx = start_run(p, kind="reward", name="two ranks", config=config)
-    return ctx, TorchrunJob(REWARD_JOB, ctx, 2, events.append)
+    return ctx, TorchrunRunner(REWARD_MODEL.command, ctx, 2, events.append)
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.slow
 def test_stop_ends_every_rank_with_a_checkpoint(demo):
     events = []
     ctx, job = _start(demo, events, max_steps=100_000, save_every=100_000)
@@ -84,6 +95,7 @@ def test_stop_ends_every_rank_with_a_checkpoint(demo):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_a_launch_that_fails_says_why(demo):
     events = []
     ctx, job = _start(demo, events, max_steps=4, save_every=4, base_model="/nowhere/such-model")

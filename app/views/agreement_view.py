@@ -1,6 +1,6 @@
 """Agreement and quality: per-annotator habits, agreement between people, and with the dataset.
 
-Core computes (core.labeling.agreement_report); this page only lays the numbers out. The report
+Core computes (core.agreement.agreement_report); this page only lays the numbers out. The report
 reads every active judgment, which takes a while on a large project, so it is computed on a
 worker thread with its own connection and shown when it arrives.
 """
@@ -11,16 +11,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QHBoxLayout,
     QWidget,
 )
 
-from rlhf_workbench.core.labeling import AgreementReport, agreement_report
+from rlhf_workbench.core.agreement import AgreementReport, agreement_report
 from rlhf_workbench.core.project import Project
 
 from ..tasks import run_store_task
@@ -116,7 +116,7 @@ class AgreementView(QWidget):
         run_store_task(
             self,
             self.project,
-            lambda store, _state: agreement_report(store),
+            lambda store, sink, stop: agreement_report(store),
             on_done=lambda report: self._show(report, generation),
             on_error=lambda message: self._failed(message, generation),
         )

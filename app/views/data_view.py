@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_workbench.core.errors import Stopped
+from rlhf_workbench.core.events import Sink, StopFlag
 from rlhf_workbench.core.exporting import ExportReport
 from rlhf_workbench.core.importing import ImportReport
 from rlhf_workbench.core.project import Project
@@ -41,7 +43,7 @@ from rlhf_workbench.core.store import Store
 from rlhf_workbench.core.store.pairs import PairFilter
 
 from ..dialogs import error_box
-from ..tasks import Task, TaskState, run_store_task
+from ..tasks import Task, run_store_task
 from ..text import count
 from .data_panels import DetailPane, OverviewPanel, table_view
 from .export_dialog import ExportChoice, ExportDialog, export_summary, run_export
@@ -53,11 +55,12 @@ from .table_models import pairs_model, prompts_model
 IMPORT_FILE_TYPES = "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.txt);;All files (*)"
 
 
-def read_overview(store: Store, state: TaskState) -> dict[str, Any]:
+def read_overview(store: Store, sink: Sink, stop: StopFlag) -> dict[str, Any]:
     """The overview's numbers, read in a worker (~70-130 ms at 100,000 pairs)."""
     counts = store.counts()
     counts["unlabelled"] = store.unlabelled_pair_count()
-    state.raise_if_cancelled()
+    if stop():
+        raise Stopped("stopped")
     return {
         "counts": counts,
         "by_origin": store.pairs_by_origin(),
@@ -154,7 +157,7 @@ class DataView(QWidget):
             # Work for the previous project stops (an import rolls back) and its answers are dropped.
             for task in (self.overview_task, self.ids_task, self.import_task, self.export_task):
                 if task is not None:
-                    task.cancel()
+                    task.stop()
             self._queued_imports.clear()
             self.filters.reset()
             self.overview_data = None
@@ -180,11 +183,11 @@ class DataView(QWidget):
         self._set_pair_column_widths()
         generation = self._generation
         if self.overview_task is not None:
-            self.overview_task.cancel()
+            self.overview_task.stop()
         self.overview_task = run_store_task(
             self, project, read_overview, on_done=lambda data: self._show_overview(generation, data), on_error=self._show_error
         )
-        self.overview_task.finished.connect(self._maybe_loaded)
+        self.overview_task.ended.connect(self._maybe_loaded)
         self.apply_filter(again=True)
 
     def apply_filter(self, *, again: bool = False) -> None:
@@ -198,11 +201,11 @@ class DataView(QWidget):
         self._ids_generation += 1
         generation, started = self._ids_generation, time.perf_counter()
         if self.ids_task is not None:
-            self.ids_task.cancel()  # interrupts its scan; its answer would be stale anyway
+            self.ids_task.stop()  # interrupts its scan; its answer would be stale anyway
         self.filters.status.setText("Searching…" if chosen.text else "Reading…")
 
-        def matching(store: Store, state: TaskState):
-            return store.matching_pair_ids(chosen, cancel=state.cancelled)
+        def matching(store: Store, sink: Sink, stop: StopFlag):
+            return store.matching_pair_ids(chosen, stop=stop)
 
         self.ids_task = run_store_task(
             self,
@@ -211,7 +214,7 @@ class DataView(QWidget):
             on_done=lambda ids: self._show_ids(generation, ids, started),
             on_error=self._show_error,
         )
-        self.ids_task.finished.connect(self._maybe_loaded)
+        self.ids_task.ended.connect(self._maybe_loaded)
 
     def is_loading(self) -> bool:
         return any(t is not None and t.is_running() for t in (self.overview_task, self.ids_task))
@@ -305,10 +308,10 @@ class DataView(QWidget):
             self.project,
             choice,
             on_done=self._imported,
-            on_cancelled=self._import_stopped,
+            on_stopped=self._import_stopped,
             on_error=lambda message: self._import_stopped(message, failed=True),
         )
-        self.import_task.finished.connect(self._enable_actions)
+        self.import_task.ended.connect(self._enable_actions)
         self._enable_actions()
 
     def _imported(self, report: ImportReport) -> None:
@@ -350,7 +353,7 @@ class DataView(QWidget):
             self.project,
             choice,
             on_done=self._exported,
-            on_cancelled=lambda message: self.filters.status.setText("Export cancelled"),
+            on_stopped=lambda message: self.filters.status.setText("Export cancelled"),
             on_error=lambda message: self._show_error(message, "Export failed"),
         )
 

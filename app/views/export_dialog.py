@@ -29,12 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_workbench.core.events import Progress, Sink, StopFlag
 from rlhf_workbench.core.exporting import ExportReport, export_file
 from rlhf_workbench.core.formats import get_format, writable_formats
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.store import Store
 
-from ..tasks import Task, TaskState, run_store_task
+from ..tasks import Task, run_store_task
 from ..widgets import plain_label
 
 
@@ -154,12 +155,12 @@ def run_export(
     choice: ExportChoice,
     *,
     on_done: Callable[[ExportReport], None],
-    on_cancelled: Callable[[str], None] | None = None,
+    on_stopped: Callable[[str], None] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> Task:
-    def work(store: Store, state: TaskState) -> ExportReport:
-        state.progress(0, 0, f"Exporting to {choice.path.name}…")
-        with store.cancellable(state.cancelled, f"the export to {choice.path}"):
+    def work(store: Store, sink: Sink, stop: StopFlag) -> ExportReport:
+        sink(Progress(0, 0, f"Exporting to {choice.path.name}…"))
+        with store.stoppable(stop, f"the export to {choice.path}"):
             return export_file(store, choice.path, format=choice.format, annotators=choice.annotators)
 
     return run_store_task(
@@ -168,7 +169,7 @@ def run_export(
         work,
         on_done=on_done,
         on_error=on_error,
-        on_cancelled=on_cancelled,
+        on_stopped=on_stopped,
         progress_title=f"Exporting to {choice.path.name}…",
     )
 

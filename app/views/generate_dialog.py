@@ -3,7 +3,7 @@
     GenerateDialog   which model writes (and optionally a second one for response B), which
                      prompts and how many, and the sampling settings (a form of GenerateConfig)
     GenerateControl  the Data tab's Generate… button: the dialog, then core.generate.generate_pairs
-                     in a spawned child (app/child_work.py: the GUI process never imports torch),
+                     in a spawned child (tasks.run_in_child: the GUI process never imports torch),
                      waited on by a task with a progress dialog; Cancel adds nothing
 """
 
@@ -27,15 +27,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_workbench.core.config import config_to_dict
-from rlhf_workbench.core.errors import ConfigError
-from rlhf_workbench.core.generate import GenerateConfig, generate_in_child, summary
+from rlhf_workbench.core.errors import ConfigError, WorkbenchError
+from rlhf_workbench.core.generate import GenerateConfig, summary
 from rlhf_workbench.core.project import Project
 
-from ..child_work import ChildWork
 from ..config_form import ConfigForm
 from ..dialogs import error_box
-from ..tasks import Task, run_store_task, run_task
+from ..tasks import Task, run_in_child, run_store_task
 from ..widgets import heading_label, plain_label
 from .ppo_pickers import SpecBox, policy_items, ppo_policies
 
@@ -107,7 +105,7 @@ class GenerateDialog(QDialog):
     def _read_lists(self) -> None:
         project_path = self.project.path
 
-        def find(store, _state) -> dict[str, Any]:
+        def find(store, sink, stop) -> dict[str, Any]:
             from rlhf_workbench.core.models import discover_models
 
             return {
@@ -180,7 +178,7 @@ class GenerateControl(QObject):
 
     def set_project(self, project: Project | None) -> None:
         if project is not self.project and self.running():
-            self.task.cancel()  # it would add to the project no longer shown: nothing is added
+            self.task.stop()  # it would add to the project no longer shown: nothing is added
         self.project = project
         self.button.setEnabled(project is not None and not self.running())
 
@@ -199,19 +197,21 @@ class GenerateControl(QObject):
         """generate_pairs in a child process, behind a progress dialog with Cancel."""
         if project is not self.project or self.running():
             return None
+        from rlhf_workbench.core.training.config import config_to_dict
+
         try:
-            process = ChildWork(generate_in_child, str(project.path), config_to_dict(config), what="generation")
-        except OSError as exc:
+            self.task = run_in_child(
+                self.parent_widget, "rlhf_workbench.core.generate:generate_task", str(project.path),
+                config_to_dict(config), what="generation",
+                on_done=lambda counts: self._done(project, counts),
+                on_error=self._failed,
+                on_stopped=lambda message: self._tell(message, "Generating cancelled"),
+                progress_title=f"Generating responses with {config.model}",
+            )
+        except (OSError, WorkbenchError) as exc:
             self._failed(f"Could not start generating: {exc}")
             return None
-        self.task = run_task(
-            self.parent_widget, process.wait,
-            on_done=lambda counts: self._done(project, counts),
-            on_error=self._failed,
-            on_cancelled=lambda message: self._tell(message, "Generating cancelled"),
-            progress_title=f"Generating responses with {config.model}",
-        )
-        self.task.finished.connect(lambda: self.set_project(self.project))
+        self.task.ended.connect(lambda: self.set_project(self.project))
         self.button.setEnabled(False)
         return self.task
 

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.events import Sink, StopFlag
 from rlhf_workbench.core.formats import detect, get_format, readable_formats
 from rlhf_workbench.core.formats.mapped import TARGETS, mapping_problem
 from rlhf_workbench.core.formats.rows import RowSource
@@ -44,7 +45,7 @@ from rlhf_workbench.core.importing import ImportReport, import_file
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.store import Store
 
-from ..tasks import Task, TaskState, run_store_task, run_task
+from ..tasks import Task, run_store_task, run_task
 from ..text import count, one_line
 from ..widgets import heading_label, plain_label
 
@@ -226,7 +227,7 @@ class ImportDialog(QDialog):
         self.mapping.changed.connect(self._update)
         self._update()
         self.task: Task = run_task(
-            self, lambda _state: look_at_file(self.path), on_done=self._show_look, on_error=self._look_failed
+            self, lambda sink, stop: look_at_file(self.path), on_done=self._show_look, on_error=self._look_failed
         )
 
     # -- what the person chose ----------------------------------------------------------------
@@ -310,13 +311,13 @@ def run_import(
     choice: ImportChoice,
     *,
     on_done: Callable[[ImportReport], None],
-    on_cancelled: Callable[[str], None] | None = None,
+    on_stopped: Callable[[str], None] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> Task:
     """The import in a task on its own connection: progress by bytes read, Cancel rolls back."""
     name = choice.path.name
 
-    def work(store: Store, state: TaskState) -> ImportReport:
+    def work(store: Store, sink: Sink, stop: StopFlag) -> ImportReport:
         return import_file(
             store,
             choice.path,
@@ -324,8 +325,8 @@ def run_import(
             mapping=choice.mapping,
             annotator=choice.annotator,
             skip_bad=choice.skip_bad,
-            progress=lambda done, total: state.progress(done, total, f"Importing {name}…"),
-            cancel=state.cancelled,
+            sink=sink,
+            stop=stop,
         )
 
     return run_store_task(
@@ -334,7 +335,7 @@ def run_import(
         work,
         on_done=on_done,
         on_error=on_error,
-        on_cancelled=on_cancelled,
+        on_stopped=on_stopped,
         progress_title=f"Importing {name}…",
     )
 

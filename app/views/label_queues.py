@@ -5,8 +5,8 @@
 Scoring loads a checkpoint (torch, transformers) in a spawned child, as the reward tab's panels and
 the PPO tab's comparison do and for the same reasons: the GUI process never imports torch
 (importing it on a worker thread of a Qt process was seen to deadlock), the window stays
-responsive, and the model's memory goes when the child ends. A worker thread waits on the child
-and relays its progress to a progress dialog with Cancel; a cancel keeps the pairs scored so far.
+responsive, and the model's memory goes when the child ends. Its progress goes to a progress
+dialog with Cancel; a cancel keeps the pairs scored so far.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPushButton, QWidget
+
+from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.project import Project
 
-from ..child_work import ChildWork
-from ..tasks import run_task
+from ..tasks import run_in_child
 from ..widgets import plain_label
 
 SCORE_BUTTON = "Score unlabelled pairs with the latest reward model"
@@ -97,28 +98,22 @@ class ScorePairsControl(QObject):
     def start(self) -> None:
         if self.project is None or self.task is not None:
             return
-        from rlhf_workbench.core.reward import remote
-
         try:
-            child = ChildWork(remote.score_pairs_in_child, str(self.project.path), what="pair scoring")
-        except OSError as exc:
+            self.task = run_in_child(
+                self.parent_widget, "rlhf_workbench.core.reward.remote:score_pairs", str(self.project.path),
+                what="pair scoring", on_done=self._done, on_error=self._ended, on_stopped=self._cancelled,
+                progress_title="Scoring unlabelled pairs with the latest reward model",
+            )
+        except (OSError, WorkbenchError) as exc:
             self.status.setText(f"Could not start scoring: {exc}")
             return
         self.status.setText("Scoring: loading the reward model…")
-        self.task = run_task(
-            self.parent_widget,
-            child.wait,
-            on_done=self._done,
-            on_error=self._ended,
-            on_cancelled=self._cancelled,
-            progress_title="Scoring unlabelled pairs with the latest reward model",
-        )
-        self.task.progressed.connect(self._progressed)
+        self.task.progress.connect(self._progressed)
         self.refresh()
 
-    def _progressed(self, done, total, message) -> None:
-        if message:
-            self.status.setText(str(message))
+    def _progressed(self, progress) -> None:
+        if progress.message:
+            self.status.setText(progress.message)
 
     def _done(self, result: dict[str, Any]) -> None:
         self._ended(

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.labeling import (
     QUEUE_TITLES,
@@ -300,7 +301,7 @@ class JudgePage(QWidget):
         self._progress_task = run_store_task(
             self,
             project,
-            lambda store, _state: queue_progress(store, annotator, queue),
+            lambda store, sink, stop: queue_progress(store, annotator, queue),
             on_done=lambda progress: self._progress_arrived(session, progress),
             on_error=lambda message: self._progress_arrived(session, message),
         )

@@ -3,11 +3,11 @@
     Prompts [32]  [Compare with reference]
     People preferred this policy to its reference in 62% of 40 verdicts.
 
-The comparison (core.ppo.compare) loads two causal LMs (torch, transformers) in a spawned child, as
-the reward tab's score panels do and for the same reasons: the GUI process never imports torch
-(importing it on a worker thread of a Qt process was seen to deadlock), the window stays
-responsive, and the models' memory goes when the child ends. A worker thread waits on it and
-relays its progress to a progress dialog (with Cancel) and to the line under the button.
+The comparison (core.ppo.compare) loads two causal LMs (torch, transformers) in a spawned child
+(tasks.run_in_child), as the reward tab's score panels do and for the same reasons: the GUI process
+never imports torch (importing it on a worker thread of a Qt process was seen to deadlock), the
+window stays responsive, and the models' memory goes when the child ends. Its progress goes to a
+progress dialog (with Cancel) and to the line under the button.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPushButton, QSpinBox, QWidget
+
+from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.project import Project
 
-from ..child_work import ChildWork
-from ..tasks import run_task
+from ..tasks import run_in_child
 from ..widgets import plain_label
 
 COMPARE_PROMPTS = 32
@@ -57,6 +58,7 @@ class CompareControl(QObject):
         self.project: Project | None = None
         self.run_id: str | None = None
         self.running_for: str | None = None  # the run being compared, while it is
+        self.task = None  # its Task, while it runs
         self.count = QSpinBox()
         self.count.setRange(1, 4096)
         self.count.setValue(COMPARE_PROMPTS)
@@ -101,28 +103,25 @@ class CompareControl(QObject):
         # A new seed each time: asking again samples new responses, not the same ones.
         rate = self.project.store.ppo_win_rates().get(run_id)
         try:
-            from rlhf_workbench.core.ppo import remote
-
-            process = ChildWork(remote.compare_in_child, str(self.project.path), run_id, what="comparison",
-                                n_prompts=n, seed=rate["pairs"] if rate else 0)
-        except OSError as exc:
+            task = run_in_child(
+                self.parent_widget, "rlhf_workbench.core.ppo.remote:compare", str(self.project.path), run_id,
+                n_prompts=n, seed=rate["pairs"] if rate else 0, what="comparison",
+                on_done=lambda counts: self._done(run_id, counts),
+                on_error=lambda message: self._ended(run_id, message),
+                on_stopped=lambda message: self._ended(run_id, message),
+                progress_title=f"Comparing run {run_id} with its reference",
+            )
+        except (OSError, WorkbenchError) as exc:
             self.failed_to_start.emit(f"Could not start the comparison: {exc}")
             return
-        self.running_for = run_id
+        self.running_for, self.task = run_id, task
         self.status.setText(f"Comparing {n:,} prompts: loading the policy…")
         self.refresh()
-        run_task(
-            self.parent_widget,
-            process.wait,
-            on_done=lambda counts: self._done(run_id, counts),
-            on_error=lambda message: self._ended(run_id, message),
-            on_cancelled=lambda message: self._ended(run_id, message),
-            progress_title=f"Comparing run {run_id} with its reference",
-        ).progressed.connect(self._progressed)
+        task.progress.connect(self._progressed)
 
-    def _progressed(self, done, total, message) -> None:
-        if message and self.running_for == self.run_id:
-            self.status.setText(str(message))
+    def _progressed(self, progress) -> None:
+        if progress.message and self.running_for == self.run_id:
+            self.status.setText(progress.message)
 
     def _done(self, run_id: str, counts: dict[str, Any]) -> None:
         added = counts["pairs_added"]
@@ -137,7 +136,7 @@ class CompareControl(QObject):
         self.pairs_added.emit(added)
 
     def _ended(self, run_id: str, message: str) -> None:
-        self.running_for = None
+        self.running_for, self.task = None, None
         self.refresh()
         if run_id == self.run_id:
             self.status.setText(message)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
 from rlhf_workbench.core.events import Sample
 
 from ..text import one_line

@@ -24,9 +24,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from rlhf_workbench.core.ppo.config import LATEST_REWARD_MODEL, PPOConfig
+
+from rlhf_workbench.core.ppo.config import PPOConfig
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.store.model_pairs import POLICY_VS_REFERENCE
+from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
 from ..tasks import run_store_task
 from ..widgets import heading_label
@@ -164,7 +166,7 @@ class ModelChoices(QWidget):
             return
         project, project_path = self.project, self.project.path
 
-        def find(store, _state) -> dict[str, Any]:
+        def find(store, sink, stop) -> dict[str, Any]:
             from rlhf_workbench.core.models import discover_models
 
             runs = store.runs(newest_first=True, decode=True)

@@ -1,13 +1,12 @@
 """What a trained reward model says: score a text, and the validation pairs it gets most wrong.
 
-Both load a checkpoint (torch, transformers) in a short-lived child process, waited on by a worker
-thread: the window stays responsive, the GUI process never imports torch (importing it on a worker
-thread of a Qt process was seen to deadlock), and the model's memory goes when the child ends.
+Both load a checkpoint (torch, transformers) in a short-lived child process (tasks.run_in_child):
+the window stays responsive, the GUI process never imports torch (importing it on a worker thread
+of a Qt process was seen to deadlock), the model's memory goes when the child ends, and a child
+that dies (out of memory) is reported within a second.
 """
 
 from __future__ import annotations
-
-import multiprocessing
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -26,15 +25,9 @@ from PySide6.QtWidgets import (
 
 from rlhf_workbench.core.project import Project
 
-from ..tasks import run_task
+from ..tasks import run_in_child
 from ..text import one_line
 from ..widgets import TextPane, plain_label
-
-
-def call_in_child(fn, *args, **kwargs):
-    """fn(*args, **kwargs) in a fresh spawned process; its result or its exception comes back."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args, kwargs)
 
 
 class _CheckpointPicker(QComboBox):
@@ -55,6 +48,7 @@ class ScorePanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.project: Project | None = None
+        self.task = None  # the scoring under way, if any
         self.model = _CheckpointPicker()
         self.text = QPlainTextEdit()
         self.text.setPlaceholderText(
@@ -91,14 +85,11 @@ class ScorePanel(QWidget):
         self.button.setEnabled(False)
         self.result.setText("Scoring…")
 
-        def work(_state):
-            from rlhf_workbench.core.reward import remote
+        self.task = run_in_child(self, "rlhf_workbench.core.reward.remote:score_texts", model_path, [text],
+                                 what="scoring", on_done=self._scored, on_error=self._failed)
 
-            return call_in_child(remote.score_texts, model_path, [text])[0]
-
-        run_task(self, work, on_done=self._scored, on_error=self._failed)
-
-    def _scored(self, reward: float) -> None:
+    def _scored(self, rewards: list[float]) -> None:
+        reward = rewards[0]
         self.button.setEnabled(True)
         self.result.setText(f"Reward: {reward:+.4f}   (higher is better; compare texts with each other)")
 
@@ -115,6 +106,7 @@ class MostWrongPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.project: Project | None = None
+        self.task = None  # the scoring under way, if any
         self.rows: list[dict] = []
         self.model = _CheckpointPicker()
         self.button = QPushButton("Find")
@@ -164,12 +156,8 @@ class MostWrongPanel(QWidget):
         self.button.setEnabled(False)
         self.status.setText("Scoring the validation pairs…")
 
-        def work(_state):
-            from rlhf_workbench.core.reward import remote
-
-            return call_in_child(remote.most_wrong_validation_pairs, checkpoint, path, k=50)
-
-        run_task(self, work, on_done=self._show, on_error=self._failed)
+        self.task = run_in_child(self, "rlhf_workbench.core.reward.remote:most_wrong_validation_pairs", checkpoint,
+                                 str(path), k=50, what="scoring", on_done=self._show, on_error=self._failed)
 
     def _show(self, rows: list[dict]) -> None:
         self.button.setEnabled(True)

@@ -22,7 +22,6 @@ run cannot be deleted.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -43,11 +42,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.jobs import LOG_NAME, config_toml, run_dir_of
+
 from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.events import Metric
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
+from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box
@@ -64,7 +64,6 @@ EMPTY_TEXT = (
     "rlhf-workbench train-rm / rlhf-workbench ppo). Every run appears here with its status, settings, "
     "figures and log, and can be resumed from its tab if it stopped."
 )
-_LOG_TAIL_BYTES = 200_000
 _DELETE_TIP = "Delete the selected run: its folder (checkpoints, log) and figures (Delete)"
 
 
@@ -295,7 +294,7 @@ class RunsView(QWidget):
         summary = (run or {}).get("summary") or {}
         self.summary_text.setPlainText("\n".join(f"{k}: {_figure(v)}" for k, v in summary.items()))
         self.error_text.setPlainText((run or {}).get("error") or "")
-        self.log_text.setPlainText(self._log_tail(folder) if folder else "")
+        self.log_text.setPlainText(log_tail(folder) if folder else "")
         self._load_curves(run if has_run else None)
 
     def _show_win_rate(self, run: dict[str, Any] | None) -> None:
@@ -310,15 +309,6 @@ class RunsView(QWidget):
         if self.project is not None:
             self.refresh()
         super().showEvent(event)
-
-    def _log_tail(self, folder: Path) -> str:
-        path = folder / LOG_NAME
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
 
     def _load_curves(self, run: dict[str, Any] | None) -> None:
         if run is not None and run["kind"] != self._curves_kind:
@@ -372,7 +362,7 @@ class RunsView(QWidget):
         self._deleting = run_id
         self._update_delete_button(None)
 
-        def work(_state):
+        def work(sink, stop):
             # Its own connection: the worker must not use the GUI thread's.
             with Project.open(project_path) as project:
                 return delete_run(project, run_id)

@@ -79,11 +79,10 @@ class RowSource:
             # A multi-byte character may be cut at the end of the sniffed block; that is not an error.
             head.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:
-                if _looks_binary(head):
-                    raise InputError(
-                        "looks like a binary file, not text; expected JSON lines, JSON or CSV", path=self.path
-                    ) from None
+            if exc.start < len(head) - 4 and _looks_binary(head):
+                raise InputError(
+                    "looks like a binary file, not text; expected JSON lines, JSON or CSV", path=self.path
+                ) from None
         suffix = self.path.suffix.lower()
         first = head.lstrip()[:1]
         if first == b"[":

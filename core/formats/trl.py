@@ -213,10 +213,10 @@ def _form(value: Any) -> str:
 
 def _prompt_as_text(prompt: Conversation) -> tuple[str, str] | None:
     """(prompt text, what goes before each response), or None when text cannot hold the prompt exactly."""
-    if len(prompt) == 1 and prompt[0].role == "user":
-        if _prompt_from_text(prompt[0].content, "prompt") == (prompt, False):
-            return prompt[0].content, ""
-        # An empty message, or one that reads as a transcript itself, goes out as a transcript.
+    # One user message is the prompt's text, unless it is empty or reads as a transcript itself:
+    # then it goes out as a transcript, as any other conversation does.
+    if len(prompt) == 1 and prompt[0].role == "user" and _prompt_from_text(prompt[0].content, "prompt") == (prompt, False):
+        return prompt[0].content, ""
     if not prompt:
         return "", ""
     if any(m.role == "system" for m in prompt):

@@ -1,6 +1,7 @@
-"""PPO against a reward model: the config (config), the models and how they are loaded (models),
-rollouts (rollout), rewards, advantages and losses (algorithm), the loop and its job (train),
-checkpoints (checkpoint), reward-hacking watchdogs (watchdogs), the demo policy (demo_policy),
-policy-vs-reference pairs for people to judge (compare), the `ppo` command (console) and entry
-points for the GUI's child processes (remote). Nothing is imported here, so naming a
-module of this package loads torch only when that module needs it."""
+"""PPO against a reward model: its settings (config), what the CLI and the app know of it (method),
+its four models and how they are loaded (models), rewards, advantages and losses (algorithm), the
+update (learner), the loop and its job (train), checkpoints (checkpoint), reward-hacking watchdogs
+(watchdogs), policy-vs-reference pairs for people to judge (compare) and the work the app runs in
+a child process (remote). Rollouts and policies come from the training toolkit (core/training).
+Nothing is imported here, so naming a module of this package loads torch only when that module
+needs it."""

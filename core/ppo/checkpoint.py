@@ -8,7 +8,7 @@
         last -> step-000025
 
 Written whole or not at all, and pruned, exactly as reward-model checkpoints are (see
-core/reward/checkpoint.py, whose machinery this reuses). `policy/` loads anywhere a causal LM
+core/training/checkpoints.py, whose machinery this reuses). `policy/` loads anywhere a causal LM
 does: as the policy of another PPO run, in the Compare-with-reference step, or outside the app.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models import quiet_transformers
-from ..reward import checkpoint as base
-from ..reward.checkpoint import latest_checkpoint, load_trainer_state, step_folders  # noqa: F401 -- same layout
-from .models import POLICY_DIR, VALUE_DIR, PPOModels
+from ..training import checkpoints as base
+from ..training.policy import POLICY_DIR
+from .models import VALUE_DIR, PPOModels
 
 
 def save(run_dir: Path, models: PPOModels, *, optimizer, scheduler, scaler, state: dict[str, Any], keep_last: int) -> Path:

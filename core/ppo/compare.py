@@ -20,21 +20,20 @@ one transaction, like any import (a pair already in the project is not added twi
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..bulk import BulkWriter
-from ..config import config_from_dict
-from ..errors import Cancelled, WorkbenchError
+from ..errors import Stopped, WorkbenchError
+from ..events import Progress, Sink, StopFlag
 from ..generate import sample_from
 from ..project import Project
 from ..records import conversation_from_json
 from ..store.model_pairs import POLICY_VS_REFERENCE
+from ..training.config import config_from_dict
 from .config import PPOConfig
 
-Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape
-# Prompts per generate call: how often progress is reported and Cancel is looked at.
+# Prompts per generate call: how often progress is reported and stop() is looked at.
 CHUNK = 16
 
 
@@ -48,20 +47,21 @@ def compare_with_reference(
     *,
     n_prompts: int = 32,
     seed: int = 0,
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    sink: Sink | None = None,
+    stop: StopFlag | None = None,
 ) -> dict[str, Any]:
-    """Add up to `n_prompts` policy-vs-reference pairs of PPO run `run_id` to the project.
+    """Add up to `n_prompts` policy-vs-reference pairs of PPO run `run_id` to the project,
+    reporting Progress into `sink`.
 
     Returns counts: prompts (sampled), pairs_added, pairs_existing (already in the project),
     identical (skipped: both models wrote the same text), step (of the checkpoint), origin.
     Raises WorkbenchError when the run is not a PPO run, has no checkpoint or no prompts, and
-    Cancelled (nothing added) when `cancelled()` turns true.
+    Stopped (nothing added) when `stop()` turns true.
     """
     if n_prompts < 1:
         raise WorkbenchError(f"n_prompts: must be at least 1, not {n_prompts}")
-    report = progress or (lambda done, total, message=None: None)
-    is_cancelled = cancelled or (lambda: False)
+    report = (lambda done, total, message: sink(Progress(done, total, message))) if sink else (lambda *_: None)
+    stopped = stop or (lambda: False)
     with Project.open(project_path) as project:
         config, policy_dir, step = _run_policy(project, run_id)
         origin = compare_origin(run_id)
@@ -75,14 +75,14 @@ def compare_with_reference(
             _sample(which, spec, prompts, config, seed, lambda done, which=which: report(
                 done + (len(prompts) if which == "reference" else 0), total,
                 f"Sampling from the {which}: {done} of {len(prompts)}",
-            ), is_cancelled)
+            ), stopped)
         )
         if which == "policy":
             report(len(prompts), total, "Loading the reference…")
 
     kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
-    if is_cancelled():
-        raise Cancelled("The comparison was cancelled; nothing was added")
+    if stopped():
+        raise Stopped("The comparison was cancelled; nothing was added")
     report(total, total, "Adding the pairs…")
     with Project.open(project_path) as project:
         store = project.store
@@ -115,7 +115,7 @@ def _run_policy(project: Project, run_id: str) -> tuple[PPOConfig, Path, int]:
     checkpoint = project.store.last_checkpoint(run_id)
     if checkpoint is None:
         raise WorkbenchError(f"Run {run_id} has no checkpoint yet: there is no trained policy to compare")
-    from .models import POLICY_DIR
+    from ..training.policy import POLICY_DIR
 
     folder = project.path / checkpoint["path"] / POLICY_DIR  # an absolute path stays as it is
     if not folder.is_dir():
@@ -139,12 +139,12 @@ def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: i
     return [conversation_from_json(messages[i]) for i in chosen]
 
 
-def _sample(which: str, spec: str, prompts: list, config: PPOConfig, seed: int, progress, cancelled) -> list[str]:
+def _sample(which: str, spec: str, prompts: list, config: PPOConfig, seed: int, on_sampled, stop) -> list[str]:
     """One response per prompt from the model `spec` (the policy or the reference), with the run's sampling."""
     settings = dict(
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
         max_prompt_length=config.max_prompt_length, batch_size=CHUNK, seed=seed, device=config.device,
         precision=config.precision, trust_remote_code=config.trust_remote_code,
     )
-    return sample_from(spec, prompts, what=f"the {which}", settings=settings, progress=progress, cancelled=cancelled,
+    return sample_from(spec, prompts, what=f"the {which}", settings=settings, on_sampled=on_sampled, stop=stop,
                        cancel_message="The comparison was cancelled; nothing was added")

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import _f, validate_fields
 from ..errors import ConfigError
-
-LATEST_REWARD_MODEL = "latest"
-# In a PPO run's folder: the reward model it started with, `latest` resolved to a run id (train.py).
-PINNED_MODELS_FILE = "models.json"
+from ..training.config import setting, validate_fields
+from ..training.run_models import LATEST_REWARD_MODEL
 
 
 @dataclass
@@ -31,42 +28,42 @@ class PPOConfig:
     """
 
     # -- the models ------------------------------------------------------------------------------
-    policy: str = _f(
+    policy: str = setting(
         "demo",
         "The causal LM to train: a local model folder, a model in this machine's Hugging Face cache, a "
         "checkpoint of this project, or 'demo' for the built-in demo policy.",
     )
-    reward_model: str = _f(
+    reward_model: str = setting(
         LATEST_REWARD_MODEL,
         "The reward model: 'latest' (the best checkpoint of this project's newest finished reward-model run, "
         "kept for the whole run, resumes included), a reward-model run id, or any local sequence-classification "
         "model folder.",
     )
-    value_model: str = _f(
+    value_model: str = setting(
         "reward",
         "Where the value model starts: 'reward' (a copy of the reward model, as TRL and the N+ details do) or "
         "'policy' (a copy of the policy with a new scalar head).",
         choices=("reward", "policy"),
     )
-    trust_remote_code: bool = _f(
+    trust_remote_code: bool = setting(
         False, "Run Python code shipped with the model folders. Only for models from a source you trust."
     )
     # -- prompts ---------------------------------------------------------------------------------
-    prompt_origin: str | None = _f(
+    prompt_origin: str | None = setting(
         None,
         "Train on the prompts of pairs whose origin starts with this (e.g. 'demo' or 'hh-rlhf'); empty: every "
         "prompt of the project.",
         optional=True,
     )
-    max_prompt_length: int = _f(
+    max_prompt_length: int = setting(
         128, "Prompts longer than this many tokens keep their end (the question is usually last).", min=4, max=131072
     )
     # -- rollout -----------------------------------------------------------------------------------
-    batch_size: int = _f(64, "Prompts (episodes) per PPO update.", min=1, max=65536)
-    max_new_tokens: int = _f(24, "Longest response in tokens; generation stops earlier at the end-of-text token.", min=1, max=32768)
-    temperature: float = _f(0.7, "Sampling temperature (TRL's default). Lower is more focused; 1.0 samples the model as it is.", min=0.01, max=10.0)
-    top_p: float = _f(1.0, "Nucleus sampling: sample from the smallest set of tokens with this much probability.", min=0.01, max=1.0)
-    missing_eos_penalty: float | None = _f(
+    batch_size: int = setting(64, "Prompts (episodes) per PPO update.", min=1, max=65536)
+    max_new_tokens: int = setting(24, "Longest response in tokens; generation stops earlier at the end-of-text token.", min=1, max=32768)
+    temperature: float = setting(0.7, "Sampling temperature (TRL's default). Lower is more focused; 1.0 samples the model as it is.", min=0.01, max=10.0)
+    top_p: float = setting(1.0, "Nucleus sampling: sample from the smallest set of tokens with this much probability.", min=0.01, max=1.0)
+    missing_eos_penalty: float | None = setting(
         None,
         "Subtract this from the score of a response that never ends (hits max_new_tokens); e.g. 1.0. Empty: off.",
         min=0.0,
@@ -74,82 +71,82 @@ class PPOConfig:
         optional=True,
     )
     # -- rewards -----------------------------------------------------------------------------------
-    kl_coef: float = _f(
+    kl_coef: float = setting(
         0.3,
         "Weight of the per-token KL penalty against the reference (the start value when adaptive_kl is on). 0.3 keeps "
         "the demo policy from exploiting the demo reward model; 0.05 is TRL's default for real models.",
         min=0.0,
         max=100.0,
     )
-    kl_estimator: str = _f(
+    kl_estimator: str = setting(
         "k1",
         "How KL is estimated per token: k1 = log p - log q (unbiased, can go negative), k3 = (r - 1) - log r "
         "(never negative, lower variance).",
         choices=("k1", "k3"),
     )
-    adaptive_kl: bool = _f(False, "Adjust kl_coef during training so the KL tracks target_kl (Ziegler et al.).")
-    target_kl: float = _f(6.0, "The KL (summed over a response) the adaptive controller aims for.", min=0.0, max=1e4)
-    kl_horizon: int = _f(10000, "Episodes over which the adaptive controller moves kl_coef.", min=1, max=10**9)
-    whiten_rewards: bool = _f(False, "Whiten the per-token rewards of each batch before GAE (TRL's option).")
-    normalize_scores: bool = _f(
+    adaptive_kl: bool = setting(False, "Adjust kl_coef during training so the KL tracks target_kl (Ziegler et al.).")
+    target_kl: float = setting(6.0, "The KL (summed over a response) the adaptive controller aims for.", min=0.0, max=1e4)
+    kl_horizon: int = setting(10000, "Episodes over which the adaptive controller moves kl_coef.", min=1, max=10**9)
+    whiten_rewards: bool = setting(False, "Whiten the per-token rewards of each batch before GAE (TRL's option).")
+    normalize_scores: bool = setting(
         False, "Divide reward-model scores by their running standard deviation and remove their running mean."
     )
     # -- the update ------------------------------------------------------------------------------
-    learning_rate: float = _f(
+    learning_rate: float = setting(
         3e-4,
         "AdamW learning rate of policy and value model. The demo wants ~3e-4; a pretrained model ~1e-6 to 3e-6.",
         min=1e-10,
         max=1.0,
     )
-    num_ppo_epochs: int = _f(4, "Passes over each batch of rollouts.", min=1, max=100)
-    num_mini_batches: int = _f(4, "Minibatches per pass; each is one optimizer step.", min=1, max=4096)
-    gradient_accumulation_steps: int = _f(1, "Forward passes summed into each minibatch's optimizer step.", min=1, max=1024)
-    cliprange: float = _f(0.2, "Clip range of the policy ratio.", min=0.0, max=10.0)
-    cliprange_value: float = _f(0.2, "Clip range of the value prediction around its rollout value.", min=0.0, max=1e4)
-    vf_coef: float = _f(0.1, "Weight of the value loss.", min=0.0, max=100.0)
-    gamma: float = _f(1.0, "Discount factor of GAE.", min=0.0, max=1.0)
-    lam: float = _f(0.95, "Lambda of GAE.", min=0.0, max=1.0)
-    max_grad_norm: float = _f(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", min=0.0, max=1e6)
-    weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0, max=1.0)
-    total_episodes: int = _f(16384, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10)
+    num_ppo_epochs: int = setting(4, "Passes over each batch of rollouts.", min=1, max=100)
+    num_mini_batches: int = setting(4, "Minibatches per pass; each is one optimizer step.", min=1, max=4096)
+    gradient_accumulation_steps: int = setting(1, "Forward passes summed into each minibatch's optimizer step.", min=1, max=1024)
+    cliprange: float = setting(0.2, "Clip range of the policy ratio.", min=0.0, max=10.0)
+    cliprange_value: float = setting(0.2, "Clip range of the value prediction around its rollout value.", min=0.0, max=1e4)
+    vf_coef: float = setting(0.1, "Weight of the value loss.", min=0.0, max=100.0)
+    gamma: float = setting(1.0, "Discount factor of GAE.", min=0.0, max=1.0)
+    lam: float = setting(0.95, "Lambda of GAE.", min=0.0, max=1.0)
+    max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", min=0.0, max=1e6)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", min=0.0, max=1.0)
+    total_episodes: int = setting(16384, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10)
     # -- watchdogs (warnings, never stops) --------------------------------------------------------
-    warn_kl: float = _f(20.0, "Warn when objective/kl passes this.", min=0.0, max=1e6)
-    warn_length_ratio: float = _f(
+    warn_kl: float = setting(20.0, "Warn when objective/kl passes this.", min=0.0, max=1e6)
+    warn_length_ratio: float = setting(
         2.0, "Warn when the mean response length moves this many times away from the start while reward rises.", min=1.0, max=1000.0
     )
-    warn_entropy: float = _f(0.05, "Warn when the mean per-token entropy falls below this (the policy stopped exploring).", min=0.0, max=100.0)
-    warn_identical: float = _f(0.5, "Warn when this share of a batch's responses are the same text.", min=0.0, max=1.0)
+    warn_entropy: float = setting(0.05, "Warn when the mean per-token entropy falls below this (the policy stopped exploring).", min=0.0, max=100.0)
+    warn_identical: float = setting(0.5, "Warn when this share of a batch's responses are the same text.", min=0.0, max=1.0)
     # -- hardware --------------------------------------------------------------------------------
-    precision: str = _f(
+    precision: str = setting(
         "fp32",
         "Arithmetic precision. bf16 halves memory and is fast on recent GPUs; fp16 needs a CUDA GPU and uses a loss scaler.",
         choices=("fp32", "bf16", "fp16"),
     )
-    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
-    device: str = _f("auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"))
-    torch_threads: int | None = _f(
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
+    device: str = setting("auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"))
+    torch_threads: int | None = setting(
         None,
         "CPU threads torch may use. Empty: one for small models (under 20M parameters) on the CPU, else torch's default.",
         min=1,
         max=1024,
         optional=True,
     )
-    seed: int = _f(0, "Seeds prompt order, sampling, the new value head and dropout.", min=0, max=2**32 - 1)
+    seed: int = setting(0, "Seeds prompt order, sampling, the new value head and dropout.", min=0, max=2**32 - 1)
     # -- reporting and checkpoints ---------------------------------------------------------------
-    sample_every: int = _f(5, "Every this many updates, a few prompts, responses and scores go to the samples table.", min=1, max=10**6)
-    samples_per_report: int = _f(4, "How many samples each report holds.", min=0, max=1024)
-    save_every: int = _f(25, "Write a checkpoint (policy and value model) every this many updates, and at the end.", min=1, max=10**6)
-    keep_last: int = _f(2, "Checkpoints kept; older ones are deleted.", min=1, max=1000)
+    sample_every: int = setting(5, "Every this many updates, a few prompts, responses and scores go to the samples table.", min=1, max=10**6)
+    samples_per_report: int = setting(4, "How many samples each report holds.", min=0, max=1024)
+    save_every: int = setting(25, "Write a checkpoint (policy and value model) every this many updates, and at the end.", min=1, max=10**6)
+    keep_last: int = setting(2, "Checkpoints kept; older ones are deleted.", min=1, max=1000)
     # -- LoRA --------------------------------------------------------------------------------------
-    lora: bool = _f(
+    lora: bool = setting(
         False,
         "Train low-rank adapters on the policy; the reference is then the policy with its adapter off (one copy of "
         "the base weights in memory).",
     )
-    lora_r: int = _f(16, "LoRA rank.", min=1, max=1024)
-    lora_alpha: float = _f(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4)
-    lora_dropout: float = _f(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9)
-    lora_target_modules: str = _f(
+    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024)
+    lora_alpha: float = setting(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4)
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9)
+    lora_target_modules: str = setting(
         "auto", "Layers that get adapters: comma-separated module names, 'all-linear', or 'auto' (peft's choice)."
     )
 

@@ -7,24 +7,23 @@ token count, so the gradient is the same however the rows are grouped.
 
 Under torchrun each rank holds rows rank, rank + world, ... of the batch: it computes the loss of
 its own rows of every minibatch, still normalised by the whole microbatch's token count, and the
-ranks sum their gradients before the step (core.distributed.sum_gradients), which is then the
+ranks sum their gradients before the step (core.training.distributed.sum_gradients), which is then the
 step one process would take.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
 
-from .. import distributed
-from ..jobs import JobFailed
-from ..reward.hardware import adamw
+from ..training import distributed
+from ..training.guards import check_finite
+from ..training.optim import adamw, loss_scaler, lr_schedule
+from ..training.rollout import Rollout, length_groups, response_logits, token_values
 from . import algorithm as alg
 from .config import PPOConfig
 from .models import PPOModels
-from .rollout import Rollout, length_groups, response_logits, token_values
 
 NAN_HINT = "lower learning_rate, keep max_grad_norm on (e.g. 1.0), train in fp32; the last good checkpoint is kept"
 _FIGURES = ("pg", "vf", "pg_clip", "vf_clip", "approxkl", "ratio", "entropy")
@@ -43,10 +42,8 @@ class Learner:
         )
         total_steps = total_updates * config.num_ppo_epochs * config.num_mini_batches
         # Linear decay to zero over the run, as TRL's default schedule and CleanRL's anneal_lr.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: max(0.0, 1.0 - step / max(1, total_steps))
-        )
-        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.scheduler = lr_schedule(self.optimizer, "linear", warmup_steps=0, total_steps=total_steps)
+        self.scaler = loss_scaler(config.precision)
 
     def learn(self, update, rollout: Rollout, old_logprobs, advantages, returns, old_values, mask) -> dict[str, float]:
         """Trains on one update's batch (the whole batch's tensors, this rank's rollout); returns the figures."""
@@ -86,9 +83,9 @@ class Learner:
                 if self.scaler is not None:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
-                elif not math.isfinite(float(grad_norm)):
-                    raise JobFailed(f"the gradient norm became {float(grad_norm)} at update {update}", hint=NAN_HINT, step=update)
                 else:
+                    # The weights in memory would be spoilt: no step, and no checkpoint from them.
+                    check_finite(float(grad_norm), "the gradient norm", at=f"update {update}", step=update, hint=NAN_HINT)
                     self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)

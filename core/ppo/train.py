@@ -24,7 +24,7 @@ A resumed run continues exactly: the prompts, the sampling and the minibatch ord
 are functions of (seed, update), and a checkpoint holds the models, the optimizer, the KL
 controller and the running score statistics.
 
-Under torchrun (core.distributed) each rank samples and scores its share of the update's prompts
+Under torchrun (core.training.distributed) each rank samples and scores its share of the update's prompts
 (rows rank, rank + world, ...), drawing the random numbers those rows would get in one process.
 The ranks then gather the per-token figures of the whole batch (a few numbers per token), so
 rewards, GAE, whitening, the KL controller and every reported figure are the single-process
@@ -49,25 +49,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import distributed
+from ..errors import JobFailed
 from ..events import Checkpoint, Log, Metric, Progress, Sample, Sink, StopFlag
-from ..jobs import JobFailed, RunContext
 from ..models import ModelError
-from ..reward.hardware import (
-    autocast,
-    check_precision,
-    cpu_threads,
-    is_out_of_memory,
-    peak_memory_mb,
-    reset_peak_memory,
-    resolve_device,
-)
-from . import algorithm as alg
-from . import checkpoint as ckpt
-from .config import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, PPOConfig
-from .learner import NAN_HINT, Learner
-from .models import PPOModels, latest_reward_run, load_models
-from .rollout import (
+from ..runs.records import RunContext
+from ..training import distributed
+from ..training.checkpoints import latest_checkpoint
+from ..training.config import config_from_dict
+from ..training.device import autocast, check_precision, cpu_threads, peak_memory_mb, reset_peak_memory, resolve_device
+from ..training.guards import check_finite, out_of_memory_fails
+from ..training.rollout import (
     Rollout,
     decode_responses,
     encode_prompts,
@@ -77,6 +68,12 @@ from .rollout import (
     sample,
     token_values,
 )
+from ..training.run_models import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, latest_reward_run
+from . import algorithm as alg
+from . import checkpoint as ckpt
+from .config import PPOConfig
+from .learner import NAN_HINT, Learner
+from .models import PPOModels, load_models
 from .watchdogs import Watchdogs
 
 JOB_PATH = "rlhf_workbench.core.ppo.train:run"
@@ -91,8 +88,6 @@ __all__ = ["JOB_PATH", "PPOModels", "run", "train"]
 
 
 def as_config(config: PPOConfig | dict[str, Any]) -> PPOConfig:
-    from ..config import config_from_dict
-
     return config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, dict(config))
 
 
@@ -218,7 +213,7 @@ class _Trainer:
 
         resumed_from = None
         if resume:
-            resumed_from = resume_from or (ckpt.latest_checkpoint(self.run_dir) if self.run_dir is not None else None)
+            resumed_from = resume_from or (latest_checkpoint(self.run_dir) if self.run_dir is not None else None)
             resumed_from = distributed.broadcast_object(resumed_from)  # rank 0's view: all restore one checkpoint
         if resumed_from is not None:
             saved = ckpt.restore(resumed_from, models, optimizer=self.learner.optimizer, scheduler=self.learner.scheduler,
@@ -251,18 +246,9 @@ class _Trainer:
         self.sink(Progress(step, self.total_updates, f"update {step:,} of {self.total_updates:,}", None))
         while self.state["step"] < self.total_updates:
             update = self.state["step"] + 1
-            try:
+            with out_of_memory_fails(self.device, at=f"update {update}", step=update, hint=OOM_HINT,
+                                     optimizer=self.learner.optimizer):
                 figures, responses, batch_prompts, scores, kl_rows = self._update(update)
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                self.learner.optimizer.zero_grad(set_to_none=True)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                raise JobFailed(
-                    f"out of {self.device.type} memory at update {update}: {str(exc).splitlines()[0]}",
-                    hint=OOM_HINT, step=update,
-                ) from None
             self.state["step"] = update
             self.state["episodes"] += len(responses)
             session_updates += 1
@@ -371,8 +357,8 @@ class _Trainer:
             "time/update_s": t3 - t2,
             "lr": self.learner.scheduler.get_last_lr()[0],
         }
-        if not math.isfinite(figures["loss/policy_avg"]) or not math.isfinite(figures["loss/value_avg"]):
-            raise JobFailed(f"the loss became NaN at update {update}", hint=NAN_HINT, step=update)
+        for name, what in (("loss/policy_avg", "the policy loss"), ("loss/value_avg", "the value loss")):
+            check_finite(figures[name], what, at=f"update {update}", step=update, hint=NAN_HINT)
         return figures, responses, batch_prompts, raw_scores.tolist(), kl_rows.tolist()
 
     def _gather(self, old_logprobs, ref_logprobs, values, scores, lengths, ended, responses):
@@ -439,7 +425,7 @@ class _Trainer:
             if name in last:
                 summary[name.split("/", 1)[1]] = last[name]
         if self.run_dir is not None:
-            latest = ckpt.latest_checkpoint(self.run_dir)
+            latest = latest_checkpoint(self.run_dir)
             if latest is not None:
                 summary["last_checkpoint"] = str(latest)
         return summary

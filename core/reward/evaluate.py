@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from .data import collate, encode_pair, encode_response, messages_of, pad_rows
-from .hardware import autocast
+from ..training.device import autocast
+from ..training.pairs import collate, encode_pair
+from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
 
 
@@ -94,7 +95,7 @@ def score(model_path: str | Path, texts: Sequence[Any], *, max_length: int = 102
           device: str = "auto", trust_remote_code: bool = False) -> list[float]:
     """The reward of each text (or (prompt, response) pair) under the model at `model_path`."""
     from ..models import load_reward_model
-    from .hardware import resolve_device
+    from ..training.device import resolve_device
 
     model, tokenizer = load_reward_model(model_path, trust_remote_code=trust_remote_code, trainable=False)
     target = resolve_device(device)
@@ -143,9 +144,8 @@ def most_wrong_validation_pairs(checkpoint: str | Path, project, *, k: int = 20,
     do not move pairs between the sides; a pair is shown with its current verdict.
     """
     from ..models import ModelError, load_reward_model, resolve_model
-    from .hardware import resolve_device
-    from .data import pairs_by_id
-    from .train import SPLIT_FILE
+    from ..training.device import resolve_device
+    from ..training.pairs import SPLIT_FILE, pairs_by_id
 
     folder = resolve_model(checkpoint)
     split_path = folder.resolve().parent.parent / SPLIT_FILE

@@ -13,19 +13,18 @@ a Cancel keeps every batch written before it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import Cancelled, WorkbenchError
+from ..errors import Stopped, WorkbenchError
+from ..events import Progress, Sink, StopFlag
 from ..project import Project
 from ..records import conversation_from_json
 from .evaluate import score_with
 
-Progress = Callable[[int, int, str | None], None]  # (done, total, message): TaskState.progress's shape
-# Pairs per transaction: how often progress is reported and Cancel is looked at.
+# Pairs per transaction: how often progress is reported and stop() is looked at.
 BATCH_PAIRS = 64
 DEFAULT_MAX_LENGTH = 1024
 
@@ -33,22 +32,21 @@ DEFAULT_MAX_LENGTH = 1024
 def reward_run_to_score_with(project: Project, run_id: str | None = None) -> str:
     """`run_id` if it is a reward-model run; without one, the newest finished reward-model run
     with a checkpoint (what PPO's reward_model = "latest" picks)."""
-    from ..jobs import run_dir_of
-    from .checkpoint import best_checkpoint, latest_checkpoint
+    from ..models import ModelError
+    from ..training.run_models import latest_reward_run
 
-    runs = [r for r in project.store.runs(newest_first=True) if r["kind"] == "reward"]
     if run_id is not None:
-        if not any(r["id"] == run_id for r in runs):
+        run = project.store.run(run_id)
+        if run is None or run["kind"] != "reward":
             raise WorkbenchError(f"run {run_id} is not a reward-model run of this project")
         return run_id
-    for run in runs:
-        run_dir = run_dir_of(project, run)
-        if run["status"] == "finished" and (best_checkpoint(run_dir) or latest_checkpoint(run_dir)):
-            return run["id"]
-    raise WorkbenchError(
-        "There is no finished reward-model run with a checkpoint in this project to score pairs with; "
-        "train one in the Reward model tab (or `rlhf-workbench train-rm`) first"
-    )
+    try:
+        return latest_reward_run(project)
+    except ModelError:
+        raise WorkbenchError(
+            "There is no finished reward-model run with a checkpoint in this project to score pairs with; "
+            "train one in the Reward model tab (or `rlhf-workbench train-rm`) first"
+        ) from None
 
 
 def score_unjudged_pairs(
@@ -58,21 +56,21 @@ def score_unjudged_pairs(
     batch_pairs: int = BATCH_PAIRS,
     batch_size: int = 16,
     device: str = "auto",
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    sink: Sink | None = None,
+    stop: StopFlag | None = None,
 ) -> dict[str, Any]:
     """Score, with reward run `run_id`'s best checkpoint (default: the latest finished run), every
     pair no person has given a verdict that the run has not scored yet.
 
     Returns run_id, run_name, checkpoint, scored (now), total (pairs with a score of this run).
-    Raises Cancelled, keeping the batches already written, when `cancelled()` turns true.
+    Reports Progress into `sink`; raises Stopped, keeping the batches already written, when `stop()` turns true.
     """
     from ..models import load_reward_model
-    from ..ppo.models import resolve_reward_model
-    from .hardware import resolve_device
+    from ..training.device import resolve_device
+    from ..training.run_models import resolve_reward_model
 
-    report = progress or (lambda done, total, message=None: None)
-    is_cancelled = cancelled or (lambda: False)
+    report = sink or (lambda event: None)
+    stopped = stop or (lambda: False)
     store = project.store
     run_id = reward_run_to_score_with(project, run_id)
     run = store.run(run_id)
@@ -82,13 +80,13 @@ def score_unjudged_pairs(
     ids = store.pair_ids_to_score(run_id)
     result = {"run_id": run_id, "run_name": run["name"], "checkpoint": str(folder), "scored": 0}
     if ids:
-        report(0, len(ids), f"Loading the reward model of run {run['name']}…")
+        report(Progress(0, len(ids), f"Loading the reward model of run {run['name']}…"))
         model, tokenizer = load_reward_model(folder, trainable=False)
         target = resolve_device(device)
         model.to(target)
         for start in range(0, len(ids), batch_pairs):
-            if is_cancelled():
-                raise Cancelled(
+            if stopped():
+                raise Stopped(
                     f"Scoring was cancelled; the {result['scored']:,} pairs scored before are kept"
                 )
             rows = store.pair_texts(ids[start : start + batch_pairs])
@@ -101,13 +99,14 @@ def score_unjudged_pairs(
             p = torch.sigmoid(rewards[0::2] - rewards[1::2]).tolist()
             store.save_pair_scores(run_id, zip((row[0] for row in rows), p))
             result["scored"] += len(rows)
-            report(result["scored"], len(ids), f"Scored {result['scored']:,} of {len(ids):,} pairs")
+            report(Progress(result["scored"], len(ids), f"Scored {result['scored']:,} of {len(ids):,} pairs"))
         del model
     result["total"] = store.pair_score_count(run_id)
     return result
 
 
 def score_unjudged_pairs_at(project_path: str | Path, run_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
-    """score_unjudged_pairs for a project given by its folder: callable in a child process."""
+    """score_unjudged_pairs for a project given by its folder: work for a child process (the Label
+    tab's Score button runs it so, as "rlhf_workbench.core.reward.pair_scores:score_unjudged_pairs_at")."""
     with Project.open(project_path) as project:
         return score_unjudged_pairs(project, run_id, **kwargs)

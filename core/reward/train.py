@@ -31,27 +31,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import distributed
-from ..config import RewardConfig, config_from_dict
+from ..errors import JobFailed
 from ..events import Checkpoint, Log, Metric, Progress, Sink, StopFlag
-from ..jobs import JobFailed, RunContext
 from ..models import LoraSettings, ModelError, load_reward_model
-from . import checkpoint as ckpt
-from .data import batches_per_epoch, collate, encode_pair, epoch_batches, load_project_pairs, pairs_by_id
-from .evaluate import evaluate, forward_rewards
-from .hardware import (
-    adamw,
-    check_precision,
-    cpu_threads,
-    is_out_of_memory,
-    peak_memory_mb,
-    reset_peak_memory,
-    resolve_device,
+from ..runs.records import RunContext
+from ..training import checkpoints as ckpt
+from ..training import distributed
+from ..training.config import config_from_dict
+from ..training.device import check_precision, cpu_threads, peak_memory_mb, reset_peak_memory, resolve_device
+from ..training.guards import check_finite, out_of_memory_fails
+from ..training.optim import adamw, loss_scaler, lr_schedule
+from ..training.pairs import (
+    SPLIT_FILE,
+    batches_per_epoch,
+    collate,
+    encode_pair,
+    epoch_batches,
+    load_project_pairs,
+    pairs_by_id,
 )
+from .config import RewardConfig
+from .evaluate import evaluate, forward_rewards
 from .loss import batch_metrics, reward_loss
 
 JOB_PATH = "rlhf_workbench.core.reward.train:run"
-SPLIT_FILE = "split.json"
 PROGRESS_EVERY_S = 0.5
 NAN_HINT = (
     "lower learning_rate, train in fp32, and keep max_grad_norm on (e.g. 1.0); the last good checkpoint is kept"
@@ -194,8 +197,8 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
         ],
         lr=config.learning_rate,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.lr_scheduler, warmup, total_steps))
-    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    scheduler = lr_schedule(optimizer, config.lr_scheduler, warmup_steps=warmup, total_steps=total_steps)
+    scaler = loss_scaler(config.precision)
 
     # 4. Start fresh, or continue from the last complete checkpoint.
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best_step": None, "best_accuracy": None, "best_loss": None}
@@ -238,7 +241,7 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
             epoch_cache = (state["epoch"], epoch_batches(lengths, config.batch_size, config.seed, state["epoch"]))
         group = epoch_cache[1][state["batch"] : state["batch"] + accum]
         step = state["step"] + 1
-        try:
+        with out_of_memory_fails(device, at=f"step {step}", step=step, hint=OOM_HINT, optimizer=optimizer):
             lr = scheduler.get_last_lr()[0]
             for micro, indices in enumerate(group):
                 weight, counted = 1.0, True
@@ -259,9 +262,8 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
                 # wait per batch then overlaps with work instead of idling the device.
                 metrics = batch_metrics(chosen, rejected)
                 loss_value = loss.item()
-                if counted and not math.isfinite(loss_value):
-                    raise JobFailed(f"the loss became {loss_value} at step {step}", hint=NAN_HINT, step=step)
                 if counted:
+                    check_finite(loss_value, "the loss", at=f"step {step}", step=step, hint=NAN_HINT)
                     window.add(loss_value, metrics, len(indices), int(batch["attention_mask"].sum()))
             if scaler is not None:
                 scaler.unscale_(optimizer)
@@ -274,16 +276,9 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             grad_norm = grad_norm.item()
-            if scaler is None and not math.isfinite(grad_norm):
+            if scaler is None:
                 # The weights in memory are spoilt now, but no checkpoint is written from them.
-                raise JobFailed(f"the gradient norm became {grad_norm} at step {step}", hint=NAN_HINT, step=step)
-        except RuntimeError as exc:
-            if not is_out_of_memory(exc):
-                raise
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise JobFailed(f"out of {device.type} memory at step {step}: {str(exc).splitlines()[0]}", hint=OOM_HINT, step=step) from None
+                check_finite(grad_norm, "the gradient norm", at=f"step {step}", step=step, hint=NAN_HINT)
 
         state["step"] = step
         state["batch"] += len(group)
@@ -419,20 +414,6 @@ class _Window:
         values["perf/tokens_per_s"] = self.tokens / seconds
         self.__init__()
         return values
-
-
-def _lr_lambda(kind: str, warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        if kind == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return max(0.0, 1.0 - progress)
-
-    return factor
 
 
 def _seed_everything(seed: int) -> None:

@@ -11,13 +11,13 @@ from typing import Any
 
 import orjson
 
-from ..errors import Cancelled
+from ..errors import Stopped
 from ..records import ExportPair, conversation_from_json
 from .connection import Connection
 
-# How many SQLite virtual-machine steps pass between two looks at a cancel callback: about a
-# millisecond of work, so a cancelled scan of 100,000 pairs stops at once without slowing it.
-_CANCEL_CHECK_STEPS = 20_000
+# How many SQLite virtual-machine steps pass between two looks at a stop flag: about a
+# millisecond of work, so a stopped scan of 100,000 pairs stops at once without slowing it.
+_STOP_CHECK_STEPS = 20_000
 
 
 @dataclass(frozen=True)
@@ -144,20 +144,20 @@ class PairQueries(Connection):
         ).fetchall()
         return self._table_rows(rows)
 
-    def matching_pair_ids(self, filter: PairFilter | None = None, *, cancel: Callable[[], bool] | None = None) -> array:
+    def matching_pair_ids(self, filter: PairFilter | None = None, *, stop: Callable[[], bool] | None = None) -> array:
         """The ids of every pair that matches `filter`, in id order, as a compact array.
 
         For a table that shows the total and scrolls to any row: a row's id is then a look-up,
         and `pair_rows` reads any stretch of rows by id, never by OFFSET. Measured at 100,000
         pairs: ~25 ms for all ids or a filter, ~80-140 ms for a text search (a full scan of the
         text), up to ~0.5 s for a text that also occurs in every prompt's JSON keys ("user").
-        Raises Cancelled when `cancel` returns True while the scan runs.
+        Raises Stopped when `stop()` turns true while the scan runs.
         """
         where, params = _filter_sql(filter)
         # The text joins only when searching: without them the scan reads the pairs table alone.
         joins = _PAIR_JOINS if filter is not None and filter.text.strip() else "FROM pairs p"
         ids = array("q")
-        with self.cancellable(cancel, "the search"):
+        with self.stoppable(stop, "the search"):
             cursor = self.conn.execute(f"SELECT p.id {joins} WHERE {where} ORDER BY p.id", params)
             while chunk := cursor.fetchmany(4096):
                 ids.extend(row[0] for row in chunk)
@@ -201,22 +201,22 @@ class PairQueries(Connection):
         ]
 
     @contextmanager
-    def cancellable(self, cancel: Callable[[], bool] | None, what: str = "the query") -> Iterator[None]:
-        """Statements run inside stop soon after `cancel()` turns True, raising Cancelled.
+    def stoppable(self, stop: Callable[[], bool] | None, what: str = "the query") -> Iterator[None]:
+        """Statements run inside end soon after `stop()` turns true, raising Stopped.
 
         SQLite looks at the callback every few thousand steps of its virtual machine, so even a
         single long statement (a full-text scan, the export stream) stops promptly. A transaction
         open on this connection is left to its owner to roll back.
         """
-        if cancel is None:
+        if stop is None:
             yield
             return
-        self.conn.set_progress_handler(lambda: bool(cancel()), _CANCEL_CHECK_STEPS)
+        self.conn.set_progress_handler(lambda: bool(stop()), _STOP_CHECK_STEPS)
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if "interrupt" in str(exc) and cancel():
-                raise Cancelled(f"{what} was cancelled") from None
+            if "interrupt" in str(exc) and stop():
+                raise Stopped(f"{what} was cancelled") from None
             raise
         finally:
             self.conn.set_progress_handler(None, 0)

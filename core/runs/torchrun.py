@@ -1,18 +1,19 @@
 """A run on several local GPUs from the app: the command a person would type, under torchrun.
 
-The app runs a job in a child process (core.runners.ChildJob). With more than one GPU chosen it
-starts `TorchrunJob` instead, which launches
+The app runs a job in a child process (ChildRunner). With more than one GPU chosen it starts
+`TorchrunRunner` instead, which launches
 
     python -m torch.distributed.run --standalone --nproc_per_node=N \\
-        -m rlhf_workbench.core.cli train-rm|ppo PROJECT --app-run RUN_ID --events
+        -m rlhf_workbench.core.cli COMMAND PROJECT --app-run RUN_ID --events
 
 the launch the README's "Several GPUs" describes, on the run the app already created (or with
 --resume RUN_ID). Rank 0 executes and records the run as always and prints each event as one JSON
 line (events.event_line); a reader thread turns them back into events for the app, and keeps
-everything else the launch prints in the run folder's torchrun.log.
+everything else the launch prints in the run folder's torchrun.log. It is supervised as a child is
+(ProcessRunner): the same stop, kill, join and report of an unexpected end.
 
 Stop is SIGTERM to torchrun, which passes it to every rank: they stop together after the update
-in progress and rank 0 writes a checkpoint (core/terminal_runs.py). Kill ends the whole group.
+in progress and rank 0 writes a checkpoint (core/runs/terminal.py). Kill ends the whole group.
 
 This module never imports torch: the window asks `visible_gpu_count` while it starts.
 """
@@ -28,17 +29,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
-from .events import Event, Failed, Finished, Log, Metric, Progress, Sink, parse_event_line
-from .jobs import JobFailed, RunContext, error_text
-from .runners import STOP_GRACE_S, record_end
+from ..errors import JobFailed
+from ..events import Failed, Finished, Log, Sink, parse_event_line
+from .child import _KILL, STOP_GRACE_S, ProcessRunner, _live
+from .records import RunContext, error_text, record_end
+from .work import Work
 
-# The jobs that have a command; strings, since importing the jobs would import torch.
-COMMANDS = {
-    "rlhf_workbench.core.reward.train:run": "train-rm",
-    "rlhf_workbench.core.ppo.train:run": "ppo",
-}
 LOG_NAME = "torchrun.log"
 # torchrun gives its ranks this long between its SIGTERM and its SIGKILL.
 TORCHRUN_GRACE_S = 30.0
@@ -72,10 +69,8 @@ def can_launch() -> bool:
     return not getattr(sys, "frozen", False)
 
 
-def launch_command(job_path: str, ctx: RunContext, processes: int) -> list[str]:
-    command = COMMANDS.get(job_path)
-    if command is None:
-        raise JobFailed(f"{job_path} cannot run on several GPUs (only reward-model training and PPO can)")
+def launch_command(command: str, ctx: RunContext, processes: int) -> list[str]:
+    """The torchrun launch of the CLI's training `command` (train-rm, ppo, ...) on the run `ctx`."""
     run = ["--resume", ctx.run_id] if ctx.resume else ["--app-run", ctx.run_id]
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
@@ -83,26 +78,20 @@ def launch_command(job_path: str, ctx: RunContext, processes: int) -> list[str]:
     ]
 
 
-class TorchrunJob:
-    """A job on `processes` ranks of this machine, with ChildJob's interface (on_event is called
-    from a reader thread; `result` is the final Finished or Failed)."""
+class TorchrunRunner(ProcessRunner):
+    """The job of `ctx` on `processes` ranks of this machine, through the CLI's `command`."""
 
-    def __init__(self, job_path: str, ctx: RunContext, processes: int, on_event: Sink | None = None):
+    def __init__(self, command: str, ctx: RunContext, processes: int, on_event: Sink | None = None):
         if not can_launch():
             raise JobFailed("this build of the app cannot start torchrun",
                             hint="several GPUs need the workbench installed with pip (see the README)")
+        super().__init__(Work(command, run=ctx, what="torchrun launch"), on_event)
         self.ctx = ctx
-        self.result: Finished | Failed | None = None
-        self.last_step: int | None = None
-        self._on_event = on_event or (lambda event: None)
-        self._done = threading.Event()
-        self._ended_by: str | None = None
-        self._insister: threading.Thread | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._log = open(ctx.run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 -- closed by the reader
         try:
             self._process = subprocess.Popen(
-                launch_command(job_path, ctx, processes), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                launch_command(command, ctx, processes), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace", bufsize=1,
                 start_new_session=True,  # its own group: Kill ends torchrun and every rank together
             )
@@ -111,6 +100,7 @@ class TorchrunJob:
             failed = Failed(f"Could not start torchrun: {exc}")
             record_end(ctx, "failed", error_text(failed))
             raise JobFailed(failed.message) from exc
+        _live.add(self)
         self._reader = threading.Thread(target=self._read, name=f"{ctx.run_id} torchrun", daemon=True)
         self._reader.start()
 
@@ -118,43 +108,35 @@ class TorchrunJob:
     def pid(self) -> int | None:
         return self._process.pid
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Ask every rank to checkpoint and stop; end them all if they have not within grace_s
         plus torchrun's own grace. Returns at once."""
-        if self._done.is_set():
-            return
+        super().stop(grace_s)
+
+    def _ask_to_stop(self) -> None:
         self._signal(signal.SIGTERM, group=False)  # torchrun passes it on to the ranks
-        if self._insister is None:
-            self._insister = threading.Thread(target=self._insist, args=(grace_s + TORCHRUN_GRACE_S,), daemon=True)
-            self._insister.start()
 
-    def kill(self) -> None:
-        if not self._done.is_set():
-            self._ended_by = self._ended_by or "kill"
-            self._signal(signal.SIGKILL, group=True)
+    def _insist_extra_s(self) -> float:
+        return TORCHRUN_GRACE_S
 
-    def join(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
-
-    def shutdown(self, timeout: float = 5.0) -> bool:
-        self.stop(grace_s=timeout)
-        if not self.join(timeout + TORCHRUN_GRACE_S):
-            self.kill()
-            self.join(10.0)
-        return self._ended_by is None
-
-    # -- supervising ---------------------------------------------------------------------------
-
-    def _insist(self, wait_s: float) -> None:
-        try:
-            self._process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
+    def _insist(self, grace_s: float) -> None:
+        # torchrun already sends its ranks SIGTERM, then SIGKILL after its own grace.
+        if not self._wait_for_exit(grace_s + TORCHRUN_GRACE_S):
             self._ended_by = "stop"
-            self._signal(signal.SIGKILL, group=True)
+            self._signal_group(_KILL)
+
+    def _wait_for_exit(self, timeout: float) -> bool:
+        try:
+            self._process.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _exit_code(self) -> int | None:
+        return self._process.returncode
+
+    def _signal_group(self, sig: int) -> None:
+        self._signal(sig, group=True)
 
     def _signal(self, sig: int, *, group: bool) -> None:
         try:
@@ -164,13 +146,6 @@ class TorchrunJob:
                 self._process.send_signal(sig)
         except (ProcessLookupError, PermissionError):
             pass  # already gone
-
-    def _deliver(self, event: Event) -> None:
-        if isinstance(event, (Metric, Progress)):
-            self.last_step = event.step
-        if isinstance(event, (Finished, Failed)):
-            self.result = event
-        self._on_event(event)
 
     def _read(self) -> None:
         final: Finished | Failed | None = None
@@ -188,34 +163,18 @@ class TorchrunJob:
                 else:
                     self._deliver(event)
             self._process.wait()
-            self._signal(signal.SIGKILL, group=True)  # no rank outlives the launch
-            self._deliver(final if final is not None else self._died())
+            self._signal_group(_KILL)  # no rank outlives the launch
         except Exception as exc:  # noqa: BLE001 -- never leave a listener waiting for an end that will not come
-            self._deliver(Failed(f"Lost track of the torchrun launch: {type(exc).__name__}: {exc}"))
+            final = Failed(f"Lost track of the torchrun launch: {type(exc).__name__}: {exc}")
         finally:
             self._log.close()
-            self._done.set()
+            self._end(final)
 
-    def _died(self) -> Failed:
-        code = self._process.returncode
-        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    def _asked_end(self, how: str) -> tuple[str, str | None]:
+        return (f"The run's ranks were ended before they finished ({how})",
+                "Work since the last checkpoint is lost; the run can be resumed from that checkpoint.")
+
+    def _unexpected_end(self, how: str, signame: str | None) -> tuple[str, str | None]:
         errors = [line for line in self._tail if line.startswith("error:")]
-        log = self.ctx.run_dir / LOG_NAME
-        if self._ended_by is not None:
-            message, status = f"The run's ranks were ended before they finished ({how})", "cancelled"
-            hint = "Work since the last checkpoint is lost; the run can be resumed from that checkpoint."
-        else:
-            message, status = f"The torchrun launch ended before the run did ({how})", "failed"
-            hint = "; ".join(errors[-2:]) if errors else f"what it printed is in {log}"
-        failed = Failed(message, hint=hint, step=self.last_step)
-        record_end(self.ctx, status, error_text(failed))
-        return failed
-
-
-def run_on_ranks(job_path: str, config: Any, ctx: RunContext, processes: int, on_event: Sink | None = None):
-    """Start the job on `processes` local ranks (a ChildJob when one is enough)."""
-    if processes <= 1:
-        from .runners import run_in_child
-
-        return run_in_child(job_path, config, ctx, on_event, import_main=False)
-    return TorchrunJob(job_path, ctx, processes, on_event)
+        hint = "; ".join(errors[-2:]) if errors else f"what it printed is in {self.ctx.run_dir / LOG_NAME}"
+        return f"The torchrun launch ended before the run did ({how})", hint

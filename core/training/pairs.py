@@ -1,4 +1,5 @@
-"""Reward-model data: labelled pairs from a project, the split, tokens, batches.
+"""The labelled pairs every preference method trains on (the reward model, DPO): which pairs,
+the split, tokens, batches. How one prompt and response become tokens is text.py.
 
 Which pairs train
 -----------------
@@ -11,20 +12,6 @@ whose prompt falls on the validation side is left out: it has no right answer to
 
 The split is by prompt: every pair of a prompt goes to the same side, so the validation accuracy
 measures responses to prompts the model never saw, not memory of the prompt.
-
-Text and truncation
--------------------
-A pair is rendered with the tokenizer's chat template when it has one (the prompt's messages,
-then the response as the assistant's turn), else as a plain transcript:
-"User: <prompt>\n\nAssistant: <response>" (a system message becomes "System: ...").
-
-When prompt + response exceed `max_length` tokens, the START of the prompt and the END of the
-response are kept (the end of a response is where it goes right or wrong, and the reward is read
-at the last token). Exactly: the response keeps all its tokens if the prompt leaves room
-(response budget = max_length - prompt length); otherwise the prompt is first cut down to no less
-than half the window, keeping its first tokens; a response that still does not fit loses its
-first tokens. So with both long, each gets half: the prompt's first max_length//2 tokens and the
-response's last max_length - max_length//2.
 
 Batches
 -------
@@ -39,11 +26,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-from ..records import Conversation, Message
+from ..records import Message
+from .text import Prompt, encode_response, pad_rows
 
 __all__ = [
     "TextPair",
@@ -51,19 +39,19 @@ __all__ = [
     "load_project_pairs",
     "pairs_by_id",
     "split_by_prompt",
-    "render",
     "encode_pair",
-    "truncate",
     "epoch_batches",
     "collate",
 ]
 
-Prompt = Union[str, Conversation, Sequence[Mapping[str, str]]]
 # (prompt, chosen, rejected) or (prompt, chosen, rejected, margin): what `train` takes, from a
 # project or from anywhere else (a benchmark passes its own).
 TextPair = tuple
 
 MEGA_BATCH = 50
+# In a run's folder: the pair ids it trains and validates on (the split of its start, kept on resume;
+# what "the same validation pairs" means when methods are compared).
+SPLIT_FILE = "split.json"
 
 
 @dataclass
@@ -150,50 +138,7 @@ def split_by_prompt(prompts: Sequence[Any], fraction: float, seed: int) -> tuple
 def _prompt_key(prompt: Prompt) -> Any:
     if isinstance(prompt, str):
         return ("user", prompt)
-    return tuple((_role(m), _content(m)) for m in prompt)
-
-
-def _role(m) -> str:
-    return m.role if isinstance(m, Message) else m["role"]
-
-
-def _content(m) -> str:
-    return m.content if isinstance(m, Message) else m["content"]
-
-
-def messages_of(prompt: Prompt) -> list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [{"role": _role(m), "content": _content(m)} for m in prompt]
-
-
-def transcript(messages: Sequence[Mapping[str, str]]) -> str:
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-
-
-def render(tokenizer, prompt: Prompt, response: str) -> tuple[str, int, bool]:
-    """(full text, where the response starts in it, whether the text has its special tokens)."""
-    messages = messages_of(prompt)
-    if getattr(tokenizer, "chat_template", None):
-        head = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(
-            messages + [{"role": "assistant", "content": response}], tokenize=False
-        )
-        # Templates render the prompt the same way with or without the answer; where one does not
-        # (some drop earlier reasoning), the shared beginning is the prompt.
-        boundary = len(head) if full.startswith(head) else len(_common_prefix(head, full))
-        return full, boundary, True
-    head = transcript(messages) + "\n\nAssistant:"
-    return f"{head} {response}", len(head), False
-
-
-def _common_prefix(a: str, b: str) -> str:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return a[:n]
+    return tuple((m.role, m.content) if isinstance(m, Message) else (m["role"], m["content"]) for m in prompt)
 
 
 def encode_pair(tokenizer, pair: Sequence[Any], max_length: int) -> tuple[list[int], list[int], float | None]:
@@ -205,27 +150,6 @@ def encode_pair(tokenizer, pair: Sequence[Any], max_length: int) -> tuple[list[i
         encode_response(tokenizer, prompt, rejected, max_length),
         margin,
     )
-
-
-def encode_response(tokenizer, prompt: Prompt, response: str, max_length: int) -> list[int]:
-    text, boundary, templated = render(tokenizer, prompt, response)
-    # Tokenized whole (merges across the boundary stay as the model will see them when scoring a
-    # full text); the offsets say which tokens belong to the response.
-    enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True)
-    ids = enc["input_ids"]
-    if len(ids) <= max_length:
-        return ids
-    start = next((i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > boundary and e > s), len(ids))
-    return truncate(ids[:start], ids[start:], max_length)
-
-
-def truncate(prompt_ids: list[int], response_ids: list[int], max_length: int) -> list[int]:
-    """Keeps the start of the prompt and the end of the response (rule in the module docstring)."""
-    if len(prompt_ids) + len(response_ids) <= max_length:
-        return prompt_ids + response_ids
-    response_budget = min(len(response_ids), max(max_length - len(prompt_ids), max_length - max_length // 2))
-    prompt_budget = max_length - response_budget
-    return prompt_ids[:prompt_budget] + response_ids[len(response_ids) - response_budget :]
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -261,16 +185,3 @@ def collate(encoded: Sequence[tuple[list[int], list[int], float | None]], indice
     if any(m is not None for m in margins):
         batch["margin"] = torch.tensor([m or 0.0 for m in margins], dtype=torch.float32)
     return batch
-
-
-def pad_rows(rows: Sequence[list[int]], pad_id: int):
-    """{'input_ids', 'attention_mask'}: the rows right-padded to the longest."""
-    import torch
-
-    width = max(1, max(len(r) for r in rows))
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, ids in enumerate(rows):
-        input_ids[r, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[r, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}

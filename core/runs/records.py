@@ -1,46 +1,29 @@
-"""How long work runs and reports: one path for the GUI, the CLI and the tests.
-
-A job is a plain function, named by its import path so that a spawned child can find it:
-
-    def run(config, ctx: RunContext, sink: Sink, stop: StopFlag) -> dict:
-        ...emit Metric / Sample / Progress / Log / Checkpoint events into sink...
-        ...poll stop() between steps; when it is set, checkpoint and return early...
-        return {"final figures": ...}
-
-It returns a summary (plain numbers and strings, stored with the run and shown in the Runs tab;
-`"stopped": True` when it ended because stop() was set). It raises `JobFailed` for failures it
-understands (NaN loss, out of memory, bad config: message + hint) and may raise anything else
-for bugs; either way the run is marked failed with the message, never a traceback in the GUI.
-
-The runners own everything around the job: the run's row in the database (created, running,
-finished / failed / cancelled, with times, error and summary), persisting Metric and Sample
-events from the job's own process, and emitting the final Finished or Failed event. `execute`
-(here) does that in the calling thread; runners.py runs it in a thread or a child process:
+"""A run's records: its row in the project's database, its folder, its lock, its figures.
 
     ctx = start_run(project, kind="reward", name="first try", config=RewardConfig(...))
-    result = execute("rlhf_workbench.core.reward.train:run", config, ctx, sink, stop)   # here
-    job = run_in_thread(job_path, config, ctx, on_event)     # a thread: CLI, tests
-    job = run_in_child(job_path, config, ctx, on_event)      # a spawned process: the GUI
+    ctx = resume_run(project, run_id)            # continues from the last complete checkpoint
 
-A run's folder holds `config.toml` (what it was asked to do), `log.txt` (its Log events),
-`error.log` (the traceback of a bug), `crash.log` (a native crash in a child) and whatever the job
-writes (checkpoints). The database has its summary (runs.summary, JSON) and every complete
-checkpoint it reported (the checkpoints table): `resume_run` continues from the last of those.
+A run's folder (`<project>/runs/<run_id>/`) holds `config.toml` (what it was asked to do),
+`log.txt` (its Log events), `error.log` (the traceback of a bug), `crash.log` (a native crash in a
+child) and whatever the job writes (checkpoints). The database has its status and times, its
+summary (runs.summary, JSON), its figures (metrics, samples) and every complete checkpoint it
+reported (the checkpoints table): `resume_run` continues from the last of those.
+
+The process executing a run holds an OS lock on a file in its folder: the database says what a run
+was doing, the lock whether anyone still is (it goes with the process, however that ends).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import math
 import re
 import secrets
 import shutil
 import threading
 import time
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,39 +31,19 @@ from typing import Any
 
 import tomli_w
 
-from .errors import WorkbenchError
-from .events import (
-    Checkpoint,
-    Event,
-    Failed,
-    Finished,
-    Log,
-    Metric,
-    Progress,
-    Sample,
-    Sink,
-    StopFlag,
-)
-from .project import Project
+from ..errors import JobFailed, WorkbenchError
+from ..events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress, Sample, Sink
+from ..project import Project
 
 CONFIG_NAME = "config.toml"
 LOG_NAME = "log.txt"
 ERROR_LOG_NAME = "error.log"
+CRASH_LOG_NAME = "crash.log"
 LOCK_NAME = ".running.lock"
 # Metrics and samples wait at most this long (seconds) before they are written: one commit a
 # second costs training nothing, and a crash loses at most the last second of figures.
 FLUSH_S = 1.0
 _KIND_PREFIX = {"reward": "rm", "ppo": "ppo", "generate": "gen"}
-
-
-class JobFailed(WorkbenchError):
-    """A failure the job understands: `message` says what happened, `hint` what to try."""
-
-    def __init__(self, message: str, *, hint: str | None = None, step: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.step = step
 
 
 @dataclass(frozen=True)
@@ -176,7 +139,7 @@ def resume_run(project: Project, run_id: str) -> RunContext:
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
     run_dir = run_dir_of(project, run)
-    if _RunLock.held(run_dir):
+    if RunLock.held(run_dir):
         raise WorkbenchError(f"Run {run_id} is running; stop it before resuming it")
     # A run still marked 'running' whose lock nobody holds lost its process without a word (a
     # power cut, the app and its child killed together): it can be resumed like any other.
@@ -188,15 +151,52 @@ def resume_run(project: Project, run_id: str) -> RunContext:
     return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step)
 
 
+def created_run_context(project: Project, run_id: str) -> RunContext:
+    """The context for executing a run that was created (start_run) but never started."""
+    run = project.store.run(run_id)
+    if run is None:
+        raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
+    if run["status"] != "created":
+        raise WorkbenchError(f"run {run_id} has already started ({run['status']}); resume it instead")
+    return RunContext(project.path, run_id, run_dir_of(project, run))
+
+
+def record_end(ctx: RunContext, status: str, error: str) -> None:
+    """Mark the run ended, for a supervisor whose run's process died before it could say so
+    itself (unless that process recorded its own end just before it went)."""
+    try:
+        with ctx.open_project() as project:
+            project.store.end_live_run(ctx.run_id, status, error=error)
+    except WorkbenchError:
+        pass  # the project is gone or locked for good: the event still tells the person
+
+
+def log_tail(run_dir: Path, max_bytes: int = 200_000) -> str:
+    """The end of a run's log (its last `max_bytes`), as text; empty when it has none."""
+    path = run_dir / LOG_NAME
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def error_text(failed: Failed) -> str:
+    """How a failure is recorded in runs.error: the message, then the hint on a line of its own."""
+    return f"{failed.message}\n{failed.hint}" if failed.hint else failed.message
+
+
+# -- who is executing a run --------------------------------------------------------------------
+
+
 def run_is_executing(run_dir: Path) -> bool:
     """Whether a process is executing the run whose folder this is (it holds the run's lock)."""
-    return _RunLock.held(run_dir)
+    return RunLock.held(run_dir)
 
 
-class _RunLock:
-    """An OS lock on a file in the run's folder, held while a process executes the run: the
-    database says what a run was doing, the lock whether anyone still is (it goes with the
-    process, however that ends)."""
+class RunLock:
+    """An OS lock on a file in the run's folder, held while a process executes the run."""
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / LOCK_NAME
@@ -243,12 +243,12 @@ except ImportError:  # Windows
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 
 
-# -- executing a job ---------------------------------------------------------------------------
+# -- the figures -------------------------------------------------------------------------------
 
 
-class _Recorder:
-    """The sink a job gets: persists its metrics and samples from its own process, batched, and
-    forwards every event.
+class Recorder:
+    """The sink a recorded job gets: persists its metrics and samples from its own process,
+    batched, writes its log, and forwards every event.
 
     A timer thread writes the batch once a second, so a job that logs a figure and then computes
     for a minute still has it on disk; a Checkpoint is written at once, in the same transaction
@@ -269,7 +269,7 @@ class _Recorder:
 
     def __call__(self, event: Event) -> None:
         if self.error is not None:
-            raise _save_failed(self.error)
+            raise save_failed(self.error)
         if isinstance(event, Metric):
             # SQLite stores NaN as NULL; a NaN loss still reaches the curves, just not the table.
             rows = [(event.step, k, v, event.time) for k, v in event.values.items() if not math.isnan(v)]
@@ -323,112 +323,8 @@ class _Recorder:
             self.error = self.error or exc
 
 
-def _save_failed(exc: BaseException) -> JobFailed:
+def save_failed(exc: BaseException) -> JobFailed:
     return JobFailed(
         f"Could not save the run's figures: {exc}",
         hint="Check that the disk has room and the project folder can be written to.",
     )
-
-
-def load_job(job_path: str) -> Callable[..., Any]:
-    """The function named `package.module:function`."""
-    module_name, _, attr = job_path.partition(":")
-    if not module_name or not attr:
-        raise JobFailed(f"{job_path!r} is not a job: a job is named 'package.module:function'")
-    try:
-        job = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise JobFailed(f"Cannot find the job {job_path!r}: {exc}") from exc
-    if not callable(job):
-        raise JobFailed(f"{job_path!r} is not a function")
-    return job
-
-
-def _plain_summary(summary: Any) -> dict[str, float | int | str]:
-    """Only plain values travel and are stored; numpy and torch scalars are unwrapped."""
-    if summary is None:
-        return {}
-    if not isinstance(summary, Mapping):
-        return {"result": str(summary)}
-    plain: dict[str, Any] = {}
-    for key, value in summary.items():
-        if value is not None and not isinstance(value, (bool, int, float, str)):
-            try:
-                value = value.item()
-            except (AttributeError, TypeError, ValueError, RuntimeError):
-                value = str(value)
-        if value is not None:
-            plain[str(key)] = value
-    return plain
-
-
-def error_text(failed: Failed) -> str:
-    """How a failure is recorded in runs.error: the message, then the hint on a line of its own."""
-    return f"{failed.message}\n{failed.hint}" if failed.hint else failed.message
-
-
-def execute(job_path: str, config: Any, ctx: RunContext, sink: Sink, stop: StopFlag) -> Finished | Failed:
-    """Run the job here and now, recording the run; emits and returns its Finished or Failed.
-
-    The outcome is in the database before the last event is emitted, so whoever hears it can
-    read the run's final row. Errors end in Failed; only an interrupt (Ctrl+C) propagates.
-    """
-    try:
-        project = ctx.open_project()
-    except WorkbenchError as exc:
-        result = Failed(str(exc), hint="The run's project could not be opened; nothing was recorded.")
-        sink(result)
-        return result
-    lock = _RunLock(ctx.run_dir)
-    try:
-        if not lock.acquire():
-            result = Failed(f"Run {ctx.run_id} is already running in another process", hint="Stop it first.")
-        else:
-            result = _execute_locked(job_path, config, ctx, project.store, sink, stop)
-    finally:
-        lock.release()
-        project.close()
-    sink(result)
-    return result
-
-
-def _execute_locked(job_path, config, ctx: RunContext, store, sink: Sink, stop: StopFlag) -> Finished | Failed:
-    store.set_run_status(ctx.run_id, "running")
-    recorder = _Recorder(store, ctx.run_id, sink, ctx.run_dir / LOG_NAME)
-    try:
-        try:
-            summary = _plain_summary(load_job(job_path)(config, ctx, recorder, stop))
-        finally:
-            recorder.close()
-        if recorder.error is not None:
-            raise _save_failed(recorder.error)
-    except JobFailed as exc:
-        result = Failed(exc.message, hint=exc.hint, step=exc.step if exc.step is not None else recorder.last_step)
-        store.set_run_status(ctx.run_id, "failed", error=error_text(result))
-        return result
-    except Exception as exc:  # noqa: BLE001 -- a bug in the job: recorded, never raised into the GUI
-        log = ctx.run_dir / ERROR_LOG_NAME
-        log.write_text(traceback.format_exc(), encoding="utf-8", errors="replace")
-        result = Failed(
-            f"{type(exc).__name__}: {exc}",
-            hint=f"This looks like a bug in the workbench; the details are in {log}.",
-            step=recorder.last_step,
-        )
-        store.set_run_status(ctx.run_id, "failed", error=error_text(result))
-        return result
-    except BaseException:
-        store.set_run_status(ctx.run_id, "cancelled", error="Interrupted")
-        raise
-    stopped = bool(summary.get("stopped"))
-    store.set_run_status(ctx.run_id, "cancelled" if stopped else "finished", summary=summary)
-    return Finished(summary, stopped)
-
-
-def __getattr__(name: str):
-    # The runners live in runners.py (one file would pass 400 lines) and are reachable from
-    # here, the one place to look; imported on first use, since they import this module.
-    if name in ("ThreadJob", "run_in_thread", "ChildJob", "run_in_child"):
-        from . import runners
-
-        return getattr(runners, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

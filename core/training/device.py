@@ -1,6 +1,7 @@
 """Where training runs and in what precision: the device, autocast, threads, peak memory.
 
-Refusals are ConfigErrors naming the setting, raised before any model is loaded.
+Refusals are ConfigErrors naming the setting, raised before any model is loaded. Every training
+method's loop takes its device, precision and threads from here.
 """
 
 from __future__ import annotations
@@ -41,21 +42,6 @@ def autocast(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
-def adamw(params, **options) -> torch.optim.AdamW:
-    """AdamW with torch's fused kernel where the parameters' devices have one (one kernel for all
-    tensors: on a CPU ~5x faster than foreach per step, and far less hurt when other programs
-    share the cores), else the foreach implementation."""
-    tensors = [p for group in params for p in group["params"]] if isinstance(params[0], dict) else list(params)
-    try:
-        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-
-        devices = set(_get_fused_kernels_supported_devices())
-    except ImportError:  # an older torch: CUDA alone
-        devices = {"cuda"}
-    fused = all(p.device.type in devices and p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in tensors)
-    return torch.optim.AdamW(params, **options, **({"fused": True} if fused else {"foreach": True}))
 
 
 # Below this many parameters a model's matrices are too small for several CPU threads to help,

@@ -3,7 +3,7 @@
 It is the demo model's recipe (same tokenizer, so the same vocabulary as the demo reward model;
 one layer instead of two, twice as wide) given a short supervised warm-up on the demo project's
 own texts: for every demo pair, BOTH responses, the better and the worse, each once, rendered as
-the reward model sees them (`reward.data.render`) and followed by the end-of-text token, with the
+the reward model sees them (`training.text.render`) and followed by the end-of-text token, with the
 loss on the response's tokens only. Trained on both sides equally, it writes demo-style answers
 that end, of which a little under half follow the demo rule of their prompt
 (`demo.follows_demo_rule`; ~38% sampled at temperature 1.0, ~47% at 0.7, on the 360 demo
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..project import user_data_dir
+from .project import user_data_dir
 
 # Bump `version` when anything here, in the demo model's recipe or in the demo texts changes: a new
 # folder is built. The model keys are DEMO_MODEL_SPEC's (models.build_demo_model reads them).
@@ -68,7 +68,7 @@ def demo_policy_path() -> Path:
 
 def ensure_demo_policy() -> Path:
     """The demo policy's folder, building it the first time (~10 s; deterministic; see build_once)."""
-    from ..models import build_once
+    from .models import build_once
 
     return build_once(demo_policy_path(), build_demo_policy)
 
@@ -79,7 +79,7 @@ def build_demo_policy(folder: Path, spec: dict[str, Any] | None = None) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    from ..models import build_demo_model, quiet_transformers
+    from .models import build_demo_model, quiet_transformers
 
     spec = {**DEMO_POLICY_SPEC, **(spec or {})}
     folder = Path(folder)
@@ -103,7 +103,7 @@ def load_demo_policy(folder: Path | None = None):
     import torch
     from transformers import LlamaForCausalLM
 
-    from ..models import load_tokenizer, quiet_transformers
+    from .models import load_tokenizer, quiet_transformers
 
     folder = Path(folder) if folder is not None else ensure_demo_policy()
     tokenizer = load_tokenizer(folder)
@@ -116,8 +116,8 @@ def load_demo_policy(folder: Path | None = None):
 def warmup_examples(tokenizer, *, seed: int = 0) -> list[tuple[list[int], int]]:
     """(token ids, where the response starts) for both responses of every demo pair: the text as
     `render` formats it, then the end-of-text token."""
-    from ..demo import demo_pairs
-    from ..reward.data import render
+    from .demo import demo_pairs
+    from .training.text import render
 
     examples = []
     for record in demo_pairs(seed):
@@ -215,7 +215,7 @@ def sample_demo(
     generation prompt, left-padded), as DemoSamples. Seeded; the global RNG is left as it was."""
     import torch
 
-    from ..models import quiet_transformers
+    from .models import quiet_transformers
 
     samples: list[DemoSample] = []
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -264,7 +264,7 @@ def sample_demo_responses(
 
 def share_following(prompts: Sequence[str], responses: Sequence[str]) -> float:
     """The share of responses that follow the demo rule of their prompt (`demo.follows_demo_rule`)."""
-    from ..demo import follows_demo_rule
+    from .demo import follows_demo_rule
 
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")

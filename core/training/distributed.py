@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..errors import JobFailed
+
 TIMEOUT_ENV = "RLHF_WORKBENCH_DIST_TIMEOUT_S"
 # How long a collective may wait for a peer before it fails. Not the 60 s a dead rank would
 # suggest: torchrun already tears every rank down when one exits, so this is only the backstop
@@ -165,8 +167,6 @@ def peers_lost_reported():
     except RuntimeError as exc:
         if not peer_lost(exc):
             raise
-        from .jobs import JobFailed
-
         raise JobFailed(
             f"lost contact with the other ranks: {str(exc).splitlines()[0]}",
             hint="another rank stopped or failed first; torchrun's report names it and its output says why",

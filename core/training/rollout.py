@@ -1,4 +1,5 @@
-"""Rollouts: prompts in, sampled responses out, with what PPO needs about every response token.
+"""Rollouts: prompts in, sampled responses out, with what an online RL method (PPO) needs about
+every response token; and plain sampling for people to compare (generate.py).
 
     encode_prompts(tokenizer, prompts, max_prompt_length)   token ids of each prompt, ready to answer
     sample(policy, prompt_ids, ...)                         a Rollout: tokens, lengths, log-probs
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..reward.data import messages_of, transcript
+from .text import messages_of, transcript
 
 # Positions after a response's end get this log-prob, so that their KL is zero (as TRL does).
 INVALID_LOGPROB = 1.0
@@ -170,7 +171,7 @@ def sample(
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     keep = _logits_to_keep_kwargs(model, 1)
-    with autocast or _null():
+    with autocast or _NoAutocast():
         out = model(input_ids=prompts, attention_mask=prompt_mask, position_ids=positions,
                     past_key_values=cache, use_cache=True, **keep)
     logits = out.logits[:, -1]
@@ -195,7 +196,7 @@ def sample(
         if step + 1 == max_new_tokens or (stop_at_eos and bool(ended.all())):
             break
         mask = torch.cat([mask, live[:, None].long()], dim=1)
-        with autocast or _null():
+        with autocast or _NoAutocast():
             out = model(input_ids=tokens[:, step : step + 1], attention_mask=mask, position_ids=next_position[:, None],
                         past_key_values=cache, use_cache=True)
         logits = out.logits[:, -1]
@@ -235,7 +236,7 @@ def _top_p_probs(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(sorted_probs).scatter(-1, order, sorted_probs)
 
 
-class _null:
+class _NoAutocast:
     def __enter__(self):
         return None
 
@@ -307,7 +308,7 @@ def decode_responses(tokenizer, rollout: Rollout) -> list[str]:
 @torch.no_grad()
 def reward_scores(reward_model, tokenizer, prompts: Sequence[Any], responses: Sequence[str], *, max_length: int) -> torch.Tensor:
     """[B] the reward model's score of each (prompt, response), the text rendered as in its training."""
-    from ..reward.data import encode_response, pad_rows
+    from .text import encode_response, pad_rows
 
     rows = [encode_response(tokenizer, p, r.strip(), max_length) for p, r in zip(prompts, responses)]
     batch = pad_rows(rows, tokenizer.pad_token_id)

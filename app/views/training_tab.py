@@ -1,0 +1,458 @@
+"""What every training tab is: pick what to train, set the knobs, Start / Stop / Resume, and watch
+one run at a time, live or from the database.
+
+    ┌ (a banner a method may add)                                                               ┐
+    ├ choices: the method's model pickers ┐┌ Run [rm-… ▾]  (the method's run controls)             ┐
+    │ Settings (a form from the config)   │├ curves (the method's groups; they scroll)            │
+    │ [GPUs] [Start] [Stop] [Resume]      │├ Log │ (the method's panels) ─────────────────────────┤
+    │ step 12 of 128 · ETA 1:20 · …       ││                                                       │
+    └─────────────────────────────────────┘└───────────────────────────────────────────────────────┘
+
+A subclass names its method (core.training.method.TrainingMethod) and adds what is its own: the
+pickers (`choices` and `picked`), panels beside the log, how its figures and its end read. The
+base does the rest, the same way for every method:
+
+- **Start** validates the form (a bad field is named before anything starts), records a new run
+  (core.runs.start_run) and starts it in a child process (app/jobs.py's JobController, shared
+  by every tab: one training at a time).
+- **Run** chooses which of the method's runs the right side shows: the live one while it runs,
+  or any earlier one as the database has it (curves, samples, log, warnings).
+- **Resume** continues the run chosen in Run, when it stopped early or failed and has a
+  checkpoint, from its last checkpoint, with its own settings.
+- **Stop** asks the run to write a checkpoint and stop; Resume continues from there.
+
+torch is never imported here: the form reads the method's config, which does not need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLayout,
+    QPlainTextEdit,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress, Sample
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
+from rlhf_workbench.core.training.config import load_config
+from rlhf_workbench.core.training.method import TrainingMethod
+
+from ..config_form import ConfigForm
+from ..curves import CurvesPanel, Groups
+from ..jobs import JobController
+from ..widgets import heading_label, plain_label, run_buttons, run_processes
+
+RESUMABLE = ("cancelled", "failed")
+_WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class TrainingTab(QWidget):
+    """The base of the Reward model and PPO tabs (and of every training method's tab to come)."""
+
+    error = Signal(str)
+
+    method: TrainingMethod  # set by each subclass
+    curve_groups: Groups
+    curve_columns = 2
+    curve_split = [750, 250]  # the curves' and the panels' heights, to start with
+    panels_before_log = False  # the method's panels come first under the curves (PPO's samples)
+    throughput = ("perf/steps_per_s", "steps/s")  # (metric, how its unit reads) for the status line
+    starting_text = "Starting… (loading the model in a background process)"
+    start_tip = "Start a new run with these settings"
+
+    def __init__(self, jobs: JobController, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.project: Project | None = None
+        self.run_id: str | None = None  # the run the right side shows (live when the job runs it)
+        self.live_run_id: str | None = None  # the run this tab started or resumed
+        self._throughput: float | None = None
+        self._loaded_steps: dict[str, int] = {}  # per metric, the last step read from the database
+        self._loaded_sample_step = -1
+        self._labels_stale = False
+
+        # -- the left side: what to train, how, and the buttons --------------------------------
+        self.form = ConfigForm(self.method.config(), hidden=self.picked_fields())
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+        buttons = run_buttons(
+            self,
+            start_tip=self.start_tip,
+            resume_tip="Continue the run chosen in Run, stopped or failed, from its last checkpoint",
+        )
+        self.status = plain_label("")
+        self.status.setWordWrap(True)
+        left = QWidget()
+        self.left_layout = QVBoxLayout(left)
+        choices = self.build_choices()
+        if isinstance(choices, QLayout):
+            self.left_layout.addLayout(choices)
+        elif choices is not None:
+            self.left_layout.addWidget(choices)
+        self.left_layout.addWidget(heading_label("Settings"))
+        self.left_layout.addWidget(scroll, 1)
+        self.left_layout.addLayout(buttons)
+        self.left_layout.addWidget(self.status)
+
+        # -- the right side: one run's figures, panels and log ---------------------------------
+        self.run_box = QComboBox()
+        self.run_box.setToolTip(f"The {self.method.title} run shown here: the one running, or any earlier one")
+        self.run_box.currentIndexChanged.connect(self._run_chosen)
+        self.run_row = QHBoxLayout()
+        self.run_row.addWidget(plain_label("Run"))
+        self.run_row.addWidget(self.run_box, 1)
+        self.curves = CurvesPanel(self.curve_groups, columns=self.curve_columns, only_groups=True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.bottom = QTabWidget()
+        self.bottom.setDocumentMode(True)
+        if self.panels_before_log:
+            self.add_panels(self.bottom)
+            self.bottom.addTab(self.log, "Log")
+        else:
+            self.bottom.addTab(self.log, "Log")
+            self.add_panels(self.bottom)
+        self.bottom.setCurrentIndex(0)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.curves)
+        split.addWidget(self.bottom)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes(self.curve_split)  # the curves' scroll area hints at a sliver; size them here
+        right = QWidget()
+        self.right_layout = QVBoxLayout(right)
+        self.right_layout.setContentsMargins(0, 0, 0, 0)
+        self.right_layout.addLayout(self.run_row)
+        self.right_layout.addWidget(split, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([380, 900])
+        self.outer_layout = QVBoxLayout(self)
+        self.outer_layout.addWidget(splitter, 1)
+
+        jobs.metrics.connect(self._metrics)
+        jobs.sample.connect(self._sample)
+        jobs.progress.connect(self._progress)
+        jobs.log.connect(self._log)
+        jobs.checkpoint.connect(self._checkpoint)
+        jobs.finished.connect(self._finished)
+        jobs.failed.connect(self._failed)
+        jobs.running_changed.connect(self._running_changed)
+        self._update_buttons()
+
+    # -- what a subclass says ----------------------------------------------------------------------
+
+    def picked_fields(self) -> tuple[str, ...]:
+        """The config's fields the method's pickers set (the form leaves them out)."""
+        return ()
+
+    def build_choices(self) -> QWidget | QLayout | None:
+        """The pickers above the settings (models, prompts)."""
+        return None
+
+    def picked(self) -> dict[str, Any]:
+        """The pickers' values, by config field."""
+        return {}
+
+    def add_panels(self, tabs: QTabWidget) -> None:
+        """Tabs of the method's own, beside the Log."""
+
+    def set_choices_project(self, project: Project | None) -> None:
+        """Point the pickers at a project (or none)."""
+
+    def refresh_choices(self) -> None:
+        """Re-read what the pickers offer (a run finished or was deleted)."""
+
+    def check_before_start(self, config: Any) -> None:
+        """Refuse a start that cannot work, with a WorkbenchError saying why."""
+
+    def run_name(self, config: Any) -> str:
+        return self.method.title
+
+    def finished_text(self, finished: Finished) -> str:
+        verb = "Stopped" if finished.stopped else "Finished"
+        return f"{verb} at {self.method.unit} {finished.summary.get('steps', '?')}"
+
+    def load_run_extras(self, run_id: str) -> None:
+        """Show what the method keeps besides the curves and the log (samples)."""
+
+    def clear_extras(self) -> None:
+        """Empty what load_run_extras shows."""
+
+    def show_sample(self, sample: Sample) -> None:
+        """A live sample of the shown run."""
+
+    def show_warning(self, message: str) -> None:
+        """A watchdog's warning (live, or read back from the run's log)."""
+
+    def update_extras(self) -> None:
+        """Enable what the method adds, for the run shown and whether a job runs."""
+
+    # -- project ---------------------------------------------------------------------------------------
+
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        if not self.jobs.is_running or self.jobs.run_id != self.live_run_id:
+            self.live_run_id = None
+            self.status.setText("")
+            self.show_run(None)  # empties the right side; refresh_runs then shows the newest run
+        self.refresh_runs(select=self.run_id)
+        self.set_choices_project(project)
+        self._update_buttons()
+
+    def showEvent(self, event) -> None:
+        # Runs may have ended meanwhile (and judgments given in the Label tab change win rates).
+        if self.project is not None:
+            self.refresh_runs(select=self.run_id)
+        super().showEvent(event)
+
+    def forget_run(self, run_id: str) -> None:
+        """A run was deleted (Runs tab): off the Run picker, and out of the model pickers."""
+        if self.project is None:
+            return
+        self.refresh_runs(select=None if self.run_id == run_id else self.run_id)
+        self.refresh_choices()
+
+    # -- the runs shown --------------------------------------------------------------------------------
+
+    def refresh_runs(self, select: str | None = None) -> None:
+        """Re-read the method's runs into the Run picker and show `select` (else the newest)."""
+        kind = self.method.kind
+        runs = [r for r in self.project.store.runs(newest_first=True) if r["kind"] == kind] if self.project else []
+        self.run_box.blockSignals(True)
+        self.run_box.clear()
+        for run in runs:
+            self.run_box.addItem(f"{run['name']} · {run['status']} · {run['id']}", run["id"])
+        index = self.run_box.findData(select) if select else -1
+        self.run_box.setCurrentIndex(index if index >= 0 else (0 if runs else -1))
+        self.run_box.blockSignals(False)
+        chosen = self.run_box.currentData()
+        if chosen != self.run_id:
+            self.show_run(chosen)
+        else:
+            self._update_buttons()
+
+    def _run_chosen(self) -> None:
+        self.show_run(self.run_box.currentData())
+
+    def show_run(self, run_id: str | None) -> None:
+        """Show a run's figures, samples, log and warnings as the database has them; the live
+        run's new ones follow as they come."""
+        self.run_id = run_id
+        self.curves.clear()
+        self.log.clear()
+        self.clear_extras()
+        self._loaded_steps, self._loaded_sample_step = {}, -1
+        if run_id is not None and self.project is not None:
+            self._load_run(run_id)
+        self._update_buttons()
+
+    def _load_run(self, run_id: str) -> None:
+        store = self.project.store
+        for name in store.metric_names(run_id):
+            if not self.curves.shows(name):
+                continue
+            series = store.metric_series(run_id, name)
+            self.curves.set_series(name, [s for s, _ in series], [v for _, v in series])
+            if series:
+                self._loaded_steps[name] = series[-1][0]
+        self.curves.flush()
+        self.load_run_extras(run_id)
+        run = store.run(run_id)
+        text = log_tail(run_dir_of(self.project, run)) if run else ""
+        self.log.setPlainText(text)
+        for line in text.splitlines():
+            match = _WARNING_LINE.match(line)
+            if match:
+                self.show_warning(match.group(1))
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    def config(self) -> Any:
+        """The form's and pickers' settings as a validated config; raises ConfigError naming the field."""
+        try:
+            config = self.form.value()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+        return dataclasses.replace(config, **self.picked()).validate()
+
+    def start(self) -> None:
+        if self.project is None or self.jobs.is_running:
+            return
+        try:
+            config = self.config()
+            self.check_before_start(config)
+            processes = run_processes(self)
+            config.check_world(processes)  # before the run exists, not as the ranks' error after launch
+            ctx = start_run(self.project, kind=self.method.kind, name=self.run_name(config), config=config)
+        except WorkbenchError as exc:
+            self._error(str(exc))
+            return
+        self.refresh_runs(select=ctx.run_id)
+        self._launch(config, ctx, processes, f"run {ctx.run_id} started: {ctx.run_dir}", self.starting_text)
+
+    def stop(self) -> None:
+        if self.jobs.is_running and self.jobs.run_id == self.live_run_id:
+            self.status.setText("Stopping: saving a checkpoint first…")
+            self.jobs.stop()
+
+    def resumable_run(self) -> dict | None:
+        """The run chosen in Run, if it stopped early or failed with a checkpoint to go on from."""
+        if self.project is None or self.run_id is None:
+            return None
+        run = self.project.store.run(self.run_id)
+        if run is None or run["status"] not in RESUMABLE or self.project.store.last_checkpoint(run["id"]) is None:
+            return None
+        return run
+
+    def resume(self) -> None:
+        run = self.resumable_run()
+        if self.project is None or run is None or self.jobs.is_running:
+            return
+        try:
+            config = load_config(self.method.config, run_dir_of(self.project, run) / "config.toml")
+            processes = run_processes(self)
+            config.check_world(processes)
+            ctx = resume_run(self.project, run["id"])
+        except WorkbenchError as exc:
+            self._error(str(exc))
+            return
+        self.show_run(ctx.run_id)  # what was logged after the checkpoint is gone now
+        self._launch(config, ctx, processes, f"run {ctx.run_id} resumed", "Resuming from the last checkpoint…")
+
+    def _launch(self, config: Any, ctx, processes: int, logged: str, status: str) -> None:
+        """Starts the run's job (shared by Start and Resume); the run shown becomes the live one."""
+        self.live_run_id = ctx.run_id
+        try:
+            self.jobs.start(self.method.job, config, ctx, processes=processes, command=self.method.command)
+        except WorkbenchError as exc:
+            self._error(str(exc))
+            return
+        self._throughput = None
+        self._log_line(logged)
+        self.status.setText(status)
+
+    def _update_buttons(self) -> None:
+        running = self.jobs.is_running
+        has_project = self.project is not None
+        self.start_button.setEnabled(has_project and not running)
+        self.stop_button.setEnabled(running and self.jobs.run_id == self.live_run_id)
+        self.resume_button.setEnabled(has_project and not running and self.resumable_run() is not None)
+        self.form.setEnabled(not running)
+        for widget in self.choice_widgets():
+            widget.setEnabled(not running)
+        self.update_extras()
+
+    def choice_widgets(self) -> list[QWidget]:
+        """What is locked while a job runs, besides the form."""
+        return []
+
+    # -- events from the job ---------------------------------------------------------------------------
+
+    def _running_changed(self, running: bool) -> None:
+        # The picker names each run's status: the job marks its run running once it has started,
+        # so the labels are read again at its first report too.
+        self._labels_stale = running
+        if self.project is not None:
+            self.refresh_runs(select=self.run_id)
+        self._update_buttons()
+
+    def _ours(self) -> bool:
+        return self.run_id is not None and self.jobs.run_id == self.run_id
+
+    def _metrics(self, metrics: list[Metric]) -> None:
+        if not self._ours():
+            return
+        loaded = self._loaded_steps
+        if loaded:  # drawn from the database already (it lags the events by up to a second)
+            metrics = [
+                Metric(m.step, {k: v for k, v in m.values.items() if m.step > loaded.get(k, -1)}, m.time)
+                for m in metrics
+            ]
+        self.curves.append(metrics)
+        name = self.throughput[0]
+        for metric in metrics:
+            if name in metric.values:
+                self._throughput = metric.values[name]
+
+    def _sample(self, sample: Sample) -> None:
+        if self._ours() and sample.step > self._loaded_sample_step:
+            self.show_sample(sample)
+
+    def _progress(self, progress: Progress) -> None:
+        if not self._ours():
+            return
+        if self._labels_stale and self.project is not None:
+            self._labels_stale = False
+            self.refresh_runs(select=self.run_id)
+        total = f" of {progress.total:,}" if progress.total else ""
+        parts = [f"{self.method.unit.capitalize()} {progress.step:,}{total}", f"ETA {duration_text(progress.eta_s)}"]
+        if self._throughput is not None:
+            parts.append(f"{self._throughput:,.1f} {self.throughput[1]}")
+        self.status.setText(" · ".join(parts))
+
+    def _log(self, log: Log) -> None:
+        if not self._ours():
+            return
+        if log.level == "warning":
+            self.show_warning(log.message)
+            self._log_line("⚠ " + log.message)
+        else:
+            self._log_line(log.message)
+
+    def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        if self._ours():
+            best = " (best so far)" if checkpoint.best else ""
+            self._log_line(f"checkpoint at {self.method.unit} {checkpoint.step:,}{best}: {checkpoint.path}")
+            self.update_extras()
+
+    def _finished(self, finished: Finished) -> None:
+        if not self._ours():
+            self.refresh_choices()  # another method's run may have made a model to pick
+            return
+        text = self.finished_text(finished)
+        self.status.setText(text + (" · Resume continues from here" if finished.stopped else ""))
+        self._log_line(text)
+        self.refresh_runs(select=self.run_id)
+        self.refresh_choices()  # its checkpoint can be picked now
+
+    def _failed(self, failed: Failed) -> None:
+        if not self._ours():
+            return
+        self.status.setText("Failed: " + failed.message)
+        self._log_line("failed: " + failed.message + (f" ({failed.hint})" if failed.hint else ""))
+        self.refresh_runs(select=self.run_id)
+
+    def _log_line(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def _error(self, message: str) -> None:
+        self.status.setText(message)
+        self.error.emit(message)

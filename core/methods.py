@@ -1,0 +1,17 @@
+"""The training methods the workbench offers, in the order its tabs and its help list them.
+
+Each is a method package's `method.py` (core/training/method.py says what one holds). The CLI
+makes one command per method from this list; the app has one tab per method. Imports no torch.
+"""
+
+from __future__ import annotations
+
+from .ppo.method import PPO
+from .reward.method import REWARD_MODEL
+from .training.method import TrainingMethod
+
+METHODS: tuple[TrainingMethod, ...] = (REWARD_MODEL, PPO)
+
+
+def method_for_kind(kind: str) -> TrainingMethod | None:
+    return next((m for m in METHODS if m.kind == kind), None)

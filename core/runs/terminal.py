@@ -1,0 +1,220 @@
+"""A training run from a terminal (`train-rm`, `ppo`, ...), recorded as the app records it.
+
+The run goes through the same records and runner as the app's (start_run / resume_run, then
+the job in a ThreadRunner), so the project's Runs tab shows it, with its metrics and checkpoints.
+The method's printer turns the events into lines, or EventLines into JSON lines for the app that
+launched the command (torchrun.py). Ctrl+C or SIGTERM stops the run politely, with a checkpoint.
+
+Under `torchrun --nproc_per_node=N` every rank runs the command: rank 0 creates or resumes the
+run, records it and prints, and hands the run to the others; they train beside it
+(core.training.distributed) unrecorded, and say nothing unless they fail, naming their rank.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import WorkbenchError
+from ..events import Failed, Finished
+from ..project import Project
+from ..training.config import config_from_dict, config_to_dict, load_config
+from ..training.console import EventLines
+from ..training.method import TrainingMethod
+from .records import RunContext, created_run_context, resume_run, start_run
+from .thread import ThreadRunner
+from .work import Work
+
+ECHO_S = 2.0
+
+
+def run_from_terminal(
+    method: TrainingMethod,
+    project_path: Path,
+    *,
+    config_path: Path | None = None,
+    overrides: list[str] = (),
+    name: str = "",
+    resume: str | None = None,
+    created_run: str | None = None,
+    events: bool = False,
+) -> int:
+    """Runs `method` on the project to its end and returns the exit status: settings from
+    --config and --set (or the run's own with --resume), Ctrl+C a polite stop. `created_run` is
+    a run the app created (and configured) for this command to execute; `events` prints JSON
+    lines for it instead of the method's lines."""
+    from ..training import distributed
+
+    multi = distributed.launched()
+    if multi and not method.distributed:
+        raise WorkbenchError(f"{method.command} does not train under torchrun yet; run it as one process")
+    ctx = None
+    with Project.open(project_path) as project:
+        if resume or created_run:
+            config = _run_config(method, project, resume or created_run, config_path, overrides)
+            if not multi:
+                ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
+        else:
+            config = load_config(method.config, config_path) if config_path else method.config()
+            settings = {**config_to_dict(config), **parse_overrides(overrides)}
+            config = config_from_dict(method.config, settings, source="--set").validate()
+            if not multi:
+                ctx = start_run(project, kind=method.kind, name=name, config=config)
+    printer = EventLines() if events else method.printer()
+    if multi:
+        # Every rank read the same settings; each refuses a bad one itself, before any waiting.
+        config.check_world(distributed.env_world_size())
+        if method.prepare is not None:
+            method.prepare(config)
+        distributed.setup(getattr(config, "device", "auto"))
+        try:
+            return _run_on_ranks(method, project_path, config, printer, name=name, resume=resume,
+                                 created_run=created_run)
+        finally:
+            distributed.cleanup()
+    print(f"run {ctx.run_id}: {method.describe(config, 'resuming' if resume else 'training')}; "
+          f"its folder is {ctx.run_dir}", flush=True)
+    runner = ThreadRunner(Work.job(method.job, config, ctx), printer)
+    _wait(runner)
+    return _report(method, runner.result, ctx, project_path)
+
+
+def _run_config(method: TrainingMethod, project: Project, run_id: str, config_path, overrides) -> Any:
+    if config_path or overrides:
+        raise WorkbenchError(f"run {run_id} has its own settings; leave out --config and --set")
+    run = project.store.run(run_id)
+    if run is None:
+        raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
+    if run["kind"] != method.kind:
+        raise WorkbenchError(f"{project.path}: run {run_id} is a {run['kind']} run, not a {method.kind} run")
+    return config_from_dict(method.config, run["config"], source=f"run {run_id}")
+
+
+def _wait(runner: ThreadRunner) -> None:
+    """Waits for the run; Ctrl+C or SIGTERM stops it politely, with a checkpoint.
+
+    SIGTERM is how a cluster's scheduler ends a job at its time limit, and how torchrun ends the
+    ranks that are left when one fails: a rank stopping politely then finds its peer gone at the
+    next collective and records that (failed: lost contact), where dying at once would leave
+    the run marked 'running' with nothing said. A second signal ends the process at once.
+    """
+    previous = _on_signals(_interrupt)
+    try:
+        while not runner.join(0.2):
+            pass
+    except KeyboardInterrupt:
+        print("stopping: writing a checkpoint...", flush=True)
+        runner.stop()
+        # torchrun forwards the terminal's Ctrl+C to ranks that got it already: a second signal
+        # right after the first is that echo, not a person insisting.
+        first = time.monotonic()
+        _on_signals(lambda signum, frame: _interrupt(signum, frame) if time.monotonic() - first > ECHO_S else None)
+        runner.join()
+    finally:
+        _on_signals(*previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_signals(on_term, on_int=None):
+    """Installs handlers for SIGTERM and SIGINT (`on_int` defaults to `on_term`); returns the ones
+    before. Only the main thread can, which is where Python runs them; elsewhere nothing changes."""
+    if on_term is None or threading.current_thread() is not threading.main_thread():
+        return None, None
+    before = signal.signal(signal.SIGTERM, on_term)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background: stay deaf to Ctrl+C
+        return before, None
+    return before, signal.signal(signal.SIGINT, on_int or on_term)
+
+
+def _report(method: TrainingMethod, result, ctx: RunContext, project_path, *, who: str = "") -> int:
+    if not isinstance(result, Finished):
+        return _report_failure(result, who)
+    summary = result.summary
+    figures = ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
+        if k not in (method.final_path_key, "stopped")
+    )
+    print(f"{'stopped' if result.stopped else 'done'}: {figures}")
+    if summary.get(method.final_path_key):
+        print(f"{method.final_path_label}: {summary[method.final_path_key]}")
+    if result.stopped:
+        print(f"resume with: rlhf-workbench {method.command} {project_path} --resume {ctx.run_id}")
+    return 0
+
+
+def _report_failure(result: Failed | None, who: str) -> int:
+    message = getattr(result, "message", None) or "the run ended without a result"
+    hint = getattr(result, "hint", None)
+    print(f"error: {who}{message}" + (f" ({hint})" if hint else ""), file=sys.stderr, flush=True)
+    return 1
+
+
+def _run_on_ranks(method: TrainingMethod, project_path, config, printer, *, name, resume, created_run) -> int:
+    """One rank's part of a torchrun launch (the process group is up)."""
+    from ..training import distributed
+
+    rank, world = distributed.rank(), distributed.world_size()
+    ctx, failure = None, None
+    if rank == 0:
+        try:
+            with Project.open(project_path) as project:
+                if resume:
+                    ctx = resume_run(project, resume)
+                elif created_run:
+                    ctx = created_run_context(project, created_run)
+                else:
+                    ctx = start_run(project, kind=method.kind, name=name, config=config)
+        except WorkbenchError as exc:
+            failure = str(exc)
+    # The others learn the run (or why there is none) from rank 0, so all use one run folder.
+    ctx, failure = distributed.broadcast_object((ctx, failure))
+    if failure is not None:
+        if rank == 0:
+            raise WorkbenchError(failure)
+        return 1
+    who = f"rank {rank}: "
+    if rank == 0:
+        print(f"run {ctx.run_id}: {method.describe(config, 'resuming' if resume else 'training')}; "
+              f"its folder is {ctx.run_dir}", flush=True)
+        if method.batch_line is not None:
+            print(method.batch_line(config, world), flush=True)
+        runner = ThreadRunner(Work.job(method.job, config, ctx), printer)
+        _wait(runner)
+        status = _report(method, runner.result, ctx, project_path, who=who)
+    else:
+        # Rank 0 records the run for all: the others' events go nowhere, their end to the terminal.
+        runner = ThreadRunner(Work.job(method.job, config, ctx, record=False))
+        _wait(runner)
+        status = 0 if isinstance(runner.result, Finished) else _report_failure(runner.result, who)
+    if status == 0:
+        # Nobody leaves before everyone is done: a rank that failed instead breaks this barrier,
+        # and the ones waiting in it end too, instead of waiting for a peer that is gone.
+        try:
+            distributed.barrier()
+        except Exception as exc:  # noqa: BLE001 -- any failure of a peer, however the backend words it
+            print(f"error: {who}another rank failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                  file=sys.stderr, flush=True)
+            return 1
+    return status
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, each VALUE read as TOML (3, 1e-4, true, "text"); a bare word is a string."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=3")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = value.strip()
+    return values

@@ -1,0 +1,42 @@
+"""What the rest of the workbench knows of a training method, in one place and without torch.
+
+Each method package has a `method.py` with one `TrainingMethod`; `core/methods.py` lists them.
+From that the CLI makes the method's command (`rlhf-workbench train-rm ...`), the terminal runner
+prints its runs (core/runs/terminal.py), torchrun launches it on several GPUs, and the app's
+training tab starts, resumes and shows its runs. The job itself (`job`) is named by import path,
+so that nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .console import RunPrinter
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """A training method: its runs' kind, its job, its config, its command, how it reads."""
+
+    kind: str  # the runs' kind in the database ("reward", "ppo"); also the run ids' prefix
+    title: str  # how people call it ("Reward model", "PPO")
+    job: str  # its job, "package.module:function", called as job(config, ctx, sink, stop)
+    config: type  # the job's config dataclass (core/training/config.py's conventions)
+    command: str  # its CLI command ("train-rm")
+    help: str  # the command's one line in `rlhf-workbench --help`
+    description: str  # the command's paragraph
+    set_example: str  # an example of --set for the command's help
+    describe: Callable[[Any, str], str]  # (config, "training" or "resuming") -> what the run does
+    final_path_key: str  # the summary's key for what the run leaves (a checkpoint's folder)
+    final_path_label: str  # how the terminal names it
+    printer: Callable[[], RunPrinter] = RunPrinter  # the terminal's lines for its events
+    unit: str = "step"  # what one step of its Progress is ("update" for PPO)
+    batch_line: Callable[[Any, int], str] | None = None  # (config, world) -> how the ranks share a batch
+    prepare: Callable[[Any], None] | None = None  # builds what every rank needs before they join (demo models)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the method trains under torchrun (its config says how a batch is shared)."""
+        return hasattr(self.config, "check_world")

@@ -1,0 +1,70 @@
+"""The training tabs are one base (TrainingTab) specialised, and Resume means the same in each: it
+continues the run chosen in the tab's Run picker, when that run stopped early or failed and has a
+checkpoint, with that run's own settings."""
+
+import json
+
+import pytest
+from PySide6.QtCore import Qt
+
+from rlhf_workbench.app.views.training_tab import TrainingTab
+from rlhf_workbench.core.methods import METHODS
+from rlhf_workbench.core.runs.records import start_run
+
+pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(120)]
+TABS = {"reward": "reward_view", "ppo": "ppo_view"}
+
+
+@pytest.fixture
+def window(demo_window):
+    return demo_window
+
+
+def _run(project, method, name: str, status: str, *, checkpoint: bool = True) -> str:
+    """A run of `method` that ended with `status`, with its last checkpoint on record."""
+    ctx = start_run(project, kind=method.kind, name=name, config=method.config())
+    project.store.set_run_status(ctx.run_id, "running")
+    if checkpoint:
+        folder = ctx.run_dir / "checkpoints" / "step-000002"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"step": 2}), encoding="utf-8")
+        project.store.save_run_records(ctx.run_id, checkpoint=(2, folder.relative_to(project.path).as_posix(), False))
+    project.store.set_run_status(ctx.run_id, status, summary={"steps": 2, "stopped": status == "cancelled"})
+    return ctx.run_id
+
+
+def test_every_methods_tab_is_a_training_tab_for_that_method(window):
+    for method in METHODS:
+        view = getattr(window, TABS[method.kind])
+        assert isinstance(view, TrainingTab) and view.method is method
+        assert view.run_box is not None and view.resume_button.text() == "Resume"
+
+
+@pytest.mark.parametrize("kind", sorted(TABS))
+def test_resume_continues_the_run_chosen_in_the_run_picker(window, qtbot, kind):
+    view = getattr(window, TABS[kind])
+    method = view.method
+    project = view.project
+    stopped = _run(project, method, "stopped early", "cancelled")
+    failed_without_checkpoint = _run(project, method, "failed at once", "failed", checkpoint=False)
+    finished = _run(project, method, "finished", "finished")
+    view.refresh_runs()
+
+    # The newest run is shown first; a finished run has nothing to resume.
+    assert view.run_box.currentData() == finished and not view.resume_button.isEnabled()
+    # Nor has a run that failed before its first checkpoint.
+    view.run_box.setCurrentIndex(view.run_box.findData(failed_without_checkpoint))
+    assert view.run_id == failed_without_checkpoint and not view.resume_button.isEnabled()
+    # The stopped run can be resumed, though it is not the newest.
+    view.run_box.setCurrentIndex(view.run_box.findData(stopped))
+    assert view.resumable_run()["id"] == stopped and view.resume_button.isEnabled()
+
+    qtbot.mouseClick(view.resume_button, Qt.MouseButton.LeftButton)
+    assert window.jobs.is_running and window.jobs.run_id == stopped == view.live_run_id
+    assert view.stop_button.isEnabled() and not view.resume_button.isEnabled() and not view.start_button.isEnabled()
+    # Only one training at a time: the other tabs wait for it too.
+    for other in TABS.values():
+        assert not getattr(window, other).start_button.isEnabled()
+    with qtbot.waitSignal(window.jobs.failed, timeout=30_000):
+        window.jobs.kill()
+    assert project.store.run(stopped)["status"] == "cancelled"
