@@ -1,18 +1,20 @@
 # Two commands for a fresh machine with nothing but Python 3.11+:
 #   make run    creates .venv, installs the app, opens it on the demo project
 #   make test   creates .venv with the test extras, runs the whole suite headless
+# For the inner loop: make test-fast (everything not marked slow, ~2 minutes) and make lint.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean help package selftest-package test-packaging
+.PHONY: run test test-fast lint bench clean help package selftest-package test-packaging
 
 help:
 	@echo "make run    open the app on the demo project (creates .venv on first use)"
 	@echo "make test   run every test headless"
-	@echo "make lint   check that the core never imports Qt (import-linter)"
+	@echo "make test-fast  run the tests not marked slow (the inner loop, ~2 minutes)"
+	@echo "make lint   ruff, and the import contracts: layers, independent methods, a headless core"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make package          build the self-contained app folder dist/rlhf-workbench (PyInstaller)"
 	@echo "make selftest-package run the built app's --selftest"
@@ -36,7 +38,11 @@ run: $(VENV)/.installed-app
 test: $(VENV)/.installed-test
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: $(VENV)/.installed-test
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
+
 lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.installed-test
