@@ -97,6 +97,9 @@ def test_ctrl_c_stops_with_a_checkpoint_and_says_how_to_resume(make_project, tin
         [str(CLI), "train-rm", str(path), "--set", f"base_model={tiny_model}", "--set", "max_steps=100000",
          "--set", "batch_size=4", "--set", "log_every=1", "--set", "eval_every=1000000", "--set", "save_every=1000000"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # As from a terminal: a suite started in the background (`make test &`) hands its children
+        # SIGINT ignored, and the command then rightly stays deaf to Ctrl+C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in process.stdout:
