@@ -32,13 +32,20 @@ $(VENV)/.installed-test: pyproject.toml constraints.txt | $(PY)
 	$(PIP) install -c constraints.txt -e ".[test]"
 	@touch $@ $(VENV)/.installed-app
 
+# TRL 1.16 beside the 1.12 the venv pins (one process imports one trl): its RLOO and GRPO trainers
+# are what tests/test_rl_vs_trl.py checks our losses against, in a process of its own. Its
+# dependencies are the venv's.
+TRL_NEW := 1.16.0
+$(VENV)/trl-$(TRL_NEW)/trl: | $(VENV)/.installed-test
+	$(PIP) install --no-deps --target $(VENV)/trl-$(TRL_NEW) trl==$(TRL_NEW)
+
 run: $(VENV)/.installed-app
 	$(VENV)/bin/rlhf-workbench --demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/trl-$(TRL_NEW)/trl
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.installed-test
+test-fast: $(VENV)/.installed-test $(VENV)/trl-$(TRL_NEW)/trl
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

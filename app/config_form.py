@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QLocale, Signal
@@ -64,7 +65,8 @@ class ConfigForm(QWidget):
         self.widgets: dict[str, QWidget] = {}
         self.hidden = set(hidden)
         self._base = config  # hidden fields keep this instance's values
-        layout = QFormLayout(self)
+        self._folded: set[str] = set()  # shown by no method now (show_only): they keep the base's values too
+        self._layout = layout = QFormLayout(self)
         layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         for f in dataclasses.fields(config):
             if f.name in self.hidden or not f.init:
@@ -118,30 +120,31 @@ class ConfigForm(QWidget):
 
     def set_value(self, config: Any) -> None:
         for name, widget in self.widgets.items():
-            value = getattr(config, name)
-            if isinstance(widget, QComboBox):
-                index = widget.findData(value)
-                widget.setCurrentIndex(max(index, 0))
-            elif isinstance(widget, QCheckBox):
-                widget.setChecked(bool(value))
-            elif isinstance(widget, QSpinBox):
-                widget.setValue(value)
-            elif isinstance(widget, QLineEdit):
-                if value is None:
-                    widget.setText("")
-                elif isinstance(value, float):
-                    widget.setText(f"{value:g}")
-                elif isinstance(value, (list, tuple)):
-                    widget.setText(", ".join(str(v) for v in value))
-                else:
-                    widget.setText(str(value))
+            self._set_widget(widget, getattr(config, name))
+
+    def _set_widget(self, widget: QWidget, value: Any) -> None:
+        if isinstance(widget, QComboBox):
+            widget.setCurrentIndex(max(widget.findData(value), 0))
+        elif isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
+        elif isinstance(widget, QSpinBox):
+            widget.setValue(value)
+        elif isinstance(widget, QLineEdit):
+            if value is None:
+                widget.setText("")
+            elif isinstance(value, float):
+                widget.setText(f"{value:g}")
+            elif isinstance(value, (list, tuple)):
+                widget.setText(", ".join(str(v) for v in value))
+            else:
+                widget.setText(str(value))
 
     def value(self) -> Any:
         """A new config with the widgets' values. Raises ValueError naming the field for text that
         does not parse; ranges are checked by the config's own validate()."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(self.config_type):
-            if f.name not in self.widgets:
+            if f.name not in self.widgets or f.name in self._folded:
                 continue
             widget = self.widgets[f.name]
             if isinstance(widget, QComboBox):
@@ -153,6 +156,26 @@ class ConfigForm(QWidget):
             else:
                 values[f.name] = self._parse_text(f, widget.text().strip())
         return self._replace(values)
+
+    def show_only(self, shown: Callable[[dataclasses.Field], bool]) -> None:
+        """Shows the fields `shown` accepts and hides the others (a method's own settings, say);
+        `value()` takes a hidden field's value from the base config, so it stays as it was."""
+        self._folded = set()
+        for f in dataclasses.fields(self.config_type):
+            widget = self.widgets.get(f.name)
+            if widget is None:
+                continue
+            visible = shown(f)
+            self._layout.setRowVisible(widget, visible)
+            if not visible:
+                self._folded.add(f.name)
+                self.set_field(f.name, getattr(self._base, f.name))
+
+    def is_shown(self, name: str) -> bool:
+        return name in self.widgets and name not in self._folded
+
+    def set_field(self, name: str, value: Any) -> None:
+        self._set_widget(self.widgets[name], value)
 
     def _replace(self, values: dict[str, Any]) -> Any:
         return dataclasses.replace(self._base, **values)

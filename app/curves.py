@@ -60,8 +60,21 @@ _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 REDRAW_MS = 100
 
 
+# RLOO and GRPO have no value model; what they have is the spread of scores within a group,
+# which is all their baselines learn from (none at all when a group scored alike).
+GROUP_RL_GROUPS: Groups = (
+    ("Reward", ("objective/rlhf_reward", "objective/scores")),
+    ("KL", ("objective/kl",)),
+    ("Entropy", ("policy/entropy_avg",)),
+    ("Clip fraction", ("policy/clipfrac_avg",)),
+    ("Score spread", ("reward_std_in_group", "reward_std")),
+    ("Response length", ("val/response_length",)),
+    ("Episodes/s", ("perf/episodes_per_s",)),
+)
 # Each training method's groups, by its runs' kind: the Runs tab plots a run by them.
-GROUPS_BY_KIND: dict[str, Groups] = {"reward": REWARD_GROUPS, "ppo": PPO_GROUPS}
+GROUPS_BY_KIND: dict[str, Groups] = {
+    "reward": REWARD_GROUPS, "ppo": PPO_GROUPS, "rloo": GROUP_RL_GROUPS, "grpo": GROUP_RL_GROUPS,
+}
 
 
 def groups_for_kind(kind: str) -> Groups:
@@ -289,6 +302,7 @@ class CurvesPanel(QWidget):
         for card in self.cards:
             self.grid.removeWidget(card)
             card.deleteLater()
+        self.groups = groups
         self.cards, self._card_of, self._dirty = [], {}, set()
         for title, names in groups:
             self._add_card(title, names)

@@ -1,7 +1,7 @@
 """The main window: a project at a time, tabs that follow the user's loop, menus, a status bar.
 
     no project open → the start page (demo / open / new / recent)
-    a project open  → tabs: Data, Label, Reward model, PPO, Runs   (Ctrl+1 … Ctrl+5)
+    a project open  → tabs: Data, Label, Reward model, RL, Runs   (Ctrl+1 … Ctrl+5)
 
 Every view has `set_project(project | None)`; the window owns the open `Project` and hands it to
 the views whenever it changes. Errors the core raises on purpose (`WorkbenchError`) end up in
@@ -42,8 +42,8 @@ from .resources import app_icon
 from .text import count, display_path
 from .views.data_view import DataView
 from .views.label_view import LabelView
-from .views.ppo_view import PPOView
 from .views.reward_view import RewardView
+from .views.rl_view import RLView
 from .views.runs_view import RunsView
 from .widgets import heading_label, plain_label
 
@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
     project_changed = Signal(object)  # the new Project, or None
     error_shown = Signal(str)  # the message of every error dialog, for tests and logging
 
-    TAB_TITLES = ("Data", "Label", "Reward model", "PPO", "Runs")
+    TAB_TITLES = ("Data", "Label", "Reward model", "RL", "Runs")
 
     def __init__(self, annotator: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -123,15 +123,15 @@ class MainWindow(QMainWindow):
         self.jobs = JobController(self)
         self.reward_view = RewardView(self.jobs)
         self.reward_view.error.connect(self.show_error)
-        self.ppo_view = PPOView(self.jobs)
-        self.ppo_view.error.connect(self.show_error)
-        self.ppo_view.pairs_added.connect(lambda _: self.refresh())
+        self.rl_view = RLView(self.jobs)
+        self.rl_view.error.connect(self.show_error)
+        self.rl_view.pairs_added.connect(lambda _: self.refresh())
         self.runs_view = RunsView()
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
         self.runs_view.run_deleted.connect(self._run_deleted)
         self.jobs.failed.connect(self._job_failed)
-        self.views = [self.data_view, self.label_view, self.reward_view, self.ppo_view, self.runs_view]
+        self.views = [self.data_view, self.label_view, self.reward_view, self.rl_view, self.runs_view]
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for view, title in zip(self.views, self.TAB_TITLES):
@@ -294,7 +294,7 @@ class MainWindow(QMainWindow):
 
     def _run_deleted(self, run_id: str) -> None:
         self.reward_view.forget_run(run_id)
-        self.ppo_view.forget_run(run_id)
+        self.rl_view.forget_run(run_id)
         self._show_project_state()
 
     def refresh(self) -> None:

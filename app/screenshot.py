@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mid-training",
         action="store_true",
-        help="Reward model tab (--tab 2) or PPO tab (--tab 3, after a reward model): start training, shoot while it runs",
+        help="Reward model tab (--tab 2) or RL tab (--tab 3, after a reward model): start training, shoot while it runs",
     )
+    parser.add_argument("--method", choices=("ppo", "rloo", "grpo"), default="ppo", help="RL tab: the method to run")
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(variable, None)
 
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QAbstractItemView, QApplication
 
     from rlhf_workbench.core.demo import create_demo_project
     from rlhf_workbench.core.project import demo_project_path
@@ -79,26 +80,30 @@ def main(argv: list[str] | None = None) -> int:
         else:
             QTimer.singleShot(250, shoot_when_trained_a_while)
 
-    ppo_started: list[bool] = []  # once: a PPO run that cannot start would otherwise be retried
+    rl_started: list[bool] = []  # once: an RL run that cannot start would otherwise be retried
+    window.rl_view.set_method(args.method)
 
-    def shoot_when_ppo_ran_a_while() -> None:
-        reward, ppo = window.reward_view, window.ppo_view
+    def shoot_when_rl_ran_a_while() -> None:
+        reward, rl = window.reward_view, window.rl_view
         if not window.jobs.is_running:
             if reward.run_id is None and reward.model_box.count():
-                reward.form.widgets["max_steps"].setText("150")  # PPO needs a reward model: a quick one
+                reward.form.widgets["max_steps"].setText("150")  # RL needs a reward model: a quick one
                 reward.start()
-            elif reward.run_id is not None and not ppo_started and ppo.policy_box.count():
-                ppo_started.append(True)
-                ppo.start()
-        steps, _ = ppo.curves.series_data("objective/rlhf_reward")
-        if ppo.live_run_id is not None and len(steps) >= 15 and ppo.samples.table.rowCount():
-            ppo.samples.table.selectRow(0)
+            elif reward.run_id is not None and not rl_started and rl.policy_box.count():
+                rl_started.append(True)
+                rl.start()
+        steps, _ = rl.curves.series_data("objective/rlhf_reward")
+        if rl.live_run_id is not None and len(steps) >= 15 and rl.samples.table.rowCount():
+            row = _first_row_of_a_spread_group(rl.samples)
+            rl.samples.table.selectRow(row)
+            rl.samples.table.scrollTo(rl.samples.table.model().index(max(row - 1, 0), 0),
+                                      QAbstractItemView.ScrollHint.PositionAtTop)
             shoot()
         else:
-            QTimer.singleShot(250, shoot_when_ppo_ran_a_while)
+            QTimer.singleShot(250, shoot_when_rl_ran_a_while)
 
     if args.mid_training:
-        QTimer.singleShot(500, shoot_when_ppo_ran_a_while if args.tab == 3 else shoot_when_trained_a_while)
+        QTimer.singleShot(500, shoot_when_rl_ran_a_while if args.tab == 3 else shoot_when_trained_a_while)
     else:
         QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
     try:
@@ -107,6 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         window.jobs.shutdown(10)
         window.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _first_row_of_a_spread_group(samples) -> int:
+    """The first sample whose advantage is not zero (a group whose responses scored differently,
+    which shows what the baseline did), else the first."""
+    table, column = samples.table, samples.COLUMNS.index("Advantage")
+    for row in range(table.rowCount()):
+        item = table.item(row, column)
+        if item is not None and item.text().strip() not in ("", "+0.000", "-0.000", "0.000"):
+            return row
+    return 0
 
 
 if __name__ == "__main__":

@@ -133,7 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
 
     for method in METHODS:
-        _training_parser(sub, method)
+        _training_parser(sub, method, method.command)
+        for alias, fixed in method.aliases.items():
+            _training_parser(sub, method, alias, fixed)
 
     p = sub.add_parser(
         "runs",
@@ -327,10 +329,17 @@ def _cmd_generate(args) -> int:
     return 0
 
 
-def _training_parser(sub, method: TrainingMethod) -> None:
+def _training_parser(sub, method: TrainingMethod, command: str, fixed: dict | None = None) -> None:
+    """A method's command; an alias fixes some settings (`ppo` is `rl` with method ppo)."""
+    if fixed:
+        settings = ", ".join(f"{key} {value}" for key, value in fixed.items())
+        help_text = f"{method.command} with {settings}"
+        description = f"`{method.command}` with {settings}: {method.description}"
+    else:
+        help_text, description = method.help, method.description
     p = sub.add_parser(
-        method.command, help=method.help,
-        description=f"{method.description} Ctrl+C (or SIGTERM) stops with a checkpoint; --resume continues a run "
+        command, help=help_text,
+        description=f"{description} Ctrl+C (or SIGTERM) stops with a checkpoint; --resume continues a run "
         "from its last one. Runs unchanged under torchrun (see the README's 'Several GPUs').",
     )
     p.add_argument("project", type=Path)
@@ -346,12 +355,13 @@ def _training_parser(sub, method: TrainingMethod) -> None:
     p.add_argument("--events", action="store_true", help=argparse.SUPPRESS)
 
 
-def _cmd_train(method: TrainingMethod):
+def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
     def command(args) -> int:
         from .runs.terminal import run_from_terminal
 
         return run_from_terminal(method, args.project, config_path=args.config, overrides=args.overrides,
-                                 name=args.name, resume=args.resume, created_run=args.created_run, events=args.events)
+                                 name=args.name, resume=args.resume, created_run=args.created_run, events=args.events,
+                                 fixed=fixed)
 
     return command
 
@@ -395,6 +405,7 @@ _COMMANDS = {
     "formats": _cmd_formats,
     "generate": _cmd_generate,
     **{method.command: _cmd_train(method) for method in METHODS},
+    **{alias: _cmd_train(method, dict(fixed)) for method in METHODS for alias, fixed in method.aliases.items()},
     "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,

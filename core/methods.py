@@ -6,12 +6,12 @@ makes one command per method from this list; the app has one tab per method. Imp
 
 from __future__ import annotations
 
-from .ppo.method import PPO
 from .reward.method import REWARD_MODEL
+from .rl.method import RL
 from .training.method import TrainingMethod
 
-METHODS: tuple[TrainingMethod, ...] = (REWARD_MODEL, PPO)
+METHODS: tuple[TrainingMethod, ...] = (REWARD_MODEL, RL)
 
 
 def method_for_kind(kind: str) -> TrainingMethod | None:
-    return next((m for m in METHODS if m.kind == kind), None)
+    return next((m for m in METHODS if kind in m.kinds), None)

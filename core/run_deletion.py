@@ -73,7 +73,7 @@ def plan_deletion(project: Project, run_id: str) -> DeletionPlan:
         raise WorkbenchError(f"Run {run_id} is running; stop it before deleting it")
     inside = _is_within(run_dir, project.runs_dir) and run_dir.resolve() != project.runs_dir.resolve()
     exists = run_dir.is_dir()
-    compare = store.ppo_win_rates().get(run_id, {}).get("pairs", 0) if run["kind"] == "ppo" else 0
+    compare = store.policy_win_rates().get(run_id, {}).get("pairs", 0)  # only RL runs have any
     return DeletionPlan(
         run=run,
         folder=run_dir if exists and inside else None,

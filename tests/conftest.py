@@ -5,6 +5,7 @@ lazily, so setting it here (before any test imports Qt) is early enough.
 """
 
 import os
+import shutil
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -35,12 +36,37 @@ def demo_window(qtbot, tmp_path, workbench_home):
     window.jobs.shutdown(10)
 
 
+@pytest.fixture(scope="session")
+def built_demo_models(tmp_path_factory):
+    """The demo reward model and the demo policy (which trains a little: ~10-15 s), built once
+    for the whole session in a user data folder of their own, through the app's own
+    ensure_demo_model / ensure_demo_policy; tests copy them into their home."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("demo-models-home")
+        patch.setenv("RLHF_WORKBENCH_HOME", str(path))
+        from rlhf_workbench.core.demo_policy import ensure_demo_policy
+        from rlhf_workbench.core.models import ensure_demo_model
+
+        ensure_demo_model()
+        ensure_demo_policy()
+    return path / "models"
+
+
+@pytest.fixture
+def demo_models(workbench_home, built_demo_models):
+    """This test's user data folder with the demo models already built in it, for tests whose
+    runs load the demo policy (a child process would otherwise build it again)."""
+    shutil.copytree(built_demo_models, workbench_home / "models", dirs_exist_ok=True)
+    return workbench_home / "models"
+
+
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """One user data folder for a whole test module, for modules that build the demo policy
-    (it trains a little) once and share it."""
+def home(tmp_path_factory, built_demo_models):
+    """One user data folder for a whole test module, with the demo models in it, for modules that
+    run the demo policy in several tests."""
     with pytest.MonkeyPatch.context() as patch:
         path = tmp_path_factory.mktemp("home")
+        shutil.copytree(built_demo_models, path / "models")
         patch.setenv("RLHF_WORKBENCH_HOME", str(path))
         yield path
 

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from rlhf_workbench.app import tasks
 from rlhf_workbench.core.demo import create_demo_project
-from rlhf_workbench.core.ppo.config import PPOConfig
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.runs.records import start_run
 
 pytestmark = [
@@ -54,7 +54,7 @@ def _finished_run(project: Project, kind: str, config, checkpoint_parts: tuple[s
 def demo(tmp_path):
     project = create_demo_project(tmp_path / "demo")
     reward_run, reward_checkpoint = _finished_run(project, "reward", RewardConfig())
-    ppo_run, _ = _finished_run(project, "ppo", PPOConfig(), ("policy",))
+    ppo_run, _ = _finished_run(project, "ppo", RLConfig(), ("policy",))
     yield project, reward_run, reward_checkpoint, ppo_run
     tasks.stop_all()
     tasks.wait_for_all(30)
@@ -147,7 +147,7 @@ def test_score_unlabelled_pairs(qtbot, demo, parent):
 
 @pytest.mark.slow
 def test_compare_with_reference(qtbot, demo, parent):
-    from rlhf_workbench.app.views.ppo_compare import CompareControl
+    from rlhf_workbench.app.views.rl_compare import CompareControl
 
     project, _, _, ppo_run = demo
     control = CompareControl(parent)

@@ -9,11 +9,11 @@ from PySide6.QtWidgets import QMessageBox
 
 from rlhf_workbench.app import tasks
 from rlhf_workbench.app.views.data_view import DataView
-from rlhf_workbench.app.views.ppo_pickers import SpecBox
+from rlhf_workbench.app.views.rl_pickers import SpecBox
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
 
-pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.usefixtures("demo_models"), pytest.mark.timeout(600)]
 
 LISTED = ["Give me a fact about bicycles.", "Write something about birds.", "Sum 3 and 1.", "Help me understand cats."]
 

@@ -60,18 +60,18 @@ def test_ctrl_1_to_5_switch_tabs(start, make_project, qtbot):
     window = start(make_project("p", PAIRS))
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
-    assert [window.tabs.tabText(i) for i in range(5)] == ["Data", "Label", "Reward model", "PPO", "Runs"]
+    assert [window.tabs.tabText(i) for i in range(5)] == ["Data", "Label", "Reward model", "RL", "Runs"]
     for n in (2, 5, 3, 4, 1):
         qtbot.keyClick(window, getattr(Qt.Key, f"Key_{n}"), Qt.KeyboardModifier.ControlModifier)
         assert window.tabs.currentIndex() == n - 1
 
 
-def test_the_ppo_tab_holds_the_ppo_view(start, make_project):
-    from rlhf_workbench.app.views.ppo_view import PPOView
+def test_the_rl_tab_holds_the_rl_view(start, make_project):
+    from rlhf_workbench.app.views.rl_view import RLView
 
     window = start(make_project("p", PAIRS))
-    assert isinstance(window.ppo_view, PPOView)
-    assert window.tabs.indexOf(window.ppo_view) == 3
+    assert isinstance(window.rl_view, RLView)
+    assert window.tabs.indexOf(window.rl_view) == 3 and window.tabs.tabText(3) == "RL"
 
 
 def test_opening_a_folder_that_is_not_a_project_shows_the_core_message(start, make_project, tmp_path, qtbot):
@@ -259,7 +259,7 @@ def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, mak
         doomed = start_run(project, kind="ppo", name="doomed", config={}).run_id
         kept = start_run(project, kind="ppo", name="kept", config={}).run_id
     window = start(path)
-    picker = window.ppo_view.run_box
+    picker = window.rl_view.run_box
     assert {picker.itemData(i) for i in range(picker.count())} == {doomed, kept}
     window.tabs.setCurrentWidget(window.runs_view)
     assert window.runs_view.select_run(doomed)

@@ -12,7 +12,7 @@ from rlhf_workbench.core.methods import METHODS
 from rlhf_workbench.core.runs.records import start_run
 
 pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(120)]
-TABS = {"reward": "reward_view", "ppo": "ppo_view"}
+TABS = {"reward": "reward_view", "ppo": "rl_view"}
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def window(demo_window):
 
 def _run(project, method, name: str, status: str, *, checkpoint: bool = True) -> str:
     """A run of `method` that ended with `status`, with its last checkpoint on record."""
-    ctx = start_run(project, kind=method.kind, name=name, config=method.config())
+    ctx = start_run(project, kind=method.kinds[0], name=name, config=method.config())
     project.store.set_run_status(ctx.run_id, "running")
     if checkpoint:
         folder = ctx.run_dir / "checkpoints" / "step-000002"
@@ -35,7 +35,7 @@ def _run(project, method, name: str, status: str, *, checkpoint: bool = True) ->
 
 def test_every_methods_tab_is_a_training_tab_for_that_method(window):
     for method in METHODS:
-        view = getattr(window, TABS[method.kind])
+        view = getattr(window, TABS[method.kinds[0]])
         assert isinstance(view, TrainingTab) and view.method is method
         assert view.run_box is not None and view.resume_button.text() == "Resume"
 

@@ -36,7 +36,7 @@ TINY = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "e
 
 @pytest.fixture(scope="module")
 def policy_folder(home):
-    # One real build (the recipe's own spec), shared by every test here.
+    # The session's real build (the recipe's own spec, see conftest), shared by every test here.
     return ensure_demo_policy()
 
 
@@ -154,10 +154,12 @@ def test_building_is_deterministic(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_policy_is_built_once_atomically_and_reused(home, policy_folder):
+def test_the_policy_is_built_once_atomically_and_reused(home, policy_folder, built_demo_models):
     assert policy_folder.parent == home / "models" and policy_folder.name == f"demo-policy-v{DEMO_POLICY_SPEC['version']}"
     assert (policy_folder / "model.safetensors").is_file() and (policy_folder / "tokenizer.json").is_file()
-    assert not list(policy_folder.parent.glob(".*"))  # no temporary folder left
+    # The session's one real build (conftest) went through ensure_demo_policy: nothing temporary left.
+    assert (built_demo_models / policy_folder.name / "model.safetensors").is_file()
+    assert not list(built_demo_models.glob(".*"))
     stamp = (policy_folder / "model.safetensors").stat().st_mtime_ns
     assert ensure_demo_policy() == policy_folder
     assert (policy_folder / "model.safetensors").stat().st_mtime_ns == stamp

@@ -1,4 +1,5 @@
-"""`ppo` under torchrun: two CPU ranks (gloo) run the updates one process runs.
+"""`ppo` and `rl` under torchrun: two CPU ranks (gloo) run the updates one process runs, for PPO, RLOO
+and GRPO.
 
 Real launches (`python -m torch.distributed.run ... -m rlhf_workbench.core.cli ppo`) on tiny
 models built here; each rank samples and scores half of every update's prompts and the ranks sum
@@ -41,21 +42,21 @@ def _project(make_project, name):
     return make_project(name, [(f"Tell me about {t}.", "A fine answer.", "A poor answer.", "demo", None, None) for t in TOPICS])
 
 
-def _ppo(env, project, models, *, ranks, settings=SETTINGS, extra=(), timeout=180):
+def _ppo(env, project, models, *, ranks, settings=SETTINGS, extra=(), timeout=180, command="ppo"):
     import subprocess
 
     policy, reward = models
     launcher = TORCHRUN if ranks == 2 else (sys.executable,)
     sets = [arg for item in (*settings, f"policy={policy}", f"reward_model={reward}") for arg in ("--set", item)]
-    return subprocess.run([*launcher, *CLI, "ppo", str(project), *sets, *extra], env=env, capture_output=True,
+    return subprocess.run([*launcher, *CLI, command, str(project), *sets, *extra], env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
-def _series(project):
+def _series(project, compared=COMPARED):
     with Project.open(project) as p:
         (row,) = p.store.runs()
         run = p.store.run(row["id"])
-        series = {name: p.store.metric_series(run["id"], name) for name in COMPARED}
+        series = {name: p.store.metric_series(run["id"], name) for name in compared}
         samples = [(s["step"], s["response"]) for s in p.store.samples(run["id"])]
         checkpoints = [c["step"] for c in p.store.checkpoints(run["id"])]
         return run, series, samples, checkpoints, project / run["output_dir"]
@@ -98,6 +99,41 @@ def test_two_cpu_ranks_run_the_updates_one_process_runs(env, models, make_projec
         assert w1.keys() == w2.keys()
         weight_diff = max(weight_diff, *(float((w1[k] - w2[k]).abs().max()) for k in w1))
     print(f"max |figure difference| {worst:.2e}, max |weight difference| {weight_diff:.2e}")
+    assert worst < 1e-4 and weight_diff < 1e-5
+
+
+GROUP_SETTINGS = tuple(s for s in SETTINGS if not s.startswith("total_episodes")) + (
+    "num_generations=4", "beta=0.05", "total_episodes=24")
+GROUP_COMPARED = ("loss/policy_avg", "objective/kl", "objective/scores", "objective/entropy", "policy/clipfrac_avg",
+                  "val/response_length", "reward_std", "reward_std_in_group")
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_two_cpu_ranks_run_rloo_and_grpo_as_one_process(env, models, make_project, method):
+    """Rows are dealt to the ranks one by one, so each group of 4 responses is split over both ranks
+    (rows 0 and 2 on rank 0, 1 and 3 on rank 1): every rank gathers the whole batch's scores before
+    the baselines, or a group's mean would be half a group's and every figure below would differ."""
+    one, two = _project(make_project, "one"), _project(make_project, "two")
+    settings = (*GROUP_SETTINGS, f"method={method}")
+    single = _ppo(env, one, models, ranks=1, settings=settings, command="rl")
+    assert single.returncode == 0, single.stderr
+    both = _ppo(env, two, models, ranks=2, settings=settings, command="rl")
+    assert both.returncode == 0, both.stdout + both.stderr
+    run1, series1, samples1, checkpoints1, dir1 = _series(one, GROUP_COMPARED)
+    run2, series2, samples2, checkpoints2, dir2 = _series(two, GROUP_COMPARED)
+    assert run1["kind"] == run2["kind"] == method and run2["status"] == "finished"
+    assert checkpoints2 == checkpoints1 == [2, 3]
+    assert samples2 == samples1 and len(samples1) == 3 * 2 * 4  # two prompts a report, each with its group
+    worst = 0.0
+    for name in GROUP_COMPARED:
+        assert [s for s, _ in series2[name]] == [s for s, _ in series1[name]] == [1, 2, 3], name
+        worst = max(worst, *(abs(a - b) for (_, a), (_, b) in zip(series1[name], series2[name])))
+    assert not (dir1 / "checkpoints" / "step-000003" / "value").exists()  # no value model
+    w1, w2 = _weights(dir1, "policy"), _weights(dir2, "policy")
+    weight_diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
+    print(f"{method}: max |figure difference| {worst:.2e}, max |weight difference| {weight_diff:.2e}")
     assert worst < 1e-4 and weight_diff < 1e-5
 
 

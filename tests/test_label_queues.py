@@ -182,7 +182,7 @@ def test_policy_vs_reference_offers_the_newest_runs_pairs_first(compared):
     bob = LabelSession(store, "bob", "policy_vs_reference")
     assert walk(bob) == expected
     # The policy's response is A whichever side it was shown on: the win rate sees verdicts on A/B.
-    assert store.ppo_win_rates()["new"]["judged_pairs"] == 2
+    assert store.policy_win_rates()["new"]["judged_pairs"] == 2
 
 
 def test_policy_vs_reference_is_empty_without_comparisons(make_project):

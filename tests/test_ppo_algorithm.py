@@ -1,4 +1,4 @@
-"""PPO's arithmetic (core/ppo/algorithm.py) against hand-worked values, TRL's helpers, and the
+"""PPO's arithmetic (core/rl/algorithm.py) against hand-worked values, TRL's helpers, and the
 properties that must hold whatever the inputs."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlhf_workbench.core.ppo import algorithm as alg
+from rlhf_workbench.core.rl import algorithm as alg
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # we import trl.experimental on purpose
 

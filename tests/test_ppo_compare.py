@@ -14,17 +14,17 @@ import pytest
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.errors import Stopped, WorkbenchError
 from rlhf_workbench.core.labeling import LabelSession
-from rlhf_workbench.core.ppo.compare import compare_origin, compare_with_reference
-from rlhf_workbench.core.ppo.config import PPOConfig
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.records import user_prompt
+from rlhf_workbench.core.rl.compare import compare_origin, compare_with_reference
+from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.runs.records import start_run
 
 # Every test here samples the demo policy, built (trained) once for the module: the slow part.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
-def fake_trained_checkpoint(project: Project, config: PPOConfig, *, noise: float = 0.05) -> str:
+def fake_trained_checkpoint(project: Project, config: RLConfig, *, noise: float = 0.05) -> str:
     """A PPO run whose checkpoint's policy is the demo policy with its weights nudged (seeded)."""
     import torch
 
@@ -52,7 +52,7 @@ def demo(home, tmp_path_factory):
     """The demo project with one PPO run (max 12 new tokens, prompts of the demo pairs)."""
     path = tmp_path_factory.mktemp("demo") / "demo"
     with create_demo_project(path) as project:
-        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))
+        run_id = fake_trained_checkpoint(project, RLConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))
     return path, run_id
 
 
@@ -105,7 +105,7 @@ def test_the_reference_against_itself_gives_no_pairs(demo, tmp_path):
     """A checkpoint that is its reference: same weights, same seed, same answers: nothing to judge."""
     path, _ = demo
     with Project.open(path) as project:
-        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12), noise=0.0)
+        run_id = fake_trained_checkpoint(project, RLConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12), noise=0.0)
     counts = compare_with_reference(path, run_id, n_prompts=6)
     assert counts["identical"] == 6 and counts["pairs_added"] == 0
     assert _pairs(path, compare_origin(run_id)) == []
@@ -119,9 +119,9 @@ def test_cancel_adds_nothing_and_bad_runs_are_refused(demo):
     assert len(_pairs(path, compare_origin(run_id))) == before
 
     with Project.open(path) as project:
-        reward = start_run(project, kind="reward", name="a reward run", config=PPOConfig()).run_id
-        bare = start_run(project, kind="ppo", name="no checkpoint yet", config=PPOConfig()).run_id
-        nowhere = start_run(project, kind="ppo", name="no prompts", config=PPOConfig(prompt_origin="nowhere"))
+        reward = start_run(project, kind="reward", name="a reward run", config=RLConfig()).run_id
+        bare = start_run(project, kind="ppo", name="no checkpoint yet", config=RLConfig()).run_id
+        nowhere = start_run(project, kind="ppo", name="no prompts", config=RLConfig(prompt_origin="nowhere"))
         project.store.save_run_records(nowhere.run_id, checkpoint=(1, "runs/x/checkpoints/step-000001", False))
     with pytest.raises(WorkbenchError, match="only PPO runs"):
         compare_with_reference(path, reward)
@@ -151,15 +151,15 @@ def test_win_rates_count_peoples_active_verdicts(home, tmp_path):
             for text in prompts:
                 writer.add_pair(user_prompt(text), "Yes.", "No.", origin="mine")
             writer.flush()
-        run_id = fake_trained_checkpoint(project, PPOConfig(prompt_origin="mine", max_new_tokens=12), noise=0.1)
-        assert project.store.ppo_win_rates() == {}
+        run_id = fake_trained_checkpoint(project, RLConfig(prompt_origin="mine", max_new_tokens=12), noise=0.1)
+        assert project.store.policy_win_rates() == {}
     counts = compare_with_reference(tmp_path / "small", run_id, n_prompts=8)
     assert counts["pairs_added"] >= 6
     origin = compare_origin(run_id)
 
     with Project.open(tmp_path / "small") as project:
         store = project.store
-        assert store.ppo_win_rates() == {
+        assert store.policy_win_rates() == {
             run_id: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0, "judged": 0,
                      "pairs": counts["pairs_added"], "judged_pairs": 0, "win_rate": None}
         }
@@ -184,7 +184,7 @@ def test_win_rates_count_peoples_active_verdicts(home, tmp_path):
             bob.judge("skip")
         _judge_as(bob, "a")
 
-        rates = store.ppo_win_rates()
+        rates = store.policy_win_rates()
     assert rates[run_id] == {
         "wins": 3, "losses": 1, "ties": 1, "both_bad": 1, "judged": 6,
         "pairs": counts["pairs_added"], "judged_pairs": 5, "win_rate": (3 + 0.5) / 5,

@@ -10,17 +10,17 @@ import pytest
 
 from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.ppo.config import PPOConfig
-from rlhf_workbench.core.ppo.train import JOB_PATH
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.reward import train as rm_train
 from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.rl.config import RLConfig
+from rlhf_workbench.core.rl.train import JOB_PATH
 from rlhf_workbench.core.runs.records import start_run
 from rlhf_workbench.core.runs.work import Work, execute
 
 
 @pytest.mark.slow
-def test_reward_rises_over_a_short_demo_run(tmp_path, workbench_home):
+def test_reward_rises_over_a_short_demo_run(tmp_path, demo_models):
     path = tmp_path / "demo"
     create_demo_project(path).close()
     rm_config = RewardConfig(max_steps=200, eval_every=200, save_every=200)
@@ -28,7 +28,7 @@ def test_reward_rises_over_a_short_demo_run(tmp_path, workbench_home):
         ctx = start_run(project, kind="reward", name="rm", config=rm_config)
     assert hasattr(execute(Work.job(rm_train.JOB_PATH, rm_config, ctx), lambda e: None, lambda: False), "summary")
 
-    config = PPOConfig(total_episodes=24 * 32, batch_size=32, num_mini_batches=2, save_every=1000, seed=1)
+    config = RLConfig(total_episodes=24 * 32, batch_size=32, num_mini_batches=2, save_every=1000, seed=1)
     with Project.open(path) as project:
         ctx = start_run(project, kind="ppo", name="ppo", config=config)
     events = []

@@ -147,7 +147,7 @@ def test_rows_grouped_by_length_give_the_same_numbers_with_less_padding(tiny):
 
 
 def test_the_parts_of_a_batch_add_up_to_its_loss():
-    from rlhf_workbench.core.ppo import algorithm as alg
+    from rlhf_workbench.core.rl import algorithm as alg
 
     torch.manual_seed(0)
     logp, old, adv = torch.randn(6, 5), torch.randn(6, 5), torch.randn(6, 5)

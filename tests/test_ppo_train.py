@@ -12,10 +12,10 @@ import torch
 from rlhf_workbench.core.errors import ConfigError, JobFailed
 from rlhf_workbench.core.events import Checkpoint, Log, Metric, Sample
 from rlhf_workbench.core.models import build_demo_model
-from rlhf_workbench.core.ppo.config import PPOConfig
-from rlhf_workbench.core.ppo.models import load_models
-from rlhf_workbench.core.ppo.train import JOB_PATH, train
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.rl.config import RLConfig
+from rlhf_workbench.core.rl.models import load_models
+from rlhf_workbench.core.rl.train import JOB_PATH, train
 from rlhf_workbench.core.runs.records import resume_run, start_run
 from rlhf_workbench.core.runs.work import Work, execute
 from rlhf_workbench.core.training.policy import POLICY_DIR, load_policy
@@ -41,13 +41,13 @@ def folders(tmp_path_factory):
     }
 
 
-def _config(folders, **changes) -> PPOConfig:
+def _config(folders, **changes) -> RLConfig:
     base = dict(
         policy=str(folders["policy"]), reward_model=str(folders["reward"]), batch_size=8, num_mini_batches=2,
         max_new_tokens=8, total_episodes=32, save_every=2, sample_every=1, samples_per_report=2, seed=3,
         learning_rate=1e-3,
     )
-    return PPOConfig(**(base | changes)).validate()
+    return RLConfig(**(base | changes)).validate()
 
 
 def _project(make_project):
@@ -182,9 +182,9 @@ def test_a_nan_fails_the_run_with_the_update_and_a_hint(folders, make_project):
 
 def test_bad_settings_are_refused_naming_the_setting(folders, make_project):
     with pytest.raises(ConfigError, match="num_mini_batches"):
-        PPOConfig(batch_size=10, num_mini_batches=4).validate()
+        RLConfig(batch_size=10, num_mini_batches=4).validate()
     with pytest.raises(ConfigError, match="kl_estimator"):
-        PPOConfig(kl_estimator="k2").validate()
+        RLConfig(kl_estimator="k2").validate()
     path = _project(make_project)
     _, result, _ = _run(path, _config(folders, reward_model="latest"))
     assert "no finished reward-model run" in result.message
@@ -207,3 +207,34 @@ def test_the_ppo_command_runs_headless_and_resumes(folders, make_project, capsys
     code = main(["ppo", str(path), "--set", "no_such_setting=1"])
     assert code != 0
     assert "no_such_setting" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_the_rl_command_runs_each_method_headless_and_resumes_it(folders, make_project, capsys, method):
+    from rlhf_workbench.core.cli import main
+
+    path = _project(make_project)
+    sets = [f"method={method}", f"policy={folders['policy']}", f"reward_model={folders['reward']}",
+            "total_episodes=24", "batch_size=8", "num_generations=4", "max_new_tokens=6", "save_every=1"]
+    code = main(["rl", str(path), *sum((["--set", s] for s in sets), []), "--set", "beta=0.0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"by {method.upper()} against reward model" in out and "update 3/3" in out and "group std" in out
+    assert "no reference (beta 0)" in out  # nothing to hold the policy near its start: nothing loaded
+    with Project.open(path) as project:
+        (run,) = project.store.runs()
+        assert run["kind"] == method and run["id"].startswith(f"{method}-")
+        names = project.store.metric_names(run["id"])
+        assert {"reward_std", "frac_reward_zero_std", "policy/clipfrac_avg"} <= set(names)
+        assert "loss/value_avg" not in names and "objective/kl" not in names  # no value model, no reference
+        samples = project.store.samples(run["id"])
+        assert samples and all("advantage" in s["extra"] and "group" in s["extra"] for s in samples)
+        project.store.set_run_status(run["id"], "cancelled")  # as if stopped: it resumes as `rl` and not as `ppo`
+    code = main(["ppo", str(path), "--resume", run["id"]])
+    assert code != 0 and f"has method {method}; this command runs method ppo" in capsys.readouterr().err
+    assert main(["rl", str(path), "--resume", run["id"]]) == 0
+    # A setting of another method is refused, naming it.
+    assert main(["rl", str(path), "--set", f"method={method}", "--set", "kl_coef=0.1"]) != 0
+    assert "kl_coef: is a setting of PPO" in capsys.readouterr().err
+    assert main(["ppo", str(path), "--set", f"method={method}"]) != 0
+    assert f"method: this command runs method ppo, not {method}" in capsys.readouterr().err

@@ -3,7 +3,7 @@
     Queue [Reward model least sure ▾]  [Score unlabelled pairs with the latest reward model]  Scored 360 pairs …
 
 Scoring loads a checkpoint (torch, transformers) in a spawned child, as the reward tab's panels and
-the PPO tab's comparison do and for the same reasons: the GUI process never imports torch
+the RL tab's comparison do and for the same reasons: the GUI process never imports torch
 (importing it on a worker thread of a Qt process was seen to deadlock), the window stays
 responsive, and the model's memory goes when the child ends. Its progress goes to a progress
 dialog with Cancel; a cancel keeps the pairs scored so far.
@@ -152,7 +152,7 @@ def empty_queue_text(project: Project | None, queue_name: str) -> str:
     if queue_name == "policy_vs_reference":
         return (
             "No policy-vs-reference pairs left for you.\n\n"
-            "“Compare with reference” in the PPO tab makes them from a PPO run."
+            "“Compare with reference” in the RL tab makes them from an RL run."
         )
     return "Nothing left in this queue.\n\nPick another queue above, or import more pairs in the Data tab."
 

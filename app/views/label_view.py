@@ -9,7 +9,7 @@
     │ [← 1 Left better] [2 → Right better] [3 T Tie] [4 X Both bad] [Space S Skip]   [Ctrl+Z Undo]  │
     └───────────────────────────────────────────────────────────────────────────────────────────────┘
 
-Two queues are fed from other tabs: "Policy vs reference" (pairs the PPO tab's "Compare with
+Two queues are fed from other tabs: "Policy vs reference" (pairs the RL tab's "Compare with
 reference" made) and "Reward model least sure", which a button beside the queue fills by scoring
 the unjudged pairs with the latest reward model in a child process (label_queues.py).
 

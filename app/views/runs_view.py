@@ -11,7 +11,7 @@
 Read through Store queries only; the list is re-read on refresh(), which the window calls when a
 job ends, and whenever the tab is shown (verdicts given in the Label tab change win rates). A PPO
 run's human win rate is how often people preferred its policy to its reference on the pairs
-"Compare with reference" made (store.ppo_win_rates). Everything is shown as plain text: a run's
+"Compare with reference" made (store.policy_win_rates). Everything is shown as plain text: a run's
 name or error may hold anything.
 
 Delete… (the Delete key) says what deleting the selected run removes and which runs started from
@@ -46,6 +46,8 @@ from PySide6.QtWidgets import (
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Metric
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.rl.config import METHOD_TITLES
+from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
@@ -54,14 +56,14 @@ from ..dialogs import error_box
 from ..tasks import run_task
 from ..text import count, display_path, one_line
 from ..widgets import heading_label, plain_label
-from .ppo_compare import win_rate_details, win_rate_text
+from .rl_compare import win_rate_details, win_rate_text
 
 COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
-_KIND_NAMES = {"reward": "Reward model", "ppo": "PPO", "generate": "Generation"}
+_KIND_NAMES = {"reward": "Reward model", **METHOD_TITLES, "generate": "Generation"}
 EMPTY_TEXT = (
     "No runs in this project yet.\n\n"
-    "Train a reward model in the Reward model tab, then run PPO against it in the PPO tab (or from a terminal: "
-    "rlhf-workbench train-rm / rlhf-workbench ppo). Every run appears here with its status, settings, "
+    "Train a reward model in the Reward model tab, then PPO, RLOO or GRPO against it in the RL tab (or from a terminal: "
+    "rlhf-workbench train-rm / rlhf-workbench rl). Every run appears here with its status, settings, "
     "figures and log, and can be resumed from its tab if it stopped."
 )
 _DELETE_TIP = "Delete the selected run: its folder (checkpoints, log) and figures (Delete)"
@@ -225,7 +227,7 @@ class RunsView(QWidget):
         """Re-read the runs, keeping the selected one (its detail is re-read if it changed)."""
         selected = self.selected_run_id
         self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
-        self._win_rates = self.project.store.ppo_win_rates() if self.project else {}
+        self._win_rates = self.project.store.policy_win_rates() if self.project else {}
         self.count_label.setText(count(len(self._runs), "run") if self.project else "")
         self.stack.setCurrentWidget(self.splitter if self._runs else self.empty_page)
         self.table.blockSignals(True)
@@ -244,7 +246,7 @@ class RunsView(QWidget):
             )
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, run["id"] if col == 0 else None))
-            if run["kind"] == "ppo":
+            if run["kind"] in RL_KINDS:
                 self.table.item(row, COLUMNS.index("Human win rate")).setToolTip(
                     win_rate_details(self._win_rates.get(run["id"]))
                 )
@@ -299,11 +301,11 @@ class RunsView(QWidget):
 
     def _show_win_rate(self, run: dict[str, Any] | None) -> None:
         label = self.fields["win_rate"]
-        is_ppo = run is not None and run["kind"] == "ppo"
-        rate = self._win_rates.get(run["id"]) if is_ppo else None
-        label.setText(win_rate_details(rate) if is_ppo else "")
+        is_policy = run is not None and run["kind"] in RL_KINDS
+        rate = self._win_rates.get(run["id"]) if is_policy else None
+        label.setText(win_rate_details(rate) if is_policy else "")
         label.setToolTip(win_rate_text(rate))
-        self.info_form.setRowVisible(label, is_ppo)
+        self.info_form.setRowVisible(label, is_policy)
 
     def showEvent(self, event) -> None:
         if self.project is not None:

@@ -68,7 +68,7 @@ def duration_text(seconds: float | None) -> str:
 
 
 class TrainingTab(QWidget):
-    """The base of the Reward model and PPO tabs (and of every training method's tab to come)."""
+    """The base of the Reward model and RL tabs (and of every training method's tab to come)."""
 
     error = Signal(str)
 
@@ -244,8 +244,8 @@ class TrainingTab(QWidget):
 
     def refresh_runs(self, select: str | None = None) -> None:
         """Re-read the method's runs into the Run picker and show `select` (else the newest)."""
-        kind = self.method.kind
-        runs = [r for r in self.project.store.runs(newest_first=True) if r["kind"] == kind] if self.project else []
+        kinds = self.method.kinds
+        runs = [r for r in self.project.store.runs(newest_first=True) if r["kind"] in kinds] if self.project else []
         self.run_box.blockSignals(True)
         self.run_box.clear()
         for run in runs:
@@ -311,7 +311,7 @@ class TrainingTab(QWidget):
             self.check_before_start(config)
             processes = run_processes(self)
             config.check_world(processes)  # before the run exists, not as the ranks' error after launch
-            ctx = start_run(self.project, kind=self.method.kind, name=self.run_name(config), config=config)
+            ctx = start_run(self.project, kind=self.method.run_kind(config), name=self.run_name(config), config=config)
         except WorkbenchError as exc:
             self._error(str(exc))
             return

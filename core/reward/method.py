@@ -39,7 +39,7 @@ def _global_batch_line(config: RewardConfig, world: int) -> str:
 
 
 REWARD_MODEL = TrainingMethod(
-    kind="reward",
+    kinds=("reward",),
     title="Reward model",
     job="rlhf_workbench.core.reward.train:run",
     config=RewardConfig,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,13 @@ def run_from_terminal(
     resume: str | None = None,
     created_run: str | None = None,
     events: bool = False,
+    fixed: Mapping[str, Any] | None = None,
 ) -> int:
     """Runs `method` on the project to its end and returns the exit status: settings from
     --config and --set (or the run's own with --resume), Ctrl+C a polite stop. `created_run` is
     a run the app created (and configured) for this command to execute; `events` prints JSON
-    lines for it instead of the method's lines."""
+    lines for it instead of the method's lines. `fixed`: settings the command stands for (`ppo`
+    is `rl` with method ppo); another value for one of them is refused, naming it."""
     from ..training import distributed
 
     multi = distributed.launched()
@@ -57,14 +60,22 @@ def run_from_terminal(
     with Project.open(project_path) as project:
         if resume or created_run:
             config = _run_config(method, project, resume or created_run, config_path, overrides)
+            for key, value in (fixed or {}).items():
+                if getattr(config, key) != value:
+                    raise WorkbenchError(f"run {resume or created_run} has {key} {getattr(config, key)}; this command "
+                                         f"runs {key} {value} (use `{method.command}`)")
             if not multi:
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = load_config(method.config, config_path) if config_path else method.config()
             settings = {**config_to_dict(config), **parse_overrides(overrides)}
+            for key, value in (fixed or {}).items():
+                if key in settings and settings[key] != getattr(method.config(), key) and settings[key] != value:
+                    raise WorkbenchError(f"{key}: this command runs {key} {value}, not {settings[key]}")
+                settings[key] = value
             config = config_from_dict(method.config, settings, source="--set").validate()
             if not multi:
-                ctx = start_run(project, kind=method.kind, name=name, config=config)
+                ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
     if multi:
         # Every rank read the same settings; each refuses a bad one itself, before any waiting.
@@ -90,8 +101,8 @@ def _run_config(method: TrainingMethod, project: Project, run_id: str, config_pa
     run = project.store.run(run_id)
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
-    if run["kind"] != method.kind:
-        raise WorkbenchError(f"{project.path}: run {run_id} is a {run['kind']} run, not a {method.kind} run")
+    if run["kind"] not in method.kinds:
+        raise WorkbenchError(f"{project.path}: run {run_id} is a {run['kind']} run, not a {method.command} run")
     return config_from_dict(method.config, run["config"], source=f"run {run_id}")
 
 
@@ -171,7 +182,7 @@ def _run_on_ranks(method: TrainingMethod, project_path, config, printer, *, name
                 elif created_run:
                     ctx = created_run_context(project, created_run)
                 else:
-                    ctx = start_run(project, kind=method.kind, name=name, config=config)
+                    ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
         except WorkbenchError as exc:
             failure = str(exc)
     # The others learn the run (or why there is none) from rank 0, so all use one run folder.

@@ -135,7 +135,7 @@ class ModelPairQueries(Connection):
             ))
         return found
 
-    def ppo_win_rates(self) -> dict[str, dict[str, Any]]:
+    def policy_win_rates(self) -> dict[str, dict[str, Any]]:
         """How people judged each PPO run's policy against its reference, by run id.
 
         Over the pairs whose origin is `ppo-vs-ref:<run id>` (response A is the policy's, B the

@@ -15,7 +15,7 @@
     run_models.py   models a project's runs made ('latest' reward model, a run's checkpoint)
     console.py      a run's events as terminal lines
 
-Method packages (core/reward, core/ppo, ...) import from here and never from each other; nothing
+Method packages (core/reward, core/rl, ...) import from here and never from each other; nothing
 here imports a method package. Importing the package imports none of its modules, so torch loads
 only with a module that needs it (device, optim, guards, checkpoints, distributed, rollout).
 """

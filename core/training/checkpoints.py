@@ -1,5 +1,5 @@
 """Training checkpoints: written whole or not at all, and enough to resume exactly. Every method
-writes its own through `save_checkpoint` (PPO: two models in one, core/ppo/checkpoint.py).
+writes its own through `save_checkpoint` (PPO: two models in one, core/rl/checkpoint.py).
 
     run_dir/checkpoints/
         step-000100/          model (safetensors) + tokenizer + trainer state

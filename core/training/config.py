@@ -83,6 +83,24 @@ def validate_fields(config: Any) -> None:
                 raise ConfigError(f"{f.name}: must be between {lo:g} and {hi:g}, not {value:g}")
 
 
+def applies(f: dataclasses.Field, method: str) -> bool:
+    """Whether a field of a config that serves several methods (`methods=` in its metadata) is
+    one of `method`'s; a field without `methods` belongs to every method."""
+    return method in f.metadata.get("methods", (method,))
+
+
+def check_method_fields(config: Any, method: str) -> None:
+    """A field of another method set away from its default is a mistake (it would do nothing):
+    raises ConfigError naming it and the methods it is for."""
+    for f in dataclasses.fields(config):
+        if applies(f, method):
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if getattr(config, f.name) != default:
+            owners = " and ".join(m.upper() for m in f.metadata["methods"])
+            raise ConfigError(f"{f.name}: is a setting of {owners}, not of {method.upper()}; leave it out for this method")
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain values; None (an optional field left empty) is left out, as TOML has no null."""
     return {k: v for k, v in dataclasses.asdict(config).items() if v is not None}

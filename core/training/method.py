@@ -9,8 +9,8 @@ so that nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .console import RunPrinter
@@ -20,7 +20,7 @@ from .console import RunPrinter
 class TrainingMethod:
     """A training method: its runs' kind, its job, its config, its command, how it reads."""
 
-    kind: str  # the runs' kind in the database ("reward", "ppo"); also the run ids' prefix
+    kinds: tuple[str, ...]  # its runs' kinds in the database ("reward"; "ppo", "rloo", "grpo"); the first unless kind_of says
     title: str  # how people call it ("Reward model", "PPO")
     job: str  # its job, "package.module:function", called as job(config, ctx, sink, stop)
     config: type  # the job's config dataclass (core/training/config.py's conventions)
@@ -35,6 +35,12 @@ class TrainingMethod:
     unit: str = "step"  # what one step of its Progress is ("update" for PPO)
     batch_line: Callable[[Any, int], str] | None = None  # (config, world) -> how the ranks share a batch
     prepare: Callable[[Any], None] | None = None  # builds what every rank needs before they join (demo models)
+    kind_of: Callable[[Any], str] | None = None  # the kind of a run with these settings, when there are several
+    aliases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # more commands, each fixing settings
+
+    def run_kind(self, config: Any) -> str:
+        """The kind a run with these settings is recorded as (its id's prefix too)."""
+        return self.kind_of(config) if self.kind_of is not None else self.kinds[0]
 
     @property
     def distributed(self) -> bool:

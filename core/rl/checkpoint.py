@@ -1,9 +1,9 @@
-"""PPO checkpoints: the reward-model checkpoint format with two models in it.
+"""RL checkpoints: the reward-model checkpoint format with the policy (and PPO's value model) in it.
 
     run_dir/checkpoints/
-        step-000025/        (the step is the PPO update)
+        step-000025/        (the step is the update)
             policy/         a transformers causal-LM folder (a peft adapter folder with LoRA) + tokenizer
-            value/          the value model (sequence classification, one output)
+            value/          PPO's value model (sequence classification, one output)
             optimizer.safetensors, rng_state.safetensors, trainer_state.json
         last -> step-000025
 
@@ -20,16 +20,18 @@ from typing import Any
 from ..models import quiet_transformers
 from ..training import checkpoints as base
 from ..training.policy import POLICY_DIR
-from .models import VALUE_DIR, PPOModels
+from .models import VALUE_DIR, RLModels
 
 
-def save(run_dir: Path, models: PPOModels, *, optimizer, scheduler, scaler, state: dict[str, Any], keep_last: int) -> Path:
+def save(run_dir: Path, models: RLModels, *, optimizer, scheduler, scaler, state: dict[str, Any], keep_last: int) -> Path:
     def write_weights(folder: Path) -> None:
         with quiet_transformers():
             models.policy.save_pretrained(folder / POLICY_DIR)
-            models.value.save_pretrained(folder / VALUE_DIR)
+            if models.value is not None:
+                models.value.save_pretrained(folder / VALUE_DIR)
         models.tokenizer.save_pretrained(folder / POLICY_DIR)
-        models.tokenizer.save_pretrained(folder / VALUE_DIR)
+        if models.value is not None:
+            models.tokenizer.save_pretrained(folder / VALUE_DIR)
 
     return base.save_checkpoint(
         run_dir, write_weights=write_weights, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
@@ -37,8 +39,9 @@ def save(run_dir: Path, models: PPOModels, *, optimizer, scheduler, scaler, stat
     )
 
 
-def restore(folder: Path, models: PPOModels, *, optimizer, scheduler, scaler) -> dict[str, Any]:
-    """Loads both models' weights, the optimizer, scheduler, scaler and every RNG; returns the state."""
+def restore(folder: Path, models: RLModels, *, optimizer, scheduler, scaler) -> dict[str, Any]:
+    """Loads the models' weights, the optimizer, scheduler, scaler and every RNG; returns the state."""
     base.restore_weights(models.policy, folder / POLICY_DIR)
-    base.restore_weights(models.value, folder / VALUE_DIR)
+    if models.value is not None:
+        base.restore_weights(models.value, folder / VALUE_DIR)
     return base.restore(folder, model=None, optimizer=optimizer, scheduler=scheduler, scaler=scaler)

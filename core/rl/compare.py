@@ -5,7 +5,7 @@ better, or worse. People are the check. `compare_with_reference` samples one res
 run's latest policy checkpoint and one from its reference (the model the run started from) for
 the same prompts, and adds each pair to the project with origin `ppo-vs-ref:<run id>`, response A
 the policy's and B the reference's. The Label tab shows them like any other pair (on a random
-side, so nobody knows which is which), and `store.ppo_win_rates()` counts how often people
+side, so nobody knows which is which), and `store.policy_win_rates()` counts how often people
 preferred the policy.
 
 Prompts come from the run's own prompts (its `prompt_origin`), those not compared for this run
@@ -31,7 +31,7 @@ from ..project import Project
 from ..records import conversation_from_json
 from ..store.model_pairs import POLICY_VS_REFERENCE
 from ..training.config import config_from_dict
-from .config import PPOConfig
+from .config import METHODS, RLConfig
 
 # Prompts per generate call: how often progress is reported and stop() is looked at.
 CHUNK = 16
@@ -104,14 +104,14 @@ def compare_with_reference(
     }
 
 
-def _run_policy(project: Project, run_id: str) -> tuple[PPOConfig, Path, int]:
+def _run_policy(project: Project, run_id: str) -> tuple[RLConfig, Path, int]:
     """The run's config, its latest checkpoint's policy folder, and that checkpoint's step."""
     run = project.store.run(run_id)
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
-    if run["kind"] != "ppo":
+    if run["kind"] not in METHODS:
         raise WorkbenchError(f"Run {run_id} is a {run['kind']} run; only PPO runs have a policy to compare")
-    config = config_from_dict(PPOConfig, run["config"], source=f"run {run_id}")
+    config = config_from_dict(RLConfig, run["config"], source=f"run {run_id}")
     checkpoint = project.store.last_checkpoint(run_id)
     if checkpoint is None:
         raise WorkbenchError(f"Run {run_id} has no checkpoint yet: there is no trained policy to compare")
@@ -139,7 +139,7 @@ def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: i
     return [conversation_from_json(messages[i]) for i in chosen]
 
 
-def _sample(which: str, spec: str, prompts: list, config: PPOConfig, seed: int, on_sampled, stop) -> list[str]:
+def _sample(which: str, spec: str, prompts: list, config: RLConfig, seed: int, on_sampled, stop) -> list[str]:
     """One response per prompt from the model `spec` (the policy or the reference), with the run's sampling."""
     settings = dict(
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,

@@ -28,6 +28,7 @@ class Watchdogs:
     warn_length_ratio: float
     warn_entropy: float
     warn_identical: float
+    kl_setting: str = "kl_coef"  # what holds the policy to its reference, in this method's settings
     baseline_length: float | None = None
     baseline_reward: float | None = None
     _seen: list[tuple[float, float]] = field(default_factory=list)
@@ -35,11 +36,12 @@ class Watchdogs:
 
     @classmethod
     def from_config(cls, config) -> Watchdogs:
-        return cls(config.warn_kl, config.warn_length_ratio, config.warn_entropy, config.warn_identical)
+        kl_setting = "kl_coef" if getattr(config, "method", "ppo") == "ppo" else "beta"
+        return cls(config.warn_kl, config.warn_length_ratio, config.warn_entropy, config.warn_identical, kl_setting)
 
     def check(self, figures: dict[str, float], responses: Sequence[str]) -> list[str]:
         """Warnings for one update; `figures` holds its metrics by name."""
-        kl = figures["objective/kl"]
+        kl = figures.get("objective/kl")  # none without a reference (GRPO with beta 0)
         length = figures["val/response_length"]
         reward = figures["objective/scores"]
         entropy = figures["policy/entropy_avg"]
@@ -49,10 +51,10 @@ class Watchdogs:
                 self.baseline_length = sum(s[0] for s in self._seen) / len(self._seen)
                 self.baseline_reward = sum(s[1] for s in self._seen) / len(self._seen)
         conditions: dict[str, str | None] = {"kl": None, "length": None, "entropy": None, "identical": None}
-        if kl > self.warn_kl:
+        if kl is not None and kl > self.warn_kl:
             conditions["kl"] = (
                 f"KL from the reference is {kl:.1f}, above {self.warn_kl:g}: the policy may be exploiting the reward "
-                "model; raise kl_coef or check the samples"
+                f"model; raise {self.kl_setting} or check the samples"
             )
         if self.baseline_length and self.baseline_reward is not None and reward > self.baseline_reward:
             ratio = max(length / self.baseline_length, self.baseline_length / max(length, 1e-9))

@@ -1,9 +1,9 @@
-"""Compare with reference, in the PPO tab: the button, its progress, and the run's human win rate.
+"""Compare with reference, in the RL tab: the button, its progress, and the run's human win rate.
 
     Prompts [32]  [Compare with reference]
     People preferred this policy to its reference in 62% of 40 verdicts.
 
-The comparison (core.ppo.compare) loads two causal LMs (torch, transformers) in a spawned child
+The comparison (core.rl.compare) loads two causal LMs (torch, transformers) in a spawned child
 (tasks.run_in_child), as the reward tab's score panels do and for the same reasons: the GUI process
 never imports torch (importing it on a worker thread of a Qt process was seen to deadlock), the
 window stays responsive, and the models' memory goes when the child ends. Its progress goes to a
@@ -37,7 +37,7 @@ def win_rate_text(rate: dict[str, Any] | None) -> str:
 
 def win_rate_details(rate: dict[str, Any] | None) -> str:
     if not rate:
-        return "Not compared with its reference yet: “Compare with reference” in the PPO tab makes pairs for people to judge."
+        return "Not compared with its reference yet: “Compare with reference” in the RL tab makes pairs for people to judge."
     return (
         f"People preferred the policy {rate['wins']:,} times and its reference {rate['losses']:,} times, "
         f"called {rate['ties']:,} ties and {rate['both_bad']:,} both bad, on {rate['judged_pairs']:,} of "
@@ -83,7 +83,7 @@ class CompareControl(QObject):
         self.button.setEnabled(self.running_for is None and self._has_checkpoint())
         if self.running_for is not None and self.running_for == self.run_id:
             return  # the line shows the comparison's progress
-        rate = self.project.store.ppo_win_rates().get(self.run_id) if self.project and self.run_id else None
+        rate = self.project.store.policy_win_rates().get(self.run_id) if self.project and self.run_id else None
         if rate and rate["win_rate"] is not None:
             text = f"People preferred this policy to its reference in {win_rate_text(rate)} verdicts."
         elif rate:
@@ -101,10 +101,10 @@ class CompareControl(QObject):
             return
         run_id, n = self.run_id, self.count.value()
         # A new seed each time: asking again samples new responses, not the same ones.
-        rate = self.project.store.ppo_win_rates().get(run_id)
+        rate = self.project.store.policy_win_rates().get(run_id)
         try:
             task = run_in_child(
-                self.parent_widget, "rlhf_workbench.core.ppo.remote:compare", str(self.project.path), run_id,
+                self.parent_widget, "rlhf_workbench.core.rl.remote:compare", str(self.project.path), run_id,
                 n_prompts=n, seed=rate["pairs"] if rate else 0, what="comparison",
                 on_done=lambda counts: self._done(run_id, counts),
                 on_error=lambda message: self._ended(run_id, message),

@@ -1,4 +1,4 @@
-"""The PPO tab: pickers and form, what a run reports (curves, samples, warnings), Compare with
+"""The RL tab: the method picker and each method's form, the pickers, what a run reports (curves, samples, warnings), Compare with
 reference in a child process, the Runs tab's human win rate, and a real PPO run started from the
 tab on the demo project (after a reward model is trained from the Reward model tab)."""
 
@@ -16,16 +16,16 @@ from rlhf_workbench.app.main import (
     create_main_window,
     parse_args,
 )
-from rlhf_workbench.app.views.ppo_panels import MAX_SAMPLE_ROWS
+from rlhf_workbench.app.views.rl_panels import MAX_SAMPLE_ROWS
 from rlhf_workbench.app.views.runs_view import COLUMNS
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.events import Checkpoint, Log, Metric, Progress, Sample
-from rlhf_workbench.core.ppo.compare import compare_origin
-from rlhf_workbench.core.ppo.config import PPOConfig
+from rlhf_workbench.core.rl.compare import compare_origin
+from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.runs.records import start_run
 from rlhf_workbench.core.runs.work import Work, execute
 
-pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.usefixtures("demo_models"), pytest.mark.timeout(900)]
 
 PPO_FIGURES = ("objective/rlhf_reward", "objective/scores", "objective/kl", "policy/entropy_avg",
                "policy/clipfrac_avg", "val/clipfrac_avg", "loss/value_avg", "val/response_length",
@@ -35,7 +35,7 @@ PPO_FIGURES = ("objective/rlhf_reward", "objective/scores", "objective/kl", "pol
 def ppo_like(config: CountConfig, ctx, sink, stop) -> dict:
     """A job that reports what the PPO job reports (figures by TRL's names, samples with their KL,
     a watchdog warning, a checkpoint holding a policy folder), without training anything: for the
-    tab's display of a stored run. Run in-process by `execute` (named "test_app_ppo_view:ppo_like")."""
+    tab's display of a stored run. Run in-process by `execute` (named "test_app_rl_view:ppo_like")."""
     for step in range(1, config.steps + 1):
         sink(Metric(step, {name: step / (i + 1) for i, name in enumerate(PPO_FIGURES)} | {"lr": 1e-5}))
         sink(Sample(step, f"User: question {step}", f"<b>answer</b> {step}", score=step / 10, extra={"kl": step / 100}))
@@ -56,7 +56,7 @@ def window(demo_window):
 def _stored_run(window, *, stopped: bool = False) -> str:
     config = CountConfig(steps=4, sleep_s=0, note="stopped" if stopped else None)
     ctx = start_run(window.project, kind="ppo", name="stored", config=config)
-    execute(Work.job("test_app_ppo_view:ppo_like", config, ctx), lambda e: None, lambda: False)
+    execute(Work.job("test_app_rl_view:ppo_like", config, ctx), lambda e: None, lambda: False)
     return ctx.run_id
 
 
@@ -65,7 +65,7 @@ def _texts(table, row):
 
 
 def test_pickers_and_form(window, qtbot):
-    view = window.ppo_view
+    view = window.rl_view
     assert window.tabs.currentWidget() is view
     assert not {"policy", "reward_model", "prompt_origin"} & set(view.form.widgets)  # picked above the form
     assert {"kl_coef", "cliprange", "lora", "total_episodes", "warn_kl"} <= set(view.form.widgets)
@@ -105,14 +105,50 @@ def test_pickers_and_form(window, qtbot):
     view.prompts_box.setCurrentIndex(1)
     view.form.widgets["kl_coef"].setText("0.1")
     config = view.config()
-    assert isinstance(config, PPOConfig)
+    assert isinstance(config, RLConfig)
     assert (config.policy, config.reward_model, config.prompt_origin, config.kl_coef) == (
         view.policy_box.itemData(policy_index), reward.run_id, DEMO_ORIGIN, 0.1
     )
 
 
+def test_the_method_picker_shows_each_method_its_own_settings(window, qtbot):
+    view = window.rl_view
+    assert [view.method_box.itemText(i) for i in range(view.method_box.count())] == ["PPO", "RLOO", "GRPO"]
+    assert view.chosen_method() == "ppo" and "method" not in view.form.widgets  # picked above the form
+    shown = {name for name in view.form.widgets if view.form.is_shown(name)}
+    assert {"kl_coef", "cliprange", "vf_coef", "num_ppo_epochs", "learning_rate"} <= shown
+    assert not {"num_generations", "beta", "epsilon", "loss_type", "scale_rewards"} & shown
+    advantage = view.samples.COLUMNS.index("Advantage")
+    assert view.samples.table.isColumnHidden(advantage)  # PPO's advantages are per token
+
+    view.set_method("grpo")
+    assert not view.samples.table.isColumnHidden(advantage)
+    shown = {name for name in view.form.widgets if view.form.is_shown(name)}
+    assert {"num_generations", "beta", "epsilon", "epsilon_high", "loss_type", "scale_rewards", "num_iterations",
+            "learning_rate", "batch_size"} <= shown
+    assert not {"kl_coef", "cliprange", "vf_coef", "value_model", "num_ppo_epochs", "normalize_advantages"} & shown
+    # What a person changed for PPO does not follow into GRPO's run (it would be refused there).
+    view.set_method("ppo")
+    view.form.widgets["kl_coef"].setText("0.1")
+    view.set_method("grpo")
+    view.form.widgets["beta"].setText("0.02")
+    view.reward_box.setEditText("/some/reward/folder")
+    config = view.config()
+    assert (config.method, config.beta, config.kl_coef) == ("grpo", 0.02, RLConfig().kl_coef)
+    assert {c.title for c in view.curves.cards} >= {"Score spread"}  # GRPO's own curves
+    view.set_method("rloo")
+    assert view.form.is_shown("normalize_advantages") and not view.form.is_shown("loss_type")
+    assert view.config().method == "rloo"
+    # A batch that is not whole groups is refused, naming the setting, before a run exists.
+    errors = []
+    view.error.connect(errors.append)
+    view.form.widgets["batch_size"].setValue(30)
+    qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+    assert "batch_size" in errors[-1] and "num_generations" in errors[-1] and view.run_box.count() == 0
+
+
 def test_a_stored_run_shows_its_curves_samples_warnings_and_log(window, qtbot):
-    view = window.ppo_view
+    view = window.rl_view
     run_id = _stored_run(window, stopped=True)
     view.refresh_runs()
     assert view.run_id == run_id and view.run_box.currentData() == run_id
@@ -125,7 +161,7 @@ def test_a_stored_run_shows_its_curves_samples_warnings_and_log(window, qtbot):
 
     table = view.samples.table
     assert table.rowCount() == 4
-    assert _texts(table, 0) == ["4", "User: question 4", "<b>answer</b> 4", "+0.400", "0.040"]  # newest first, plain
+    assert _texts(table, 0) == ["4", "User: question 4", "<b>answer</b> 4", "+0.400", "0.040", ""]  # newest first, plain
     table.selectRow(1)
     assert view.samples.response.text.toPlainText() == "<b>answer</b> 3"
     assert "kl 0.03" in view.samples.response.subtitle.text()
@@ -141,7 +177,7 @@ def test_a_stored_run_shows_its_curves_samples_warnings_and_log(window, qtbot):
 
 @pytest.mark.slow
 def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
-    view = window.ppo_view
+    view = window.rl_view
     # A run of this project whose job ran in the window's controller (a tiny fixture job), so that
     # what the controller relays next is this run's.
     config = CountConfig(steps=3, sleep_s=0)
@@ -165,7 +201,7 @@ def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
     assert view.status.text() == "Update 8 of 20 · ETA 1:05 · 2.5 episodes/s"
 
     jobs.sample.emit(Sample(8, "User: hi", "<i>hello</i>", 0.5, {"kl": 0.125}))
-    assert _texts(view.samples.table, 0) == ["8", "User: hi", "<i>hello</i>", "+0.500", "0.125"]
+    assert _texts(view.samples.table, 0) == ["8", "User: hi", "<i>hello</i>", "+0.500", "0.125", ""]
     view.samples.table.selectRow(0)
     for step in range(9, 12):
         jobs.sample.emit(Sample(step, f"prompt {step}", f"response {step}", None, {}))
@@ -176,7 +212,7 @@ def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
     assert table.rowCount() == MAX_SAMPLE_ROWS and len(view.samples.samples) == MAX_SAMPLE_ROWS
     assert _texts(table, 0)[:3] == [f"{8 + MAX_SAMPLE_ROWS + 50:,}", f"prompt {8 + MAX_SAMPLE_ROWS + 50}",
                                     f"response {8 + MAX_SAMPLE_ROWS + 50}"]
-    assert _texts(table, 0)[3:] == ["", ""]  # no score, no KL: empty cells
+    assert _texts(table, 0)[3:] == ["", "", ""]  # no score, no KL, no advantage: empty cells
     assert view.samples.response.text.toPlainText() == "<i>hello</i>"  # the one being read stays shown
 
     jobs.log.emit(Log("update 9: responses are 2.5 times as long as at the start while the reward rises", "warning"))
@@ -205,8 +241,8 @@ def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
 def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the_win_rate(window, qtbot):
     from test_ppo_compare import fake_trained_checkpoint
 
-    view = window.ppo_view
-    run_id = fake_trained_checkpoint(window.project, PPOConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))
+    view = window.rl_view
+    run_id = fake_trained_checkpoint(window.project, RLConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))
     view.refresh_runs(select=run_id)
     assert view.compare_button.isEnabled()
     view.compare_count.setValue(6)
@@ -261,7 +297,7 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
         reward.start()
 
     window.show_tab(3)
-    view = window.ppo_view
+    view = window.rl_view
     qtbot.waitUntil(lambda: view.policy_box.count() > 0 and view.prompts_box.count() > 1, timeout=20_000)
     form = view.form.widgets
     form["batch_size"].setValue(8)
@@ -302,6 +338,48 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
         conn.close()
 
 
+@pytest.mark.slow
+def test_grpo_runs_live_from_the_tab_with_each_group_side_by_side(window, qtbot):
+    from rlhf_workbench.core.reward.config import RewardConfig
+    from rlhf_workbench.core.reward.method import REWARD_MODEL
+
+    reward_config = RewardConfig(max_steps=40, eval_every=40, save_every=40)
+    reward = start_run(window.project, kind="reward", name="quick", config=reward_config)
+    assert hasattr(execute(Work.job(REWARD_MODEL.job, reward_config, reward), lambda e: None, lambda: False), "summary")
+    view = window.rl_view
+    view.choices.refresh()
+    qtbot.waitUntil(lambda: view.reward_box.findData(reward.run_id) >= 0 and view.policy_box.count() > 0, timeout=20_000)
+    view.set_method("grpo")
+    form = view.form.widgets
+    form["batch_size"].setValue(16)  # 4 prompts x 4 responses
+    form["num_mini_batches"].setValue(2)
+    form["total_episodes"].setValue(16 * 3)
+    form["max_new_tokens"].setValue(12)
+    form["sample_every"].setValue(1)
+    form["samples_per_report"].setValue(2)
+    with qtbot.waitSignal(window.jobs.finished, timeout=300_000) as finished:
+        qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+        assert "two models" not in view.status.text() and "three models" in view.status.text()  # beta > 0
+    assert finished.args[0].summary["updates"] == 3
+    run = window.project.store.run(view.run_id)
+    assert run["kind"] == "grpo" and run["name"].startswith("GRPO of") and view.run_box.currentText().startswith("GRPO")
+    assert view.curves.card("Score spread").has_data and view.curves.card("KL").has_data
+
+    # The newest update's two prompts, each with its group of four, the rows of a group together.
+    table = view.samples.table
+    rows = [_texts(table, r) for r in range(8)]
+    assert all(row[0] == "3" for row in rows)
+    prompts = [row[1] for row in rows]
+    assert prompts[:4] == [prompts[0]] * 4 and prompts[4:] == [prompts[4]] * 4
+    advantages = [float(row[5]) for row in rows]
+    # GRPO's advantage is the score minus its group's mean: each group's add up to nothing.
+    assert abs(sum(advantages[:4])) < 2.5e-3 and abs(sum(advantages[4:])) < 2.5e-3  # shown to 3 decimals
+    assert all(float(row[5]) == pytest.approx(float(row[3]) - sum(float(r[3]) for r in rows[g:g + 4]) / 4, abs=2e-3)
+               for g in (0, 4) for row in rows[g:g + 4])
+    shades = {table.item(r, 0).background().color().name() for r in range(8)}
+    assert len(shades) == 2  # one group shaded, the other not
+
+
 def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp_path, monkeypatch):
     from rlhf_workbench.core.runs.torchrun import visible_gpu_count
 
@@ -314,12 +392,12 @@ def test_a_batch_the_gpus_cannot_share_is_refused_before_a_run_exists(qtbot, tmp
     window = create_main_window(parse_args([str(tmp_path / "demo"), "--annotator", "ada"]))
     qtbot.addWidget(window)
     try:
-        for view, odd in ((window.ppo_view, {"batch_size": 63, "num_mini_batches": 1, "gradient_accumulation_steps": 1}),
+        for view, odd in ((window.rl_view, {"batch_size": 63, "num_mini_batches": 1, "gradient_accumulation_steps": 1}),
                           (window.reward_view, {"batch_size": 7})):
             assert view.gpus_box is not None and view.gpus_box.maximum() == 2
             errors = []
             view.error.connect(errors.append)
-            if view is window.ppo_view:
+            if view is window.rl_view:
                 qtbot.waitUntil(lambda: view.policy_box.count() > 0, timeout=20_000)
                 view.reward_box.setEditText("/some/reward/folder")
             else:

@@ -1,19 +1,22 @@
-"""The PPO tab: pick a policy, a reward model and prompts, set the knobs, Start / Stop / Resume,
-watch reward, KL and what the policy writes; then ask people whether it really got better.
+"""The RL tab: pick a method (PPO, RLOO, GRPO), a policy, a reward model and prompts, set the knobs,
+Start / Stop / Resume, watch reward, KL and what the policy writes; then ask people whether it
+really got better.
 
     ┌ ⚠ the latest watchdog warning · 3 warnings                      [Show log] [Dismiss] ┐
-    ├ Policy [demo ▾] [Browse…]         ┐┌ Run [ppo-… ▾]  Prompts [32]  [Compare with reference] ┐
+    ├ Method [GRPO ▾]                   ┐┌ Run [grpo-… ▾]  Prompts [32]  [Compare with reference]┐
+    │ Policy [demo ▾] [Browse…]         ││ people preferred the policy in 62% of 40 verdicts          │
     │ Reward model [latest ▾] [Browse…] ││ people preferred the policy in 62% of 40 verdicts          │
     │ Prompts [all ▾]                   │├ curves: reward · KL · entropy · clip fraction · value loss │
-    │ settings form (from PPOConfig)    ││          response length · episodes/s (smoothing)          │
+    │ settings (the method's own)       ││          response length · episodes/s (smoothing)          │
     │ [Start] [Stop] [Resume]           │├ Samples │ Log ─────────────────────────────────────────────┤
-    │ update 12 of 128 · ETA 1:20 · …   ││ update · prompt · response · score · KL (newest first)     │
+    │ update 12 of 128 · ETA 1:20 · …   ││ update · prompt · response · score · KL · advantage        │
     └───────────────────────────────────┘└────────────────────────────────────────────────────────────┘
 
 Everything a training tab does (runs, Start / Stop / Resume, curves, log) is training_tab.py's;
-this adds the three pickers, the watchdogs' banner, the samples table and "Compare with
-reference", which samples the chosen run's latest policy and its reference in a child process
-(ppo_compare.py) and adds the pairs to the Label queue.
+this adds the method picker (the form then shows that method's settings alone), the model
+pickers, the watchdogs' banner, the samples table (RLOO's and GRPO's groups together, with the
+advantage each response got) and "Compare with reference", which samples the chosen run's latest
+policy and its reference in a child process (rl_compare.py) and adds the pairs to the Label queue.
 """
 
 from __future__ import annotations
@@ -22,34 +25,35 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtWidgets import QComboBox, QTabWidget, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Finished, Sample
-from rlhf_workbench.core.ppo.method import PPO
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.rl.config import METHOD_TITLES, METHODS, RLConfig
+from rlhf_workbench.core.rl.method import RL
+from rlhf_workbench.core.training.config import applies
 from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
-from ..curves import PPO_GROUPS
+from ..curves import GROUPS_BY_KIND, PPO_GROUPS
 from ..jobs import JobController
-from ..widgets import plain_label
-from .ppo_compare import CompareControl
-from .ppo_panels import SamplesPanel, WarningBanner
-from .ppo_pickers import PICKED, ModelChoices
+from ..widgets import heading_label, plain_label
+from .rl_compare import CompareControl
+from .rl_panels import SamplesPanel, WarningBanner
+from .rl_pickers import PICKED, ModelChoices
 from .training_tab import TrainingTab
 
 
-class PPOView(TrainingTab):
+class RLView(TrainingTab):
     pairs_added = Signal(int)  # "Compare with reference" added this many pairs to the project
 
-    method = PPO
+    method = RL
     curve_groups = PPO_GROUPS
     curve_columns = 3  # seven plots, three to a row: the tab fits a laptop screen
     curve_split = [600, 400]
-    panels_before_log = True  # the samples say more than the log while PPO runs
+    panels_before_log = True  # the samples say more than the log while a run learns
     throughput = ("perf/episodes_per_s", "episodes/s")
-    start_tip = "Start a new PPO run with these settings"
-    starting_text = "Starting… (loading four models in a background process)"
+    start_tip = "Start a new run of the chosen method with these settings"
 
     def __init__(self, jobs: JobController, parent: QWidget | None = None):
         super().__init__(jobs, parent)
@@ -69,26 +73,64 @@ class PPOView(TrainingTab):
         self.banner = WarningBanner()
         self.banner.show_log_requested.connect(lambda: self.bottom.setCurrentWidget(self.log))
         self.outer_layout.insertWidget(0, self.banner)
+        self._method_chosen()
         self._update_buttons()
+
+    # -- the method ----------------------------------------------------------------------------------
+
+    def chosen_method(self) -> str:
+        return self.method_box.currentData()
+
+    def set_method(self, method: str) -> None:
+        self.method_box.setCurrentIndex(self.method_box.findData(method))
+
+    def _method_chosen(self) -> None:
+        """The form shows the chosen method's settings alone; the others keep their defaults."""
+        method = self.chosen_method()
+        self.form.show_only(lambda f: applies(f, method))
+        # The curves of a method's own figures (GRPO's group spread, PPO's value loss), unless a
+        # run of another method is on show.
+        if self.run_id is None or self.jobs.is_running:
+            self._set_curve_groups(method)
+
+    def _set_curve_groups(self, kind: str) -> None:
+        # PPO's advantages are per token: its samples have none to show.
+        self.samples.show_advantages(kind != "ppo")
+        groups = GROUPS_BY_KIND.get(kind, PPO_GROUPS)
+        if groups is not self.curves.groups:
+            self.curves.set_groups(groups)
+            for card in self.curves.cards:
+                card.setMinimumHeight(160)
 
     # -- what the base asks of a method --------------------------------------------------------------
 
     def picked_fields(self) -> tuple[str, ...]:
-        return PICKED
+        return (*PICKED, "method")
 
     def build_choices(self) -> QWidget:
+        self.method_box = QComboBox()
+        for method in METHODS:
+            self.method_box.addItem(METHOD_TITLES[method], method)
+        self.method_box.setToolTip(RLConfig.__dataclass_fields__["method"].metadata["help"])
+        self.method_box.currentIndexChanged.connect(self._method_chosen)
         self.choices = ModelChoices()
         self.choices.failed.connect(self._log_line)
         self.policy_box, self.reward_box, self.prompts_box = (
             self.choices.policy_box, self.choices.reward_box, self.choices.prompts_box
         )
-        return self.choices
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(heading_label("Method"))
+        layout.addWidget(self.method_box)
+        layout.addWidget(self.choices)
+        return box
 
     def choice_widgets(self) -> list[QWidget]:
-        return [self.choices]
+        return [self.method_box, self.choices]
 
     def picked(self) -> dict[str, Any]:
-        return self.choices.values()
+        return {**self.choices.values(), "method": self.chosen_method()}
 
     def add_panels(self, tabs: QTabWidget) -> None:
         self.samples = SamplesPanel()
@@ -110,7 +152,14 @@ class PPOView(TrainingTab):
             )
 
     def run_name(self, config) -> str:
-        return f"PPO of {Path(config.policy).name or config.policy}"
+        return f"{METHOD_TITLES[config.method]} of {Path(config.policy).name or config.policy}"
+
+    @property
+    def starting_text(self) -> str:
+        method = self.chosen_method()
+        # Policy and reward model, PPO's value model and reference, the others' reference when beta > 0.
+        models = "four models" if method == "ppo" else "three models" if self.form.value().beta else "two models"
+        return f"Starting… (loading {models} in a background process)"
 
     def finished_text(self, finished: Finished) -> str:
         verb = "Stopped" if finished.stopped else "Finished"
@@ -119,6 +168,13 @@ class PPOView(TrainingTab):
         if isinstance(reward, (int, float)):
             text += f" · reward {reward:+.3f}"
         return text
+
+    def show_run(self, run_id: str | None) -> None:
+        # A run's curves are its method's: GRPO's group spread, PPO's value loss.
+        run = self.project.store.run(run_id) if run_id is not None and self.project is not None else None
+        if hasattr(self, "method_box"):
+            self._set_curve_groups(run["kind"] if run is not None else self.chosen_method())
+        super().show_run(run_id)
 
     def load_run_extras(self, run_id: str) -> None:
         stored = self.project.store.samples(run_id, limit=200)

@@ -25,19 +25,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_workbench.core.ppo.config import PPOConfig
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.rl.config import METHOD_TITLES, RLConfig
+from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
 from rlhf_workbench.core.store.model_pairs import POLICY_VS_REFERENCE
 from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
 from ..tasks import run_store_task
 from ..widgets import heading_label
 
-PICKED = ("policy", "reward_model", "prompt_origin")  # the PPOConfig fields chosen here
+PICKED = ("policy", "reward_model", "prompt_origin")  # the RLConfig fields chosen here
 
 
 def _help(name: str) -> str:
-    return PPOConfig.__dataclass_fields__[name].metadata["help"]
+    return RLConfig.__dataclass_fields__[name].metadata["help"]
 
 
 def is_causal_lm(architecture: str | None) -> bool:
@@ -45,11 +46,11 @@ def is_causal_lm(architecture: str | None) -> bool:
     return architecture is None or any(k in architecture for k in ("CausalLM", "LMHead", "ConditionalGeneration"))
 
 
-def ppo_policies(store, project_path, runs=None) -> list[tuple[dict[str, Any], int, Path]]:
-    """(run, update, policy folder) of the latest checkpoint of each PPO run of the project, newest first."""
+def rl_policies(store, project_path, runs=None) -> list[tuple[dict[str, Any], int, Path]]:
+    """(run, update, policy folder) of the latest checkpoint of each RL run of the project, newest first."""
     policies = []
     for run in runs if runs is not None else store.runs(newest_first=True, decode=True):
-        last = store.last_checkpoint(run["id"]) if run["kind"] == "ppo" else None
+        last = store.last_checkpoint(run["id"]) if run["kind"] in RL_KINDS else None
         if last is not None:
             folder = Path(project_path) / last["path"] / "policy"  # relative, or absolute outside
             if folder.is_dir():  # pruned checkpoints are gone
@@ -64,11 +65,11 @@ def _outside_models(models) -> list:
 
 
 def policy_items(policies, models) -> list[tuple[str, str]]:
-    """(label, spec) of every causal LM that can be a policy: the demo policy, the project's PPO
-    policies (from `ppo_policies`), and the causal LMs of `discover_models`."""
+    """(label, spec) of every causal LM that can be a policy: the demo policy, the project's RL
+    policies (from `rl_policies`), and the causal LMs of `discover_models`."""
     items = [("demo  (the built-in demo policy)", "demo")]
     for run, step, folder in policies:
-        items.append((f"{run['name']}  (PPO {run['id']}, update {step:,})", str(folder)))
+        items.append((f"{run['name']}  ({METHOD_TITLES[run['kind']]} {run['id']}, update {step:,})", str(folder)))
     for entry in _outside_models(models):
         if is_causal_lm(entry.architecture):
             items.append((f"{entry.name}  ({entry.source})", str(entry.path)))
@@ -127,7 +128,7 @@ class SpecBox(QComboBox):
 
 
 class ModelChoices(QWidget):
-    """The three pickers, under their headings. `values()` gives the PPOConfig fields they set."""
+    """The three pickers, under their headings. `values()` gives the RLConfig fields they set."""
 
     failed = Signal(str)  # the lists could not be read
 
@@ -173,7 +174,7 @@ class ModelChoices(QWidget):
             return {
                 "models": discover_models(project_path),
                 "reward_runs": [r for r in runs if r["kind"] == "reward" and r["status"] == "finished"],
-                "ppo_policies": ppo_policies(store, project_path, runs),
+                "rl_policies": rl_policies(store, project_path, runs),
                 "origins": store.pairs_by_origin(),
             }
 
@@ -194,7 +195,7 @@ class ModelChoices(QWidget):
         for entry in _outside_models(found["models"]):
             if entry.architecture and "SequenceClassification" in entry.architecture:
                 rewards.append((f"{entry.name}  ({entry.source})", str(entry.path)))
-        self.policy_box.set_items(policy_items(found["ppo_policies"], found["models"]))
+        self.policy_box.set_items(policy_items(found["rl_policies"], found["models"]))
         self.reward_box.set_items(rewards)
 
         current = self.prompts_box.currentData()

@@ -1,5 +1,5 @@
 """PPO's work for the app's child processes (core/runs/child.py runs each as
-"rlhf_workbench.core.ppo.remote:NAME"): each takes `sink` and `stop` as every piece of work does,
+"rlhf_workbench.core.rl.remote:NAME"): each takes `sink` and `stop` as every piece of work does,
 and imports torch only once it runs, in the child.
 """
 

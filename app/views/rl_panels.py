@@ -1,10 +1,11 @@
-"""Parts of the PPO tab: the samples table and the watchdogs' warning banner."""
+"""Parts of the RL tab: the samples table and the watchdogs' warning banner."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -40,9 +41,11 @@ def _cell(text: str, sort_value: Any = None) -> QTableWidgetItem:
 
 
 class SamplesPanel(QWidget):
-    """The latest samples, newest first: prompt, response, score and KL; the selected one in full."""
+    """The latest samples, newest first: prompt, response, score, KL and (RLOO, GRPO) the advantage
+    its group gave it; a group's responses sit together, every other group shaded; the selected
+    sample in full."""
 
-    COLUMNS = ("Update", "Prompt", "Response", "Score", "KL")
+    COLUMNS = ("Update", "Prompt", "Response", "Score", "KL", "Advantage")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -54,7 +57,6 @@ class SamplesPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setWordWrap(False)
-        self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
         for column in range(len(self.COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
@@ -84,6 +86,9 @@ class SamplesPanel(QWidget):
         self.prompt.set_text("")
         self.response.set_text("")
         self.empty.show()
+
+    def show_advantages(self, shown: bool) -> None:
+        self.table.setColumnHidden(self.COLUMNS.index("Advantage"), not shown)
 
     def set_samples(self, samples: list[Sample]) -> None:
         """A run's stored samples, newest first."""
@@ -116,15 +121,26 @@ class SamplesPanel(QWidget):
             table.setUpdatesEnabled(True)
         self.empty.hide()
 
-    @staticmethod
-    def _cells(sample: Sample) -> list[QTableWidgetItem]:
-        return [
+    def _cells(self, sample: Sample) -> list[QTableWidgetItem]:
+        advantage = sample.extra.get("advantage")
+        cells = [
             _cell(f"{sample.step:,}", sample.step),
             _cell(one_line(sample.prompt, 160)),
             _cell(one_line(sample.response, 240)),
             _cell(_number(sample.score, "+.3f"), sample.score),
             _cell(_number(sample.extra.get("kl"), ".3f"), sample.extra.get("kl")),
+            _cell(_number(advantage, "+.3f"), advantage),
         ]
+        # Samples of one group share a shade, the next group the other: a group reads as one block.
+        group = sample.extra.get("group")
+        if group is not None and int(group) % 2:
+            # A tint of the selection colour: AlternateBase is too close to Base in most themes.
+            tint = QColor(self.palette().color(QPalette.ColorRole.Highlight))
+            tint.setAlpha(40)
+            shade = QBrush(tint)
+            for item in cells:
+                item.setBackground(shade)
+        return cells
 
     def _selected_row(self) -> int | None:
         rows = self.table.selectionModel().selectedRows()

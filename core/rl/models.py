@@ -1,14 +1,15 @@
-"""The four models of PPO and how they are found and loaded.
+"""The models of the RL methods and how they are found and loaded.
 
     policy      the causal LM being trained
     reference   a frozen copy of the starting policy; with LoRA, the policy itself with its adapter
-                switched off (one copy of the base weights in memory)
-    value       a scalar head per token: a copy of the reward model (as TRL and the N+ details
-                do), or of the policy with a new head
+                switched off (one copy of the base weights in memory). RLOO and GRPO with beta 0
+                have none: nothing holds the policy near its start, so nothing is loaded.
+    value       PPO's alone: a scalar head per token, a copy of the reward model (as TRL and the
+                N+ details do) or of the policy with a new head. RLOO and GRPO load none.
     reward      frozen; scores a whole response. Its tokenizer may differ from the policy's: the
                 response is decoded to text and re-tokenized (TRL refuses such pairs)
 
-Where each comes from is a string a person typed (see PPOConfig): 'demo', a folder, a model in the
+Where each comes from is a string a person typed (see RLConfig): 'demo', a folder, a model in the
 Hugging Face cache, a checkpoint of this project, or a run id.
 """
 
@@ -23,23 +24,26 @@ import torch
 from ..models import ModelError, load_reward_model
 from ..training.policy import load_policy, resolve_policy
 from ..training.run_models import resolve_reward_model
-from .config import PPOConfig
+from .config import RLConfig
 
 VALUE_DIR = "value"
 
 
 @dataclass
-class PPOModels:
+class RLModels:
     policy: Any
-    reference: Any | None  # None: the policy with its LoRA adapter disabled
-    value: Any
+    reference: Any | None  # None: the policy with its LoRA adapter disabled (or no reference at all)
+    value: Any | None  # None: a critic-free method
     reward: Any
     tokenizer: Any
     reward_tokenizer: Any
+    has_reference: bool = True  # False: the method keeps no KL to a reference (GRPO, RLOO with beta 0)
 
     @contextlib.contextmanager
     def reference_model(self):
         """The reference policy to run a forward pass with (the adapter is off inside, with LoRA)."""
+        if not self.has_reference:
+            raise RuntimeError("this run keeps no reference model")
         if self.reference is not None:
             yield self.reference
             return
@@ -47,7 +51,7 @@ class PPOModels:
             yield self.policy
 
     def trainable(self) -> list[torch.nn.Parameter]:
-        return [p for m in (self.policy, self.value) for p in m.parameters() if p.requires_grad]
+        return [p for m in (self.policy, self.value) if m is not None for p in m.parameters() if p.requires_grad]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -55,11 +59,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_models(config: PPOConfig, project=None, *, log=lambda message: None) -> PPOModels:
-    """Policy, reference, value and reward model for a run, as the config names them.
+def load_models(config: RLConfig, project=None, *, log=lambda message: None) -> RLModels:
+    """Policy, reference, value and reward model for a run, as the config names them and its
+    method needs them.
 
     Raises ModelError naming the setting whose model cannot be loaded.
     """
+    has_reference = config.method == "ppo" or config.beta != 0.0
     try:
         policy, tokenizer = load_policy(config.policy, trust_remote_code=config.trust_remote_code, trainable=True)
     except ModelError as exc:
@@ -82,9 +88,11 @@ def load_models(config: PPOConfig, project=None, *, log=lambda message: None) ->
         except ValueError as exc:
             raise ModelError(f"lora_target_modules: {_first_line(exc)}") from None
         reference = None
-    else:
+    elif has_reference:
         reference, _ = load_policy(config.policy, trust_remote_code=config.trust_remote_code)
         reference.requires_grad_(False)
+    else:
+        reference = None
     try:
         reward_path = resolve_reward_model(config.reward_model, project)
         reward, reward_tokenizer = load_reward_model(reward_path, trust_remote_code=config.trust_remote_code, trainable=False)
@@ -92,6 +100,8 @@ def load_models(config: PPOConfig, project=None, *, log=lambda message: None) ->
         raise ModelError(f"reward_model: {exc}" if not str(exc).startswith("reward_model:") else str(exc)) from None
     reward.requires_grad_(False)
     reward.eval()
+    if config.method != "ppo":
+        return RLModels(policy, reference, None, reward, tokenizer, reward_tokenizer, has_reference)
     value_from = config.value_model
     if value_from == "reward" and not same_vocabulary(tokenizer, reward_tokenizer):
         log(
@@ -107,7 +117,7 @@ def load_models(config: PPOConfig, project=None, *, log=lambda message: None) ->
         value = value.merge_and_unload()  # a LoRA reward model: its merged weights start the value model
     value.config.pad_token_id = tokenizer.pad_token_id
     value.requires_grad_(True)
-    return PPOModels(policy, reference, value, reward, tokenizer, reward_tokenizer)
+    return RLModels(policy, reference, value, reward, tokenizer, reward_tokenizer)
 
 
 def same_vocabulary(a, b) -> bool:

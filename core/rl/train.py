@@ -1,20 +1,21 @@
-"""PPO on a language model: one loop, its steps in order.
+"""Online RL on a language model (PPO, RLOO, GRPO): one loop, its steps in order.
 
-    run(config, ctx, sink, stop)        the job ("rlhf_workbench.core.ppo.train:run"): the project's
+    run(config, ctx, sink, stop)        the job ("rlhf_workbench.core.rl.train:run"): the project's
                                         prompts and the models the config names, then train()
     train(models, prompts, config, sink=, stop=, run_dir=, resume=)
                                         the loop itself, usable without a project (benchmarks call it)
 
-Each update:
-1. rollout: the next `batch_size` prompts (a seeded order, epoch after epoch), one sampled response
-   each, with the log-prob of every drawn token (rollout.py);
-2. scoring: the reference's log-probs, the value model's values, the reward model's scores (the
-   response decoded and rendered as the reward model was trained on it), the missing-EOS penalty
-   and score normalisation;
-3. rewards and advantages: per-token KL penalty, the score on the last real token, GAE, whitening
-   (algorithm.py);
-4. the update: `num_ppo_epochs` passes over shuffled minibatches, each an optimizer step over the
-   clipped policy loss + vf_coef x the clipped value loss, gradients clipped (learner.py);
+Each update, whichever the method (only steps 3 and 4's loss differ: objectives.py):
+1. rollout: the next prompts (a seeded order, epoch after epoch), one sampled response each for
+   PPO, a group of `num_generations` for RLOO and GRPO, with the log-prob of every drawn token
+   (training/rollout.py);
+2. scoring: the reference's log-probs (when the method keeps a KL to it), PPO's values, the reward
+   model's scores (the response decoded and rendered as the reward model was trained on it), the
+   missing-EOS penalty and PPO's score normalisation;
+3. rewards and advantages: PPO's per-token KL penalty, the score on the last real token, GAE and
+   whitening (algorithm.py); RLOO's leave-one-out and GRPO's group-mean baselines (group.py);
+4. the update: `num_ppo_epochs` (PPO) or `num_iterations` (RLOO, GRPO) passes over shuffled
+   minibatches, each an optimizer step over the method's loss, gradients clipped (learner.py);
 5. report (TRL's metric names), watchdogs, samples, checkpoint, stop?
 
 Dropout is off throughout (every model stays in eval mode), so the log-probs of the rollout and of
@@ -71,12 +72,13 @@ from ..training.rollout import (
 from ..training.run_models import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, latest_reward_run
 from . import algorithm as alg
 from . import checkpoint as ckpt
-from .config import PPOConfig
+from .config import METHOD_TITLES, RLConfig
 from .learner import NAN_HINT, Learner
-from .models import PPOModels, load_models
+from .models import RLModels, load_models
+from .objectives import Scored, objective_for
 from .watchdogs import Watchdogs
 
-JOB_PATH = "rlhf_workbench.core.ppo.train:run"
+JOB_PATH = "rlhf_workbench.core.rl.train:run"
 PROMPTS_FILE = "prompts.json"
 REWARD_MAX_LENGTH = 2048
 OOM_HINT = (
@@ -84,17 +86,17 @@ OOM_HINT = (
     "gradient_checkpointing or LoRA, or use bf16"
 )
 
-__all__ = ["JOB_PATH", "PPOModels", "run", "train"]
+__all__ = ["JOB_PATH", "RLModels", "run", "train"]
 
 
-def as_config(config: PPOConfig | dict[str, Any]) -> PPOConfig:
-    return config if isinstance(config, PPOConfig) else config_from_dict(PPOConfig, dict(config))
+def as_config(config: RLConfig | dict[str, Any]) -> RLConfig:
+    return config if isinstance(config, RLConfig) else config_from_dict(RLConfig, dict(config))
 
 
 # -- the job ---------------------------------------------------------------------------------------
 
 
-def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: StopFlag) -> dict[str, Any]:
+def run(config: RLConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: StopFlag) -> dict[str, Any]:
     config = as_config(config).validate()
     check_precision(config.precision, resolve_device(config.device))  # refuse before loading anything
     prompts_path = ctx.run_dir / PROMPTS_FILE
@@ -118,14 +120,14 @@ def run(config: PPOConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: S
             torch.manual_seed(config.seed)  # a new value head starts the same every time
             models = load_models(config, project, log=lambda message: sink(Log(message, "warning")))
         except ModelError as exc:
-            raise JobFailed(str(exc), hint="choose another model in the PPO tab (or fix the config)") from None
+            raise JobFailed(str(exc), hint="choose another model in the RL tab (or fix the config)") from None
     finally:
         project.close()
     return train(models, prompts, config, sink=sink, stop=stop, run_dir=ctx.run_dir, resume=ctx.resume,
                  resume_from=getattr(ctx, "resume_checkpoint", None))
 
 
-def _pin_reward_model(config: PPOConfig, project, ctx: RunContext, sink: Sink) -> PPOConfig:
+def _pin_reward_model(config: RLConfig, project, ctx: RunContext, sink: Sink) -> RLConfig:
     """The config with reward_model 'latest' replaced by the run it meant when this run started.
 
     A resumed run reads that back, so a reward model trained while it was stopped does not score
@@ -154,9 +156,9 @@ def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str
 
 
 def train(
-    models: PPOModels,
+    models: RLModels,
     prompts: Sequence[Any],
-    config: PPOConfig,
+    config: RLConfig,
     *,
     sink: Sink,
     stop: StopFlag,
@@ -178,7 +180,7 @@ def train(
 
 
 class _Trainer:
-    def __init__(self, models: PPOModels, prompts, config: PPOConfig, device, sink: Sink, stop: StopFlag, run_dir):
+    def __init__(self, models: RLModels, prompts, config: RLConfig, device, sink: Sink, stop: StopFlag, run_dir):
         self.models, self.prompts, self.config, self.device = models, list(prompts), config, device
         self.sink, self.stop, self.run_dir = sink, stop, run_dir
         self.tokenizer = models.tokenizer
@@ -187,6 +189,8 @@ class _Trainer:
         self.eos_id = self.tokenizer.eos_token_id
         self.encoded = encode_prompts(self.tokenizer, self.prompts, config.max_prompt_length)
         self.total_updates = max(1, math.ceil(config.total_episodes / config.batch_size))
+        self.objective = objective_for(config)
+        self.group = config.group_size
         self.kl = alg.AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
         self.score_moments = alg.RunningMoments()
         self.watchdogs = Watchdogs.from_config(config)
@@ -208,8 +212,9 @@ class _Trainer:
                 model.eval()  # dropout off everywhere (see the module docstring)
         if config.gradient_checkpointing:
             for model in (models.policy, models.value):
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.learner = Learner(models, config, self.total_updates, self.autocast, self.n_params)
+                if model is not None:
+                    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.learner = Learner(models, config, self.objective, self.total_updates, self.autocast, self.n_params)
 
         resumed_from = None
         if resume:
@@ -227,11 +232,20 @@ class _Trainer:
             np.random.seed(config.seed % 2**32)
         where = f"cpu ({threads} thread{'s' if threads != 1 else ''})" if self.device.type == "cpu" else str(self.device)
         policy_params = sum(p.numel() for p in models.policy.parameters())
+        method = METHOD_TITLES[config.method]
+        groups = f" ({config.prompts_per_update} prompts x {self.group})" if self.group > 1 else ""
+        trained = "policy + value" if models.value is not None else "policy"
+        if not models.has_reference:
+            reference = "; no reference (beta 0)"
+        elif models.reference is None:
+            reference = "; reference = policy without its LoRA adapter"
+        else:
+            reference = ""
         self.sink(Log(
-            f"PPO on {where} in {config.precision}: {len(self.prompts):,} prompts, {self.total_updates:,} updates of "
-            f"{config.batch_size} episodes, {config.num_ppo_epochs} epochs x {config.num_mini_batches} minibatches; "
-            f"policy {policy_params:,} parameters, {sum(p.numel() for p in self.learner.params):,} trained (policy + value)"
-            + ("; reference = policy without its LoRA adapter" if models.reference is None else "")
+            f"{method} on {where} in {config.precision}: {len(self.prompts):,} prompts, {self.total_updates:,} updates "
+            f"of {config.batch_size} episodes{groups}, {config.epochs} epochs x {config.num_mini_batches} minibatches; "
+            f"policy {policy_params:,} parameters, {sum(p.numel() for p in self.learner.params):,} trained ({trained})"
+            + reference
             + (f"; {self.world} ranks, {config.batch_size // self.world} episodes each" if self.world > 1 else "")
         ))
         return self._loop(started)
@@ -248,7 +262,7 @@ class _Trainer:
             update = self.state["step"] + 1
             with out_of_memory_fails(self.device, at=f"update {update}", step=update, hint=OOM_HINT,
                                      optimizer=self.learner.optimizer):
-                figures, responses, batch_prompts, scores, kl_rows = self._update(update)
+                figures, responses, batch_prompts, scores, per_response = self._update(update)
             self.state["step"] = update
             self.state["episodes"] += len(responses)
             session_updates += 1
@@ -262,9 +276,13 @@ class _Trainer:
             for message in self.watchdogs.check(figures, responses):
                 self.sink(Log(f"update {update}: {message}", "warning"))
             if self.config.samples_per_report and (update % self.config.sample_every == 0 or update == 1 or done):
-                for i in range(min(self.config.samples_per_report, len(responses))):
-                    self.sink(Sample(update, _prompt_line(batch_prompts[i]), responses[i], float(scores[i]),
-                                     {"kl": float(kl_rows[i])}))
+                # The first samples_per_report prompts, each with its whole group (RLOO, GRPO): the
+                # table shows the responses side by side with the advantages their group gave them.
+                for i in range(min(self.config.samples_per_report * self.group, len(responses))):
+                    extra = {name: float(values[i]) for name, values in per_response.items()}
+                    if self.group > 1:
+                        extra["group"] = float(i // self.group)
+                    self.sink(Sample(update, _prompt_line(batch_prompts[i]), responses[i], float(scores[i]), extra))
             now = time.perf_counter()
             eta = (now - session_start) / session_updates * (self.total_updates - update)
             self.sink(Progress(update, self.total_updates, f"update {update:,} of {self.total_updates:,}", eta))
@@ -278,9 +296,9 @@ class _Trainer:
         return self._summary(last, started, stopped=False)
 
     def _update(self, update: int):
-        config, models = self.config, self.models
+        config, models, objective = self.config, self.models, self.objective
         generator = torch.Generator(device=self.device).manual_seed(alg.mix_seed(config.seed, update))
-        indices = self._batch_indices(update)
+        indices = self._batch_indices(update)  # a group's responses are consecutive rows
         batch_prompts = [self.prompts[i] for i in indices]
         mine = distributed.shard(indices)  # all of them in one process
 
@@ -295,13 +313,16 @@ class _Trainer:
         t1 = time.perf_counter()
 
         # 2. Scoring: old and reference log-probs, values, scores.
+        ref_logprobs = values = None
         with torch.no_grad(), (self.autocast or nullcontext()):
             old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
                 rollout, lambda part: response_logprobs(models.policy, part, config.temperature), self.n_params)
-            with models.reference_model() as reference:
-                ref_logprobs = _by_length(
-                    rollout, lambda part: response_logprobs(reference, part, config.temperature), self.n_params)
-            values = _by_length(rollout, lambda part: token_values(models.value, part), self.n_params)
+            if models.has_reference:
+                with models.reference_model() as reference:
+                    ref_logprobs = _by_length(
+                        rollout, lambda part: response_logprobs(reference, part, config.temperature), self.n_params)
+            if models.value is not None:
+                values = _by_length(rollout, lambda part: token_values(models.value, part), self.n_params)
             scores = reward_scores(models.reward, models.reward_tokenizer, [self.prompts[i] for i in mine], responses,
                                    max_length=REWARD_MAX_LENGTH)
         lengths, ended = rollout.response_lengths, rollout.ended
@@ -310,7 +331,8 @@ class _Trainer:
                 old_logprobs, ref_logprobs, values, scores, lengths, ended, responses)
         mask = torch.arange(old_logprobs.shape[1], device=lengths.device)[None, :] < lengths[:, None]
         old_logprobs = old_logprobs.float().masked_fill(~mask, 1.0)
-        ref_logprobs = ref_logprobs.float().masked_fill(~mask, 1.0)
+        if ref_logprobs is not None:
+            ref_logprobs = ref_logprobs.float().masked_fill(~mask, 1.0)
         raw_scores = scores.clone()
         if config.missing_eos_penalty is not None:
             scores = scores - config.missing_eos_penalty * (~ended).float()
@@ -319,34 +341,24 @@ class _Trainer:
             scores = (scores - self.score_moments.mean) / self.score_moments.std
         t2 = time.perf_counter()
 
-        # 3. Rewards and advantages.
-        kl = alg.kl_per_token(old_logprobs, ref_logprobs, config.kl_estimator) * mask
+        # 3. Rewards and advantages: the method's (objectives.py).
         kl_coef = self.kl.value
-        rewards, non_score = alg.token_rewards(scores, kl, mask, lengths, kl_coef)
-        if config.whiten_rewards:
-            rewards = alg.masked_whiten(rewards, mask, shift_mean=False)
-        advantages, returns = alg.gae(rewards, values, mask, gamma=config.gamma, lam=config.lam)
-        advantages = alg.masked_whiten(advantages, mask)
-        values = values * mask
+        targets = objective.targets(
+            Scored(old_logprobs, ref_logprobs, values, scores, raw_scores, mask, lengths), kl_coef)
 
         # 4. The update.
-        stats = self.learner.learn(update, rollout, old_logprobs, advantages, returns, values, mask)
+        stats = self.learner.learn(update, rollout, old_logprobs, targets, mask)
         t3 = time.perf_counter()
 
         # 5. Figures.
-        kl_rows = kl.sum(1)
-        mean_kl = float(kl_rows.mean())
-        if config.adaptive_kl:
-            self.kl.update(mean_kl, len(indices))
+        if config.adaptive_kl and targets.mean_kl is not None:
+            self.kl.update(targets.mean_kl, len(indices))
         tokens = int(lengths.sum())
         seconds = t3 - t0
         figures = {
-            "objective/kl": mean_kl,
             "objective/entropy": float((-old_logprobs * mask).sum(1).mean()),
-            "objective/non_score_reward": float(non_score.sum(1).mean()),
-            "objective/rlhf_reward": float(scores.mean() + non_score.sum(1).mean()),
             "objective/scores": float(raw_scores.mean()),
-            "objective/kl_coef": kl_coef,
+            **targets.figures,
             **stats,
             "val/num_eos_tokens": float(ended.sum()),
             "val/response_length": float(lengths.float().mean()),
@@ -358,8 +370,9 @@ class _Trainer:
             "lr": self.learner.scheduler.get_last_lr()[0],
         }
         for name, what in (("loss/policy_avg", "the policy loss"), ("loss/value_avg", "the value loss")):
-            check_finite(figures[name], what, at=f"update {update}", step=update, hint=NAN_HINT)
-        return figures, responses, batch_prompts, raw_scores.tolist(), kl_rows.tolist()
+            if name in figures:
+                check_finite(figures[name], what, at=f"update {update}", step=update, hint=NAN_HINT)
+        return figures, responses, batch_prompts, raw_scores.tolist(), targets.per_response
 
     def _gather(self, old_logprobs, ref_logprobs, values, scores, lengths, ended, responses):
         """The whole batch's per-token and per-response figures from this rank's rows (see the module docstring)."""
@@ -370,18 +383,21 @@ class _Trainer:
 
         lengths = distributed.gather_rows(lengths)
         real = int(lengths.max())  # as wide as one process's batch: its longest response
-        per_token = [distributed.gather_rows(padded(t))[:, :real] for t in (old_logprobs, ref_logprobs, values)]
+        per_token = [distributed.gather_rows(padded(t))[:, :real] if t is not None else None
+                     for t in (old_logprobs, ref_logprobs, values)]
         return (*per_token, distributed.gather_rows(scores.float()), lengths,
                 distributed.gather_rows(ended.long()).bool(), distributed.gather_objects(responses))
 
     def _batch_indices(self, update: int) -> list[int]:
-        # Prompts in a seeded order, epoch after epoch: update u takes episodes (u-1)B .. uB-1.
-        n, size = len(self.prompts), self.config.batch_size
+        # Prompts in a seeded order, epoch after epoch: update u takes prompts (u-1)P .. uP-1, each
+        # `group` times in a row (P = batch_size / group: one response each for PPO, a group for
+        # RLOO and GRPO).
+        n, size = len(self.prompts), self.config.prompts_per_update
         first = (update - 1) * size
         indices = []
-        for episode in range(first, first + size):
-            epoch, offset = divmod(episode, n)
-            indices.append(self._epoch_order(epoch)[offset])
+        for position in range(first, first + size):
+            epoch, offset = divmod(position, n)
+            indices.extend([self._epoch_order(epoch)[offset]] * self.group)
         return indices
 
     def _epoch_order(self, epoch: int) -> list[int]:

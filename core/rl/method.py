@@ -1,0 +1,68 @@
+"""The RL methods (PPO, RLOO, GRPO) as one training method: what the CLI (`rl`, and `ppo` for
+PPO), torchrun and the app's RL tab know of them (core/training/method.py). A run's kind is its
+method, so the Runs tab and the run ids say which one it was. Imports no torch."""
+
+from __future__ import annotations
+
+from ..training.console import RunPrinter
+from ..training.method import TrainingMethod
+from .config import METHOD_TITLES, METHODS, RLConfig
+
+
+class RLPrinter(RunPrinter):
+    """One line per update, and the samples."""
+
+    unit = "update"
+    print_samples = True
+
+    def metric_lines(self, v: dict[str, float]) -> list[str]:
+        kl = f"kl {v['objective/kl']:.3f}  " if "objective/kl" in v else ""
+        spread = f"group std {v['reward_std_in_group']:.3f}  " if "reward_std_in_group" in v else ""
+        return [
+            f"score {v['objective/scores']:+.3f}  {kl}{spread}entropy {v['policy/entropy_avg']:.3f}  "
+            f"length {v['val/response_length']:.1f}  clip {v['policy/clipfrac_avg']:.3f}  "
+            f"{v['perf/episodes_per_s']:.1f} episodes/s"
+        ]
+
+
+def _build_demo_policy(config: RLConfig) -> None:
+    from ..demo_policy import ensure_demo_policy
+    from ..models import DEMO
+
+    if config.policy.strip() == DEMO:
+        ensure_demo_policy()
+
+
+def _global_batch_line(config: RLConfig, world: int) -> str:
+    return (
+        f"global batch = per-rank {config.batch_size // world} x {world} ranks ({config.batch_size} episodes per "
+        f"update); each minibatch of {config.mini_batch_size} episodes is shared by the ranks and its gradients summed"
+    )
+
+
+def _describe(config: RLConfig, verb: str) -> str:
+    return (f"{verb} {config.policy!r} by {METHOD_TITLES[config.method]} against reward model "
+            f"{config.reward_model!r}")
+
+
+RL = TrainingMethod(
+    kinds=METHODS,
+    title="RL",
+    job="rlhf_workbench.core.rl.train:run",
+    config=RLConfig,
+    command="rl",
+    help="train a policy against a reward model by PPO, RLOO or GRPO (--set method=...)",
+    description="Train a policy on the project's prompts against a reward model, by PPO (the default), RLOO or "
+    "GRPO (--set method=rloo), recording the run as the app does. Without --config: the demo policy against the "
+    "project's latest reward model, with settings that suit the demo project on a CPU.",
+    set_example="--set method=grpo --set total_episodes=2048 --set policy=/models/my-sft",
+    describe=_describe,
+    final_path_key="last_checkpoint",
+    final_path_label="last checkpoint",
+    printer=RLPrinter,
+    unit="update",
+    batch_line=_global_batch_line,
+    prepare=_build_demo_policy,
+    kind_of=lambda config: config.method,
+    aliases={"ppo": {"method": "ppo"}},
+)
