@@ -8,6 +8,7 @@ the single process's.
 """
 
 import os
+import re
 import sys
 
 import pytest
@@ -143,8 +144,9 @@ def test_a_batch_the_ranks_cannot_share_is_refused_naming_the_setting(env, model
     settings = tuple(s for s in SETTINGS if not s.startswith(("batch_size", "num_mini"))) + ("batch_size=7", "num_mini_batches=1")
     result = _ppo(env, project, models, ranks=2, settings=settings, timeout=120)
     assert result.returncode != 0
-    assert "error: batch_size: 7 episodes cannot be split evenly over 2 ranks" in result.stderr
-    assert "error: rank 1: batch_size: 7" in result.stderr
+    # Every rank refuses on its own, but torchrun ends the others as soon as the first one exits:
+    # which ranks get to print before that is a race, so one refusal naming the setting is enough.
+    assert re.search(r"error: (rank 1: )?batch_size: 7 episodes cannot be split evenly over 2 ranks", result.stderr)
     with Project.open(project) as p:
         assert p.store.runs() == []  # refused before anything was recorded
 
