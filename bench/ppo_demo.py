@@ -29,12 +29,12 @@ import torch
 from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.demo_policy import share_following
 from rlhf_workbench.core.events import Log, Metric
-from rlhf_workbench.core.ppo import train as ppo_train
-from rlhf_workbench.core.ppo.config import PPOConfig
-from rlhf_workbench.core.ppo.train import project_prompts
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.reward import train as rm_train
 from rlhf_workbench.core.reward.config import RewardConfig
+from rlhf_workbench.core.rl import train as ppo_train
+from rlhf_workbench.core.rl.config import RLConfig
+from rlhf_workbench.core.rl.train import project_prompts
 from rlhf_workbench.core.runs.records import start_run
 from rlhf_workbench.core.runs.terminal import parse_overrides
 from rlhf_workbench.core.runs.work import Work, execute
@@ -43,7 +43,7 @@ from rlhf_workbench.core.training.policy import load_policy
 from rlhf_workbench.core.training.rollout import sample_responses
 
 
-def share(policy_spec: str, prompts: list, config: PPOConfig, seed: int) -> tuple[float, list[str]]:
+def share(policy_spec: str, prompts: list, config: RLConfig, seed: int) -> tuple[float, list[str]]:
     model, tokenizer = load_policy(policy_spec)
     texts = [m[-1]["content"] for m in prompts]
     with torch.no_grad():
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"reward model: validation accuracy {result.summary.get('eval/accuracy', float('nan')):.3f} "
               f"in {rm_seconds:.0f} s", flush=True)
 
-        config = config_from_dict(PPOConfig, {**config_to_dict(PPOConfig(seed=args.seed)), **parse_overrides(args.overrides)}).validate()
+        config = config_from_dict(RLConfig, {**config_to_dict(RLConfig(seed=args.seed)), **parse_overrides(args.overrides)}).validate()
         with Project.open(path) as project:
             prompts = project_prompts(project.store, config.prompt_origin)
         before, _ = share(config.policy, prompts, config, seed=args.seed + 100)

@@ -22,7 +22,7 @@ always adds `response_length` tokens, and nothing is truncated. Ours ends a resp
 rest of its row becomes padding) but keeps sampling until every response of the batch has ended;
 with a random-init policy EOS comes up about once in 4,096 tokens (~2 per run of 128 episodes),
 so ours also runs 53 sampling steps for every batch. The bench checks both: TRL's
-`policy.generate` and our `rollout.sample` (as core/ppo/train.py calls it) are watched, and each
+`policy.generate` and our `rollout.sample` (as core/rl/train.py calls it) are watched, and each
 run reports the tokens every batch got (must be [53]) and a digest of the prompts' token ids (must
 be the same in every run of both sides).
 
@@ -359,16 +359,16 @@ def run_trl(work: Path, episodes: int, profile: bool = False) -> dict:
 
 def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
     from rlhf_workbench.core.events import Metric
-    from rlhf_workbench.core.ppo import train as ours_train
-    from rlhf_workbench.core.ppo.config import PPOConfig
-    from rlhf_workbench.core.ppo.train import PPOModels, train
+    from rlhf_workbench.core.rl import train as ours_train
+    from rlhf_workbench.core.rl.config import RLConfig
+    from rlhf_workbench.core.rl.train import RLModels, train
 
     tokenizer, policy, reference, value, reward, prompts = load(work)
     # TRL's values for everything, including what the spec leaves at TRL's default: lr 3e-6, no
     # gradient clipping (TRL's PPO loop never clips, whatever max_grad_norm says), no weight decay,
     # no reward whitening or score normalization, a fixed KL coefficient, no EOS penalty. Our
     # sample reports stay on (a few decoded texts per report): they cost ours, not TRL.
-    config = PPOConfig(
+    config = RLConfig(
         batch_size=BATCH, num_mini_batches=MINI_BATCHES, num_ppo_epochs=PPO_EPOCHS, gradient_accumulation_steps=1,
         max_new_tokens=RESPONSE_LENGTH, temperature=TEMPERATURE, top_p=1.0, kl_estimator="k1", kl_coef=KL_COEF,
         adaptive_kl=False, whiten_rewards=False, normalize_scores=False, missing_eos_penalty=None,
@@ -391,7 +391,7 @@ def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
                             "generation_s": v["time/generation_s"], "scoring_s": v["time/scoring_s"],
                             "update_s": v["time/update_s"], "eos": v.get("val/num_eos_tokens", 0)})
 
-    models = PPOModels(policy=policy, reference=reference, value=value, reward=reward, tokenizer=tokenizer,
+    models = RLModels(policy=policy, reference=reference, value=value, reward=reward, tokenizer=tokenizer,
                        reward_tokenizer=tokenizer)
     watch = SamplingWatch()
     if hasattr(ours_train, "sample"):
