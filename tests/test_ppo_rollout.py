@@ -146,6 +146,98 @@ def test_rows_grouped_by_length_give_the_same_numbers_with_less_padding(tiny):
     assert padded_cells < 0.7 * rollout.tokens.numel()
 
 
+LONG = "Tell me everything about " + "the deep blue ocean and " * 8 + "bees."
+
+
+def test_a_groups_shared_prompt_is_computed_once_with_the_same_logits_and_gradients(tiny):
+    _, model, tokenizer = tiny
+    rollout = _sample(model, tokenizer, ["Hi"] * 4 + [LONG] * 4 + ["What is 2 + 3?"], max_new_tokens=10)
+    first, inverse = R.shared_prompts(rollout)
+    assert len(first) == 3 and inverse.tolist() == [inverse[0]] * 4 + [inverse[4]] * 4 + [inverse[8]]
+    assert rollout.tokens[first[inverse], : rollout.prompt_length].equal(rollout.tokens[:, : rollout.prompt_length])
+    mask = rollout.response_mask
+
+    def logits_and_grads(n_params):
+        model.zero_grad()
+        logits = R.response_logits(model, rollout, n_params=n_params)
+        (R.logprobs_of(logits, rollout.responses, 1.0)[mask].sum()).backward()
+        return logits.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    calls = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                           with_kwargs=True)
+    try:
+        shared, shared_grads = logits_and_grads(0)  # n_params 0: sharing always pays
+        # The distinct prompts but their last token, then each row's last prompt token and response.
+        assert calls == [(3, rollout.prompt_length - 1), (9, rollout.responses.shape[1])]
+        calls.clear()
+        full, full_grads = logits_and_grads(1)  # a pass costing 1e8 tokens: never worth it
+        assert calls == [tuple(rollout.tokens.shape)]
+    finally:
+        hook.remove()
+        model.zero_grad()
+    assert torch.allclose(shared[mask], full[mask], atol=1e-5)
+    for name, grad in full_grads.items():
+        assert torch.allclose(shared_grads[name], grad, atol=1e-5), name
+    # Sampling read each distinct prompt once too, and its log-probs are still the policy's.
+    with torch.no_grad():
+        assert torch.allclose(R.response_logprobs(model, rollout, 1.0)[mask], rollout.logprobs[mask], atol=1e-4)
+
+
+def test_a_one_token_prompt_shares_nothing_but_its_group_still_gets_its_logits(tiny):
+    # Left-padded beside a longer prompt, a one-token prompt's shared part is all padding: its
+    # keys must not spoil the rows (no NaN), and the logits equal a full pass's.
+    _, model, tokenizer = tiny
+    ids = [[5]] * 3 + [[7, 8, 9, 10, 11]] * 3
+    rollout = R.sample(model, ids, pad_id=tokenizer.pad_token_id, eos_id=None, max_new_tokens=6, temperature=1.0,
+                       generator=torch.Generator().manual_seed(0))
+    mask = rollout.response_mask
+    with torch.no_grad():
+        shared = R.response_logits(model, rollout, n_params=0)
+        full = R.response_logits(model, rollout, n_params=1)
+    assert torch.isfinite(shared).all()
+    assert torch.allclose(shared[mask], full[mask], atol=1e-5)
+    assert torch.allclose(R.logprobs_of(shared, rollout.responses, 1.0)[mask], rollout.logprobs[mask], atol=1e-4)
+
+
+def test_a_groups_responses_are_scored_with_their_prompt_read_once(tiny):
+    folder, model, tokenizer = tiny
+    reward, reward_tokenizer = load_reward_model(folder, trainable=False)
+    reward.eval()
+    prompts = ["Hi"] * 4 + [LONG] * 4 + ["What is 2 + 3?"] * 4
+    texts = R.decode_responses(tokenizer, _sample(model, tokenizer, prompts, max_new_tokens=10))
+    calls = []
+    hook = reward.model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        shared = R.reward_scores(reward, reward_tokenizer, prompts, texts, max_length=256,
+                                 together=R.prompt_groups(len(prompts), 4))
+    finally:
+        hook.remove()
+    # Per pass of a length group: its distinct prompts (each once), then the 4 rests of each.
+    assert len(calls) % 2 == 0 and [4 * rows for rows, _ in calls[0::2]] == [rows for rows, _ in calls[1::2]]
+    assert sum(rows for rows, _ in calls[0::2]) == 3
+    apart = R.reward_scores(reward, reward_tokenizer, prompts, texts, max_length=256)
+    assert shared.tolist() == pytest.approx(apart.tolist(), abs=1e-4)
+
+
+def test_rows_kept_together_stay_in_one_length_group():
+    lengths = torch.tensor([5, 90, 6, 88, 7, 91, 4, 89])
+    together = R.prompt_groups(8, 2)  # rows 0-1, 2-3, ...: a short and a long response each
+    assert together.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    rows = torch.arange(8)
+    alone = R.length_groups(lengths, rows)
+    assert len(alone) == 2 and sorted(alone[1].tolist()) == [0, 2, 4, 6]  # short rows apart from their group
+    kept = R.length_groups(lengths, rows, together=together)
+    assert sorted(torch.cat(kept).tolist()) == rows.tolist()
+    for part in kept:
+        members = set(part.tolist())
+        assert all({2 * (r // 2), 2 * (r // 2) + 1} <= members for r in members)  # whole groups only
+    # Rank 1 of 2 holds global rows 1, 3, 5, ...: groups of 4 are global rows 0-3, 4-7, ...
+    assert R.prompt_groups(4, 4, rank=1, world=2).tolist() == [0, 0, 1, 1]
+    assert R.prompt_groups(4, 1) is None
+
+
 def test_the_parts_of_a_batch_add_up_to_its_loss():
     from rlhf_workbench.core.rl import algorithm as alg
 

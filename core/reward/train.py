@@ -38,7 +38,14 @@ from ..runs.records import RunContext
 from ..training import checkpoints as ckpt
 from ..training import distributed
 from ..training.config import config_from_dict
-from ..training.device import check_precision, cpu_threads, peak_memory_mb, reset_peak_memory, resolve_device
+from ..training.device import (
+    check_precision,
+    cpu_threads,
+    freed_memory_kept,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+)
 from ..training.guards import check_finite, out_of_memory_fails
 from ..training.optim import adamw, loss_scaler, lr_schedule
 from ..training.pairs import (
@@ -156,7 +163,11 @@ def train(
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in model.parameters())
-    with cpu_threads(config.torch_threads, device, n_params) as threads, distributed.peers_lost_reported():
+    with (
+        cpu_threads(config.torch_threads, device, n_params) as threads,
+        freed_memory_kept(device),
+        distributed.peers_lost_reported(),
+    ):
         return _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, started,
                       sink=sink, stop=stop, run_dir=run_dir, resume=resume, resume_from=resume_from)
 

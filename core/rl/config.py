@@ -288,8 +288,9 @@ class RLConfig:
         return self
 
     def check_world(self, world: int) -> None:
-        """Refuses an update that `world` ranks (torchrun processes, GPUs) cannot share equally: each
-        rank takes whole groups (a group's baseline needs all its responses)."""
+        """Refuses an update that `world` ranks (torchrun processes, GPUs) cannot share equally:
+        each rank takes every world-th episode, so it gets the same share of every group (the
+        baselines are computed after the ranks gather their figures, over whole groups)."""
         if world > 1 and self.batch_size % (world * self.group_size):
             unit = f"{world} ranks" if self.group_size == 1 else f"{world} ranks in whole groups of {self.group_size}"
             raise ConfigError(

@@ -22,7 +22,8 @@ import torch
 from ..training import distributed
 from ..training.guards import check_finite
 from ..training.optim import adamw, loss_scaler, lr_schedule
-from ..training.rollout import Rollout, length_groups, response_logits, token_values
+from ..training.rollout import Rollout, length_groups, prompt_groups, response_logits, token_values
+from ..training.rollout import tempered as _tempered
 from . import algorithm as alg
 from .config import RLConfig
 from .models import RLModels
@@ -63,8 +64,13 @@ class Learner:
             targets = _local(targets, rank, world)
         sums: dict[str, float] = {}
         tokens_seen = responses_seen = 0.0
+        group = config.group_size
+        # A group's rows (RLOO, GRPO) stay together, in the minibatches and in the length groups,
+        # so that one pass reads their shared prompt once (rollout.response_logits).
+        together = prompt_groups(len(rollout.response_lengths), group, rank, world, rollout.tokens.device)
         for _epoch in range(config.epochs):
-            order = torch.randperm(batch, generator=order_gen).to(mask.device)
+            order = torch.randperm(batch // group, generator=order_gen)
+            order = (order[:, None] * group + torch.arange(group)).flatten().to(mask.device)
             for start in range(0, batch, mini):
                 for micro_start in range(start, start + mini, micro):
                     rows = order[micro_start : micro_start + micro]
@@ -73,8 +79,8 @@ class Learner:
                         rows = rows[rows % world == rank] // world
                     # Rows of similar length together, each group only as wide as its longest row:
                     # the padding of left-padded prompts and of short responses is not computed.
-                    for group in length_groups(lengths, rows, n_params=self.n_params) if len(rows) else ():
-                        stats = self._backward(rollout.select(group), group, old_logprobs, targets, mask, part)
+                    for part_rows in length_groups(lengths, rows, n_params=self.n_params, together=together) if len(rows) else ():
+                        stats = self._backward(rollout.select(part_rows), part_rows, old_logprobs, targets, mask, part)
                         for name, value in stats.items():
                             sums[name] = sums.get(name, 0.0) + value
                     tokens_seen += part.tokens
@@ -104,10 +110,11 @@ class Learner:
         config, models = self.config, self.models
         width = part.responses.shape[1]
         with self.autocast or nullcontext():
-            logits = response_logits(models.policy, part)
+            logits = response_logits(models.policy, part, n_params=self.n_params)
             vpred = token_values(models.value, part) if self.objective.uses_value else None
-        # One log-softmax over the vocabulary serves the log-probs and the entropy.
-        all_logprobs = torch.log_softmax(logits.float() / config.temperature, dim=-1)
+        # One log-softmax over the vocabulary serves the log-probs and the entropy. The logits are
+        # divided in place: nothing else reads them, and a [B, R, V] copy costs as much.
+        all_logprobs = torch.log_softmax(_tempered(logits, config.temperature), dim=-1)
         logprobs = all_logprobs.gather(-1, part.responses[..., None]).squeeze(-1)
         with torch.no_grad():
             detached = all_logprobs.detach()

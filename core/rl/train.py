@@ -57,13 +57,22 @@ from ..runs.records import RunContext
 from ..training import distributed
 from ..training.checkpoints import latest_checkpoint
 from ..training.config import config_from_dict
-from ..training.device import autocast, check_precision, cpu_threads, peak_memory_mb, reset_peak_memory, resolve_device
+from ..training.device import (
+    autocast,
+    check_precision,
+    cpu_threads,
+    freed_memory_kept,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+)
 from ..training.guards import check_finite, out_of_memory_fails
 from ..training.rollout import (
     Rollout,
     decode_responses,
     encode_prompts,
     length_groups,
+    prompt_groups,
     response_logprobs,
     reward_scores,
     sample,
@@ -166,7 +175,7 @@ def train(
     resume: bool = False,
     resume_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Trains `models.policy` (and the value model) by PPO on `prompts`; returns the summary."""
+    """Trains `models.policy` (and PPO's value model) by `config.method` on `prompts`; returns the summary."""
     started = time.perf_counter()
     config.validate()
     if not prompts:
@@ -175,7 +184,11 @@ def train(
     device = resolve_device(config.device)
     check_precision(config.precision, device)
     n_params = sum(p.numel() for p in models.policy.parameters())
-    with cpu_threads(config.torch_threads, device, n_params) as threads, distributed.peers_lost_reported():
+    with (
+        cpu_threads(config.torch_threads, device, n_params) as threads,
+        freed_memory_kept(device),
+        distributed.peers_lost_reported(),
+    ):
         return _Trainer(models, prompts, config, device, sink, stop, run_dir).run(threads, resume, resume_from, started)
 
 
@@ -201,6 +214,7 @@ class _Trainer:
         self.state: dict[str, Any] = {"step": 0, "episodes": 0}
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.n_params = sum(p.numel() for p in models.policy.parameters())
+        self.reward_params = sum(p.numel() for p in models.reward.parameters())
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -314,17 +328,20 @@ class _Trainer:
 
         # 2. Scoring: old and reference log-probs, values, scores.
         ref_logprobs = values = None
+        together = prompt_groups(len(mine), self.group, self.rank, self.world, rollout.tokens.device)
         with torch.no_grad(), (self.autocast or nullcontext()):
             old_logprobs = rollout.logprobs if self.reuse_sampling_logprobs else _by_length(
-                rollout, lambda part: response_logprobs(models.policy, part, config.temperature), self.n_params)
+                rollout, lambda part: response_logprobs(models.policy, part, config.temperature, n_params=self.n_params),
+                self.n_params, together)
             if models.has_reference:
                 with models.reference_model() as reference:
                     ref_logprobs = _by_length(
-                        rollout, lambda part: response_logprobs(reference, part, config.temperature), self.n_params)
+                        rollout, lambda part: response_logprobs(reference, part, config.temperature, n_params=self.n_params),
+                        self.n_params, together)
             if models.value is not None:
                 values = _by_length(rollout, lambda part: token_values(models.value, part), self.n_params)
             scores = reward_scores(models.reward, models.reward_tokenizer, [self.prompts[i] for i in mine], responses,
-                                   max_length=REWARD_MAX_LENGTH)
+                                   max_length=REWARD_MAX_LENGTH, together=together, n_params=self.reward_params)
         lengths, ended = rollout.response_lengths, rollout.ended
         if self.world > 1:  # from here on, the whole batch's figures on every rank
             old_logprobs, ref_logprobs, values, scores, lengths, ended, responses = self._gather(
@@ -447,10 +464,11 @@ class _Trainer:
         return summary
 
 
-def _by_length(rollout: Rollout, per_token, n_params: int) -> torch.Tensor:
-    """[B, R] of `per_token(part)` computed over groups of rows of similar length (less padding)."""
+def _by_length(rollout: Rollout, per_token, n_params: int, together: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, R] of `per_token(part)` computed over groups of rows of similar length (less padding);
+    rows `together` joins stay in one group (see length_groups)."""
     rows = torch.arange(len(rollout.response_lengths), device=rollout.tokens.device)
-    groups = length_groups(rollout.lengths, rows, n_params=n_params)
+    groups = length_groups(rollout.lengths, rows, n_params=n_params, together=together)
     if len(groups) == 1:
         return per_token(rollout)
     out = torch.zeros(rollout.logprobs.shape, device=rollout.tokens.device)

@@ -68,6 +68,50 @@ def cpu_threads(requested: int | None, device: torch.device, n_params: int):
         torch.set_num_threads(before)
 
 
+# mallopt's parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+
+
+@contextlib.contextmanager
+def freed_memory_kept(device: torch.device):
+    """While training on a CPU with glibc, freed memory stays with the process for the next step.
+
+    glibc's malloc serves blocks over its mmap threshold (which grows with use, up to 32 MB)
+    from fresh pages and unmaps them when they are freed, so every step's bigger tensors are
+    page-faulted in anew: for one forward and backward of a 5M-parameter policy over 64 responses
+    (logits of 55 MB), 1.0 s became 0.81 s with this. Here big blocks come from the heap, which
+    is not trimmed; the usual settings come back after the run. Elsewhere (CUDA, macOS, musl)
+    nothing changes.
+    """
+    libc = _glibc() if device.type == "cpu" else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    libc.mallopt(_M_TOP_PAD, 64 * 2**20)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_MAX, 65536)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_TOP_PAD, 128 * 1024)
+        libc.malloc_trim(0)
+
+
+def _glibc():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 -- only glibc has it, and only glibc's mallopt takes these
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
