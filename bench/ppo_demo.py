@@ -30,8 +30,6 @@ from rlhf_workbench.core.demo import create_demo_project
 from rlhf_workbench.core.demo_policy import share_following
 from rlhf_workbench.core.events import Log, Metric
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.reward import train as rm_train
-from rlhf_workbench.core.reward.config import RewardConfig
 from rlhf_workbench.core.rl import train as ppo_train
 from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.rl.train import project_prompts
@@ -41,6 +39,9 @@ from rlhf_workbench.core.runs.work import Work, execute
 from rlhf_workbench.core.training.config import config_from_dict, config_to_dict
 from rlhf_workbench.core.training.policy import load_policy
 from rlhf_workbench.core.training.rollout import sample_responses
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # rl_demo, also when run from elsewhere
+from rl_demo import train_demo_reward_model  # noqa: E402 -- a sibling script, found through the line above
 
 
 def share(policy_spec: str, prompts: list, config: RLConfig, seed: int) -> tuple[float, list[str]]:
@@ -65,16 +66,7 @@ def main() -> None:
         path = Path(tmp) / "demo"
         create_demo_project(path).close()
 
-        t0 = time.perf_counter()
-        rm_config = RewardConfig(seed=args.seed)
-        with Project.open(path) as project:
-            ctx = start_run(project, kind="reward", name="demo rm", config=rm_config)
-        result = execute(Work.job(rm_train.JOB_PATH, rm_config, ctx), lambda e: None, lambda: False)
-        if not hasattr(result, "summary"):
-            sys.exit(f"reward model failed: {result.message}")
-        rm_seconds = time.perf_counter() - t0
-        print(f"reward model: validation accuracy {result.summary.get('eval/accuracy', float('nan')):.3f} "
-              f"in {rm_seconds:.0f} s", flush=True)
+        rm_seconds = train_demo_reward_model(path, args.seed)
 
         config = config_from_dict(RLConfig, {**config_to_dict(RLConfig(seed=args.seed)), **parse_overrides(args.overrides)}).validate()
         with Project.open(path) as project:
