@@ -57,8 +57,8 @@ def _open_app(argv: list[str]) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlhf-workbench",
-        description="Collect preferences, train reward models, run PPO. With no subcommand, opens the app "
-        "(optionally on PROJECT, with --annotator NAME).",
+        description="Collect preferences, train reward models, optimise policies by PPO, RLOO or GRPO. With no "
+        "subcommand, opens the app (optionally on PROJECT, with --annotator NAME).",
     )
     parser.add_argument("--version", action="version", version=f"rlhf-workbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
