@@ -57,7 +57,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
 from bench_common import GPU_MODEL, device_name, enter_gpu_mode, gpu_mode, profiled
@@ -357,8 +359,25 @@ def run_trl(work: Path, episodes: int, profile: bool = False) -> dict:
     }
 
 
-def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
+def update_recorder() -> tuple[list[dict], Callable[[Any], None]]:
+    """(updates, sink): the sink appends the end time, the CPU clock and our loop's own split of
+    each update to updates. Our loop sends one Metric per update when it is done: the same cut as
+    TRL's on_step_end."""
     from rlhf_workbench.core.events import Metric
+
+    updates: list[dict] = []
+
+    def sink(event) -> None:
+        if isinstance(event, Metric) and "time/update_s" in event.values:
+            v = event.values
+            updates.append({"end": time.perf_counter(), "cpu": time.process_time(),
+                            "generation_s": v["time/generation_s"], "scoring_s": v["time/scoring_s"],
+                            "update_s": v["time/update_s"], "eos": v.get("val/num_eos_tokens", 0)})
+
+    return updates, sink
+
+
+def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
     from rlhf_workbench.core.rl import train as ours_train
     from rlhf_workbench.core.rl.config import RLConfig
     from rlhf_workbench.core.rl.train import RLModels, train
@@ -378,18 +397,10 @@ def run_ours(work: Path, episodes: int, profile: bool = False) -> dict:
         device="cuda" if gpu_mode() else "cpu", torch_threads=THREADS, seed=SEED,
         lora=False, save_every=10**6,
     ).validate()
-    updates: list[dict] = []
-
-    def sink(event) -> None:
-        # One Metric per update, sent when the update is done: the same cut as TRL's on_step_end.
-        # Its own split: generation = sampling + decoding the responses to text; scoring = the
-        # reference, value and reward forwards (the reward model reads the re-rendered text);
-        # update = KL, rewards, GAE, whitening and the PPO epochs.
-        if isinstance(event, Metric) and "time/update_s" in event.values:
-            v = event.values
-            updates.append({"end": time.perf_counter(), "cpu": time.process_time(),
-                            "generation_s": v["time/generation_s"], "scoring_s": v["time/scoring_s"],
-                            "update_s": v["time/update_s"], "eos": v.get("val/num_eos_tokens", 0)})
+    # Its own split: generation = sampling + decoding the responses to text; scoring = the
+    # reference, value and reward forwards (the reward model reads the re-rendered text);
+    # update = KL, rewards, GAE, whitening and the PPO epochs.
+    updates, sink = update_recorder()
 
     models = RLModels(policy=policy, reference=reference, value=value, reward=reward, tokenizer=tokenizer,
                        reward_tokenizer=tokenizer)

@@ -294,7 +294,6 @@ def summary(updates: list[dict], batch: int, start: float, end: float) -> dict:
 
 
 def run_ours(method: str, work: Path, episodes: int, profile: bool = False, threads: int = THREADS) -> dict:
-    from rlhf_workbench.core.events import Metric
     from rlhf_workbench.core.rl import train as ours_train
     from rlhf_workbench.core.rl.config import RLConfig
     from rlhf_workbench.core.rl.models import RLModels
@@ -313,15 +312,7 @@ def run_ours(method: str, work: Path, episodes: int, profile: bool = False, thre
         gradient_checkpointing=False, device="cuda" if gpu_mode() else "cpu", torch_threads=threads, seed=SEED,
         lora=False, save_every=10**6, **own,
     ).validate()
-    updates: list[dict] = []
-
-    def sink(event) -> None:
-        # One Metric per update, sent when it is done: the same cut as TRL's on_step_end.
-        if isinstance(event, Metric) and "time/update_s" in event.values:
-            v = event.values
-            updates.append({"end": time.perf_counter(), "cpu": time.process_time(),
-                            "generation_s": v["time/generation_s"], "scoring_s": v["time/scoring_s"],
-                            "update_s": v["time/update_s"], "eos": v.get("val/num_eos_tokens", 0)})
+    updates, sink = ppo.update_recorder()
 
     models = RLModels(policy=policy, reference=reference, value=None, reward=reward, tokenizer=tokenizer,
                       reward_tokenizer=tokenizer, has_reference=True)

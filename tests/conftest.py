@@ -6,6 +6,7 @@ lazily, so setting it here (before any test imports Qt) is early enough.
 
 import os
 import shutil
+import socket
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -69,6 +70,19 @@ def home(tmp_path_factory, built_demo_models):
         shutil.copytree(built_demo_models, path / "models")
         patch.setenv("RLHF_WORKBENCH_HOME", str(path))
         yield path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any internet connection fails, naming the address (unix sockets, e.g. torch's, still work)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"this test must not use the network (tried {address!r})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture

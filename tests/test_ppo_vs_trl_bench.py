@@ -16,7 +16,6 @@ for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "
 
 import importlib.util
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -32,18 +31,6 @@ def bench():
     if not module.SOURCE.is_file():
         pytest.skip(f"the shared HH sample is not at {module.SOURCE}")
     return module
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    real_connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"the PPO bench must not use the network (tried {address!r})")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -35,18 +34,6 @@ def bench(monkeypatch):
     for name, value in module.ppo.OFFLINE.items():
         monkeypatch.setenv(name, value)
     return module
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    real_connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            raise OSError(f"the RL bench must not use the network (tried {address!r})")
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.mark.slow
