@@ -6,11 +6,12 @@ makes one command per method from this list; the app has one tab per method. Imp
 
 from __future__ import annotations
 
+from .offline.method import OFFLINE
 from .reward.method import REWARD_MODEL
 from .rl.method import RL
 from .training.method import TrainingMethod
 
-METHODS: tuple[TrainingMethod, ...] = (REWARD_MODEL, RL)
+METHODS: tuple[TrainingMethod, ...] = (REWARD_MODEL, OFFLINE, RL)
 
 
 def method_for_kind(kind: str) -> TrainingMethod | None:

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from ..models import ModelError, load_reward_model
-from ..training.policy import load_policy, resolve_policy
+from ..models import LoraSettings, ModelError, load_reward_model
+from ..training.policy import load_policy, resolve_policy, with_new_lora
 from ..training.run_models import resolve_reward_model
 from .config import RLConfig
 
@@ -71,22 +71,8 @@ def load_models(config: RLConfig, project=None, *, log=lambda message: None) -> 
     except ModelError as exc:
         raise ModelError(f"policy: {exc}") from None
     if config.lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        if hasattr(policy, "peft_config"):
-            raise ModelError("policy: is already a LoRA adapter; turn lora off to go on training it, or merge it first")
-        target = config.lora_target_modules.strip()
-        targets: Any = None if target == "auto" else target if target == "all-linear" else [
-            t.strip() for t in target.split(",") if t.strip()
-        ]
-        lora = LoraConfig(
-            task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout, target_modules=targets,
-        )
-        try:
-            policy = get_peft_model(policy, lora)
-        except ValueError as exc:
-            raise ModelError(f"lora_target_modules: {_first_line(exc)}") from None
+        policy = with_new_lora(policy, LoraSettings(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                                    config.lora_target_modules))
         reference = None
     elif has_reference:
         reference, _ = load_policy(config.policy, trust_remote_code=config.trust_remote_code)

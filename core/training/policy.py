@@ -16,6 +16,7 @@ import torch
 
 from ..models import (
     DEMO,
+    LoraSettings,
     ModelError,
     _load_config,
     check_safe_weights,
@@ -78,6 +79,24 @@ def load_policy(spec: str | Path, *, trust_remote_code: bool = False, dtype: Any
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def with_new_lora(policy, lora: LoraSettings):
+    """The policy with new LoRA adapters (peft's causal-LM task); its base weights stay frozen."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if hasattr(policy, "peft_config"):
+        raise ModelError("policy: is already a LoRA adapter; turn lora off to go on training it, or merge it first")
+    target = lora.target_modules.strip()
+    targets: Any = None if target == "auto" else target if target == "all-linear" else [
+        t.strip() for t in target.split(",") if t.strip()
+    ]
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=targets)
+    try:
+        return get_peft_model(policy, config)
+    except ValueError as exc:
+        raise ModelError(f"lora_target_modules: {_first_line(exc)}") from None
 
 
 def _adapter_base(folder: Path) -> str:

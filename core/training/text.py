@@ -68,24 +68,37 @@ def _common_prefix(a: str, b: str) -> str:
 
 
 def encode_response(tokenizer, prompt: Prompt, response: str, max_length: int) -> list[int]:
+    return encode_split(tokenizer, prompt, response, max_length)[0]
+
+
+def encode_split(tokenizer, prompt: Prompt, response: str, max_length: int) -> tuple[list[int], int]:
+    """(token ids, where the response starts in them): what a method that learns from the response
+    alone (SFT, DPO) needs to know besides the tokens."""
     text, boundary, templated = render(tokenizer, prompt, response)
     # Tokenized whole (merges across the boundary stay as the model will see them when scoring a
     # full text); the offsets say which tokens belong to the response.
     enc = tokenizer(text, add_special_tokens=not templated, return_offsets_mapping=True)
     ids = enc["input_ids"]
-    if len(ids) <= max_length:
-        return ids
     start = next((i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > boundary and e > s), len(ids))
-    return truncate(ids[:start], ids[start:], max_length)
+    if len(ids) <= max_length:
+        return ids, start
+    kept = truncate(ids[:start], ids[start:], max_length)
+    return kept, _prompt_budget(start, len(ids) - start, max_length)
 
 
 def truncate(prompt_ids: list[int], response_ids: list[int], max_length: int) -> list[int]:
     """Keeps the start of the prompt and the end of the response (rule in the module docstring)."""
     if len(prompt_ids) + len(response_ids) <= max_length:
         return prompt_ids + response_ids
-    response_budget = min(len(response_ids), max(max_length - len(prompt_ids), max_length - max_length // 2))
-    prompt_budget = max_length - response_budget
+    prompt_budget = _prompt_budget(len(prompt_ids), len(response_ids), max_length)
+    response_budget = max_length - prompt_budget
     return prompt_ids[:prompt_budget] + response_ids[len(response_ids) - response_budget :]
+
+
+def _prompt_budget(prompt_length: int, response_length: int, max_length: int) -> int:
+    """How many of the prompt's tokens a text too long for max_length keeps."""
+    response_budget = min(response_length, max(max_length - prompt_length, max_length - max_length // 2))
+    return max_length - response_budget
 
 
 def pad_rows(rows: Sequence[list[int]], pad_id: int):

@@ -1,0 +1,72 @@
+"""SFT and DPO as one training method: what the CLI (`dpo`, `sft`), torchrun and the app's Offline
+tab know of them (core/training/method.py). A run's kind is its method. Imports no torch."""
+
+from __future__ import annotations
+
+from ..training.console import RunPrinter
+from ..training.method import TrainingMethod
+from .config import METHOD_TITLES, METHODS, OfflineConfig
+
+
+class OfflinePrinter(RunPrinter):
+    """SFT: loss and token accuracy; DPO: loss, implicit-reward accuracy and margin; validation."""
+
+    def metric_lines(self, v: dict[str, float]) -> list[str]:
+        lines = []
+        if "train/loss" in v:
+            if "rewards/accuracies" in v:
+                detail = f"accuracy {v['rewards/accuracies']:.3f}  margin {v.get('rewards/margins', float('nan')):+.3f}"
+            else:
+                detail = f"token accuracy {v.get('mean_token_accuracy', float('nan')):.3f}"
+            unit = "pairs/s" if "perf/pairs_per_s" in v else "sequences/s"
+            speed = v.get("perf/pairs_per_s", v.get("perf/sequences_per_s", 0.0))
+            lines.append(f"loss {v['train/loss']:.4f}  {detail}  lr {v.get('train/learning_rate', float('nan')):.3g}  "
+                         f"{speed:.0f} {unit}")
+        if "eval/loss" in v:
+            accuracy = v.get("eval/accuracy", v.get("eval/mean_token_accuracy"))
+            name = "accuracy" if "eval/accuracy" in v else "token accuracy"
+            lines.append(f"validation loss {v['eval/loss']:.4f}  {name} {accuracy:.3f}")
+        return lines
+
+
+def _build_demo_policy(config: OfflineConfig) -> None:
+    from ..demo_policy import ensure_demo_policy
+    from ..models import DEMO
+
+    if config.policy.strip() == DEMO:
+        ensure_demo_policy()
+
+
+def _global_batch_line(config: OfflineConfig, world: int) -> str:
+    accum = config.gradient_accumulation_steps
+    unit = "pairs" if config.method == "dpo" else "sequences"
+    return (
+        f"global batch = per-rank {config.batch_size // world} x {world} ranks x accumulation {accum} "
+        f"({config.batch_size * accum} {unit} per optimizer step)"
+    )
+
+
+def _describe(config: OfflineConfig, verb: str) -> str:
+    return f"{verb} {config.policy!r} by {METHOD_TITLES[config.method]}"
+
+
+OFFLINE = TrainingMethod(
+    kinds=METHODS,
+    title="SFT / DPO",
+    job="rlhf_workbench.core.offline.train:run",
+    config=OfflineConfig,
+    command="dpo",
+    help="train a policy on the labelled pairs directly by DPO (or supervised, by SFT: the `sft` command)",
+    description="Train a policy on the project's labelled pairs by DPO, no reward model and no sampling, recording "
+    "the run as the app does; `sft` fine-tunes it on the chosen responses (or a prompt/response file) instead. "
+    "Without --config: the demo policy with settings that suit the demo project on a CPU.",
+    set_example="--set beta=0.1 --set loss_type=ipo --set policy=/models/my-sft",
+    describe=_describe,
+    final_path_key="best_checkpoint",
+    final_path_label="best checkpoint",
+    printer=OfflinePrinter,
+    batch_line=_global_batch_line,
+    prepare=_build_demo_policy,
+    kind_of=lambda config: config.method,
+    aliases={"sft": {"method": "sft"}},
+)
