@@ -47,10 +47,11 @@ def test_every_event_survives_its_line():
 def test_each_method_names_its_own_job_and_a_command_the_cli_has():
     from rlhf_workbench.core.cli import _COMMANDS
     from rlhf_workbench.core.methods import METHODS
+    from rlhf_workbench.core.offline.train import JOB_PATH as OFFLINE_JOB
     from rlhf_workbench.core.reward.train import JOB_PATH
     from rlhf_workbench.core.rl.train import JOB_PATH as RL_JOB
 
-    assert {m.job: m.command for m in METHODS} == {JOB_PATH: "train-rm", RL_JOB: "rl"}
+    assert {m.job: m.command for m in METHODS} == {JOB_PATH: "train-rm", OFFLINE_JOB: "dpo", RL_JOB: "rl"}
     # Every command and alias a method names is one the CLI has ("ppo" is "rl --method ppo").
     assert all(m.command in _COMMANDS and set(m.aliases) <= set(_COMMANDS) for m in METHODS)
     assert all(m.distributed for m in METHODS)

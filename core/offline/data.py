@@ -62,11 +62,18 @@ def read_sft_file(path: str | Path) -> list[tuple[str, str]]:
     suffix = path.suffix.lower()
     rows: list[tuple[str, str]] = []
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8", Windows editors) is not part of the first column's name.
+        with path.open(encoding="utf-8-sig", newline="") as fh:
             if suffix == ".csv":
-                reader = csv.DictReader(fh)
-                for line, record in enumerate(reader, start=2):
-                    rows.append(_example(record, path, line))
+                reader = csv.reader(fh)
+                header = next(reader, None) or []
+                while True:
+                    line = reader.line_num + 1  # where the next record starts: a quoted field may span lines
+                    row = next(reader, None)
+                    if row is None:
+                        break
+                    if row:  # a blank line is no record
+                        rows.append(_example(dict(zip(header, row)), path, line))
             elif suffix in (".jsonl", ".json"):
                 for line, text in enumerate(fh, start=1):
                     if not text.strip():

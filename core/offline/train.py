@@ -48,6 +48,7 @@ from ..training.device import autocast, check_precision, cpu_threads, freed_memo
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, load_project_pairs, pairs_by_id, split_by_prompt
 from ..training.policy import load_policy, with_new_lora
+from ..training.prefix import shared_batch, shared_hidden
 from .config import CHOSEN, METHOD_TITLES, OfflineConfig
 from .data import Encoded, collate, encode_pairs, encode_sequence, read_sft_file
 from .losses import chosen_nll, dpo_losses, pair_figures, token_logprobs
@@ -192,9 +193,10 @@ class ResponseLogits(torch.nn.Module):
 
     On HH the prompt is most of a sequence, and the head over a large vocabulary is a large part of
     a forward pass: TRL computes it everywhere and masks. Here the backbone's hidden states are
-    gathered at the positions that predict a response token first. Models whose logits are more than
-    the head's output (soft-capped, scaled) take the whole forward pass instead. A module of its own,
-    so that DDP wraps what is called.
+    gathered at the positions that predict a response token first. A batch of pairs may come as a
+    SharedBatch (training/prefix.py): each pair's prompt then goes through the backbone once.
+    Models whose logits are more than the head's output (soft-capped, scaled) take the whole
+    forward pass, unshared. A module of its own, so that DDP wraps what is called.
     """
 
     def __init__(self, model):
@@ -202,7 +204,20 @@ class ResponseLogits(torch.nn.Module):
         self.model = model
         self.split = _backbone_and_head(model)
 
-    def forward(self, input_ids, attention_mask, targets):
+    @property
+    def can_share(self) -> bool:
+        # Gradient checkpointing turns the KV cache off in training, and the cache is what shares.
+        return self.split is not None and not _checkpointing(self.model)
+
+    def forward(self, batch: dict[str, Any]):
+        if "shared" in batch:
+            shared, targets = batch["shared"], batch["rest_targets"]
+            backbone, head = self.split
+            hidden = shared_hidden(backbone, shared)
+            predicting = targets[:, 1:]
+            wanted = shared.rest_ids[:, 1:][predicting]
+            return head(hidden[:, :-1][predicting]), wanted, predicting.nonzero()[:, 0]
+        input_ids, attention_mask, targets = batch["input_ids"], batch["attention_mask"], batch["targets"]
         predicting = targets[:, 1:]
         wanted = input_ids[:, 1:][predicting]
         rows = predicting.nonzero()[:, 0]
@@ -213,6 +228,11 @@ class ResponseLogits(torch.nn.Module):
         else:
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1][predicting]
         return logits, wanted, rows
+
+
+def _checkpointing(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
 
 
 def _backbone_and_head(model):
@@ -257,7 +277,7 @@ class SFTObjective:
     def _pass(self, net, rows: Sequence[Encoded]) -> tuple[torch.Tensor, torch.Tensor, int]:
         batch = collate(rows, self.pad_id)
         with autocast(self.config.precision, self.device):
-            logits, wanted, _ = net(*(batch[k].to(self.device, non_blocking=True) for k in ("input_ids", "attention_mask", "targets")))
+            logits, wanted, _ = net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
         logprobs = token_logprobs(logits, wanted)
         with torch.no_grad():
             correct = (logits.argmax(-1) == wanted).float().sum()
@@ -318,8 +338,10 @@ class DPOObjective:
 
     def _losses(self, net, pairs, reference_chosen, reference_rejected):
         n = len(pairs)
-        logps, tokens, n_tokens = sequence_logprobs(net, [c for c, _ in pairs] + [r for _, r in pairs], self.pad_id,
-                                                    self.config.precision, self.device)
+        logps, tokens, n_tokens = sequence_logprobs(
+            net, [c for c, _ in pairs] + [r for _, r in pairs], self.pad_id, self.config.precision, self.device,
+            pairs=True, share=getattr(net, "module", net).can_share,
+        )
         losses, chosen_rewards, rejected_rewards = dpo_losses(
             logps[:n], logps[n:], reference_chosen.to(self.device), reference_rejected.to(self.device),
             beta=self.config.beta, loss_type=self.config.loss_type, label_smoothing=self.config.label_smoothing,
@@ -374,14 +396,39 @@ class DPOObjective:
         return {"train_pairs": len(self.train_enc), "val_pairs": len(self.val_enc)}
 
 
-def sequence_logprobs(net, rows: Sequence[Encoded], pad_id: int, precision: str, device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(summed log-prob of each row's response [N] in float32, its token count [N], tokens in the batch)."""
-    batch = collate(rows, pad_id)
+def sequence_logprobs(net, rows: Sequence[Encoded], pad_id: int, precision: str, device, *, pairs: bool = False,
+                      share: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(summed log-prob of each row's response [N] in float32, its token count [N], tokens in the batch).
+
+    With `pairs` the rows are a batch of pairs (their first sequences, then their second ones); with
+    `share` too, each pair's common prompt is computed once (training/prefix.py) when that pays.
+    """
+    batch = _shared_pairs(rows, pad_id) if pairs and share else None
+    if batch is None:
+        batch = collate(rows, pad_id)
+    counts = torch.tensor([len(ids) - start for ids, start in rows], dtype=torch.float32, device=device)
+    tokens = sum(len(ids) for ids, _ in rows)
+    moved = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     with autocast(precision, device):
-        logits, wanted, row_of = net(*(batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "targets")))
+        logits, wanted, row_of = net(moved)
     logprobs = token_logprobs(logits, wanted)
-    counts = batch["targets"][:, 1:].sum(1).to(device=device, dtype=torch.float32)
-    return _sums(logprobs, row_of, len(rows)), counts, int(batch["attention_mask"].sum())
+    return _sums(logprobs, row_of, len(rows)), counts, tokens
+
+
+def _shared_pairs(rows: Sequence[Encoded], pad_id: int) -> dict[str, Any] | None:
+    """A batch of pairs with each pair's prompt once, or None when that would not pay."""
+    n = len(rows) // 2
+    first, second = rows[:n], rows[n:]
+    # The prefix stops before the last prompt token: that token's logit predicts the response's first.
+    limits = [min(a[1], b[1]) - 1 for a, b in zip(first, second)]
+    shared = shared_batch([a[0] for a in first], [b[0] for b in second], limits, pad_id)
+    if shared is None:
+        return None
+    targets = torch.zeros_like(shared.rest_mask, dtype=torch.bool)
+    for r, (ids, start) in enumerate(rows):
+        offset = int(shared.starts[r])
+        targets[r, start - offset : len(ids) - offset] = True
+    return {"shared": shared, "rest_targets": targets}
 
 
 @torch.no_grad()
@@ -412,7 +459,7 @@ def reference_logprobs(model, train_enc, val_enc, pad_id: int, config: OfflineCo
             for start in range(0, len(order), step):
                 idx = order[start : start + step]
                 rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]
-                logps, _, _ = sequence_logprobs(net, rows, pad_id, config.precision, device)
+                logps, _, _ = sequence_logprobs(net, rows, pad_id, config.precision, device, pairs=True, share=net.can_share)
                 logps = logps.cpu()
                 chosen[idx], rejected[idx] = logps[: len(idx)], logps[len(idx) :]
             result[f"{side}_chosen"], result[f"{side}_rejected"] = chosen, rejected

@@ -12,6 +12,8 @@ import torch
 
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
+from ..training.prefix import shared_batch, shared_hidden
+from ..training.rollout import value_head
 from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
 
@@ -27,18 +29,61 @@ def forward_rewards(model, batch: dict[str, torch.Tensor], device: torch.device,
     return out.logits.squeeze(-1).float()
 
 
+class PairRewards(torch.nn.Module):
+    """[2B] rewards of a batch of pairs (chosen rows first), each pair's common prompt computed once
+    when that pays (training/prefix.py), else the two sequences side by side. A module of its own,
+    so that DDP wraps what is called."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        prefix = getattr(base, "base_model_prefix", None)
+        backbone = getattr(base, prefix, None) if prefix else None
+        checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
+        # Gradient checkpointing turns the KV cache off in training, and the cache is what shares.
+        self.parts = (backbone, value_head(base)) if backbone is not None and _has_head(base) and not checkpointing else None
+
+    def forward(self, encoded, indices: list[int], pad_id: int, device, precision: str) -> torch.Tensor:
+        shared = None
+        if self.parts is not None:
+            first, second = [encoded[i][0] for i in indices], [encoded[i][1] for i in indices]
+            # Each row keeps at least its last token for the second pass: its reward is read there.
+            limits = [min(len(a), len(b)) - 1 for a, b in zip(first, second)]
+            shared = shared_batch(first, second, limits, pad_id)
+        if shared is None:
+            return forward_rewards(self.model, collate(encoded, indices, pad_id), device, precision)
+        shared = shared.to(device, non_blocking=True)
+        backbone, head = self.parts
+        with autocast(precision, device):
+            hidden = shared_hidden(backbone, shared)
+            last = hidden[torch.arange(len(hidden), device=device), shared.rest_mask.sum(1) - 1]
+            return head(last).squeeze(-1).float()
+
+
+def _has_head(model) -> bool:
+    return any(getattr(model, name, None) is not None for name in ("score", "classifier", "v_head"))
+
+
+def shared_pair_rewards(model, encoded, indices: list[int], pad_id: int, device, precision: str = "fp32") -> torch.Tensor | None:
+    """The rewards of the pairs at `indices` with each prompt computed once; None where it cannot be."""
+    scorer = PairRewards(model)
+    return scorer(encoded, indices, pad_id, device, precision) if scorer.parts is not None else None
+
+
 @torch.no_grad()
 def pair_rewards(model, encoded, pad_id: int, *, batch_size: int, device, precision: str = "fp32"):
     """(chosen rewards, rejected rewards) for every encoded pair, in order, on the CPU."""
     was_training = model.training
     model.eval()
+    scorer = PairRewards(model)
     order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0]), len(encoded[i][1])))
     chosen = torch.empty(len(encoded))
     rejected = torch.empty(len(encoded))
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            rewards = forward_rewards(model, collate(encoded, idx, pad_id), device, precision).cpu()
+            rewards = scorer(encoded, idx, pad_id, device, precision).cpu()
             chosen[idx] = rewards[: len(idx)]
             rejected[idx] = rewards[len(idx) :]
     finally:

@@ -33,9 +33,9 @@ from ..training import distributed
 from ..training.config import config_from_dict
 from ..training.device import check_precision, cpu_threads, freed_memory_kept, resolve_device
 from ..training.loop import Pass, fit
-from ..training.pairs import SPLIT_FILE, collate, encode_pair, load_project_pairs, pairs_by_id
+from ..training.pairs import SPLIT_FILE, encode_pair, load_project_pairs, pairs_by_id
 from .config import RewardConfig
-from .evaluate import evaluate, forward_rewards
+from .evaluate import PairRewards, evaluate
 from .loss import reward_loss
 
 JOB_PATH = "rlhf_workbench.core.reward.train:run"
@@ -176,17 +176,18 @@ class _BradleyTerry:
         return [max(len(c), len(r)) for c, r, _ in self.train_enc]
 
     def wrap(self, model):
-        return model
+        return PairRewards(model)
 
     @property
     def has_validation(self) -> bool:
         return bool(self.val_enc)
 
     def forward(self, net, indices: list[int]) -> Pass:
-        batch = collate(self.train_enc, indices, self.pad_id)
-        rewards = forward_rewards(net, batch, self.device, self.config.precision)
+        rewards = net(self.train_enc, indices, self.pad_id, self.device, self.config.precision)
         chosen, rejected = rewards[: len(indices)], rewards[len(indices) :]
-        loss = reward_loss(chosen, rejected, margin=batch["margin"], center_rewards_coefficient=self.config.center_rewards_coefficient)
+        margins = [self.train_enc[i][2] for i in indices]
+        margin = torch.tensor([m or 0.0 for m in margins]) if any(m is not None for m in margins) else None
+        loss = reward_loss(chosen, rejected, margin=margin, center_rewards_coefficient=self.config.center_rewards_coefficient)
         with torch.no_grad():
             chosen, rejected = chosen.detach().reshape(-1), rejected.detach().reshape(-1)
             figures = {
@@ -194,7 +195,8 @@ class _BradleyTerry:
                 "train/margin": (chosen - rejected).mean(),
                 "train/mean_reward": torch.cat([chosen, rejected]).mean(),
             }
-        return Pass(loss, figures, len(indices), int(batch["attention_mask"].sum()))
+        tokens = sum(len(self.train_enc[i][0]) + len(self.train_enc[i][1]) for i in indices)
+        return Pass(loss, figures, len(indices), tokens)
 
     def evaluate(self, model) -> dict[str, float]:
         return evaluate(model, self.val_enc, self.pad_id, self.config, self.device) if self.val_enc else {}
