@@ -44,7 +44,7 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 
 # Words a field name spells in lower case that a person reads as an acronym or a proper name.
-_WORDS = {"kl": "KL", "ppo": "PPO", "eos": "EOS", "lora": "LoRA", "lr": "LR", "vf": "VF"}
+_WORDS = {"kl": "KL", "ppo": "PPO", "eos": "EOS", "lora": "LoRA", "lr": "LR", "vf": "VF", "sft": "SFT"}
 
 
 def label_for(name: str) -> str:

@@ -9,7 +9,8 @@ Each series keeps numpy arrays that grow by doubling, and its smoothed values ar
 for the points that arrive (the running state of the moving average is kept), so appending costs
 the new points, not the whole history. Curves are redrawn by a timer at most ~10 times a second,
 however often metrics arrive. Smoothing is TensorBoard's: a debiased exponential moving average,
-with the raw curve kept faint behind it. Hovering shows the nearest point of every series.
+with the raw curve kept faint behind it. Hovering shows the nearest point of every series. A
+plot's legend sits in whichever corner its curves leave free (top right unless they run there).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ PPO_GROUPS: Groups = (
     ("Response length", ("val/response_length",)),
     ("Episodes/s", ("perf/episodes_per_s",)),
 )
+# Where a plot's legend may sit, as (right, bottom) fractions of the plot: the first is the usual.
+_LEGEND_CORNERS = ((1, 0), (1, 1), (0, 0), (0, 1))
+_LEGEND_MARGIN = 12  # pixels kept clear around a legend, beyond its box
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 REDRAW_MS = 100
 
@@ -71,9 +75,28 @@ GROUP_RL_GROUPS: Groups = (
     ("Response length", ("val/response_length",)),
     ("Episodes/s", ("perf/episodes_per_s",)),
 )
+# DPO logs TRL's names: the implicit reward (beta x the log-probability ratio to the reference) of
+# the chosen and rejected responses, how often the chosen one's is higher, and the log-probabilities
+# themselves (both falling together is DPO wrecking the policy's writing: sft_weight is the remedy).
+DPO_GROUPS: Groups = (
+    ("Loss", ("train/loss", "eval/loss")),
+    ("Implicit-reward accuracy", ("rewards/accuracies", "eval/accuracy")),
+    ("Rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
+    ("Log-probs", ("logps/chosen", "logps/rejected")),
+    ("Learning rate", ("train/learning_rate",)),
+    ("Pairs/s", ("perf/pairs_per_s",)),
+)
+# SFT: the loss on the response tokens and how many of them the policy predicts.
+SFT_GROUPS: Groups = (
+    ("Loss", ("train/loss", "eval/loss")),
+    ("Token accuracy", ("mean_token_accuracy", "eval/mean_token_accuracy")),
+    ("Learning rate", ("train/learning_rate",)),
+    ("Sequences/s", ("perf/sequences_per_s",)),
+)
 # Each training method's groups, by its runs' kind: the Runs tab plots a run by them.
 GROUPS_BY_KIND: dict[str, Groups] = {
-    "reward": REWARD_GROUPS, "ppo": PPO_GROUPS, "rloo": GROUP_RL_GROUPS, "grpo": GROUP_RL_GROUPS,
+    "reward": REWARD_GROUPS, "sft": SFT_GROUPS, "dpo": DPO_GROUPS,
+    "ppo": PPO_GROUPS, "rloo": GROUP_RL_GROUPS, "grpo": GROUP_RL_GROUPS,
 }
 
 
@@ -165,7 +188,11 @@ class PlotCard(QWidget):
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         # A dark, nearly opaque box: the legend sits over the curves, and its names must stay legible.
-        self.plot.addLegend(offset=(-6, 6), brush=pg.mkBrush(0, 0, 0, 190), pen=pg.mkPen("#555"), labelTextSize="8pt")
+        self.legend = self.plot.addLegend(
+            offset=(-6, 6), brush=pg.mkBrush(0, 0, 0, 190), pen=pg.mkPen("#555"), labelTextSize="8pt"
+        )
+        self.legend_corner = (1, 0)  # top right; place_legend moves it off the curves
+        self.plot.getViewBox().sigResized.connect(lambda _view: self.place_legend())
         self.plot.setLabel("bottom", "step")
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.crosshair.hide()
@@ -197,9 +224,55 @@ class PlotCard(QWidget):
     def has_data(self) -> bool:
         return any(s.n for s in self.series.values())
 
+    def place_legend(self) -> None:
+        """Puts the legend in the corner of the plot where it hides the least of the curves: top
+        right, unless they run there (an accuracy near 1, a loss that starts high), and it moves
+        only when another corner is clearly freer, so that it does not hop about as points arrive."""
+        view = self.plot.getViewBox()
+        width, height = view.width(), view.height()
+        lines = [self._drawn_line(s) for s in self.series.values() if s.n]
+        lines = [(x, y) for x, y in lines if x.size]
+        if width <= 0 or height <= 0 or not lines:
+            return
+        xs, ys = np.concatenate([x for x, _ in lines]), np.concatenate([y for _, y in lines])
+        # The plot's range as auto-range makes it: the data's, padded as pyqtgraph pads it.
+        (x0, x1), (y0, y1) = (xs.min(), xs.max()), (ys.min(), ys.max())
+        pad_x, pad_y = (min(max(1 / math.sqrt(side), 0.02), 0.1) for side in (width, height))
+        x0, x1 = x0 - pad_x * (x1 - x0), x1 + pad_x * (x1 - x0)
+        y0, y1 = y0 - pad_y * (y1 - y0), y1 + pad_y * (y1 - y0)
+        fx = min((self.legend.width() + _LEGEND_MARGIN) / width, 1.0) * (x1 - x0)
+        fy = min((self.legend.height() + _LEGEND_MARGIN) / height, 1.0) * (y1 - y0)
+
+        def hidden(corner: tuple[int, int]) -> int:
+            right, bottom = corner
+            in_x = (xs >= x1 - fx) if right else (xs <= x0 + fx)
+            in_y = (ys <= y0 + fy) if bottom else (ys >= y1 - fy)
+            return int(np.count_nonzero(in_x & in_y))
+
+        counts = {corner: hidden(corner) for corner in _LEGEND_CORNERS}
+        best = min(_LEGEND_CORNERS, key=counts.get)  # the first of the freest: top right before the others
+        if counts[best] < counts[self.legend_corner] * 0.5 or (counts[best] == 0 < counts[self.legend_corner]):
+            self.legend_corner = best
+            right, bottom = best
+            self.legend.anchor(itemPos=best, parentPos=best, offset=(-6 if right else 6, -6 if bottom else 6))
+
+    def _drawn_line(self, series: _Series) -> tuple[np.ndarray, np.ndarray]:
+        """A series' smoothed curve as the plot draws it (log10 on a log scale), sampled at up to
+        ~400 evenly spaced steps, so that a line between two distant points counts too."""
+        steps, values = series.steps[: series.n], series.smoothed[: series.n]
+        if self.log_y:
+            values = np.log10(np.where(values > 0, values, np.nan))
+        finite = np.isfinite(values) & np.isfinite(steps)
+        steps, values = steps[finite], values[finite]
+        if steps.size < 2:
+            return steps, values
+        grid = np.linspace(steps[0], steps[-1], 400)
+        return grid, np.interp(grid, steps, values)
+
     def set_log_y(self, on: bool) -> None:
         self.log_check.setChecked(on)
         self.plot.setLogMode(x=False, y=on)
+        self.place_legend()
 
     @property
     def log_y(self) -> bool:
@@ -369,10 +442,15 @@ class CurvesPanel(QWidget):
         """Redraw what changed now (the timer does it otherwise)."""
         self._redraw.stop()
         show_raw = self.smoothing > 0
+        redrawn = bool(self._dirty)
         for series in self._dirty:
             series.redraw(show_raw)
         self._dirty.clear()
         self._relayout()
+        if redrawn:
+            for card in self.cards:
+                if card.has_data:
+                    card.place_legend()
 
     def shows(self, name: str) -> bool:
         """Whether figures called `name` get plotted here."""

@@ -64,7 +64,8 @@ def about_box(parent: QWidget | None) -> QMessageBox:
     box.setText(f"{APP_TITLE} {__version__}")
     box.setInformativeText(
         "A desktop workbench for alignment experiments: collect pairwise preferences, train "
-        "reward models on them and optimise policies against those (PPO, RLOO, GRPO) on your own GPU, "
+        "reward models on them and optimise policies against those (PPO, RLOO, GRPO) or straight from the "
+        "labels (SFT, DPO) on your own GPU, "
         "watching it all live.\n\n"
         + compute_line()
     )

@@ -1,7 +1,7 @@
 """The main window: a project at a time, tabs that follow the user's loop, menus, a status bar.
 
     no project open → the start page (demo / open / new / recent)
-    a project open  → tabs: Data, Label, Reward model, RL, Runs   (Ctrl+1 … Ctrl+5)
+    a project open  → tabs: Data, Label, Reward model, SFT / DPO, RL, Runs   (Ctrl+1 … Ctrl+6)
 
 Every view has `set_project(project | None)`; the window owns the open `Project` and hands it to
 the views whenever it changes. Errors the core raises on purpose (`WorkbenchError`) end up in
@@ -42,6 +42,7 @@ from .resources import app_icon
 from .text import count, display_path
 from .views.data_view import DataView
 from .views.label_view import LabelView
+from .views.offline_view import OfflineView
 from .views.reward_view import RewardView
 from .views.rl_view import RLView
 from .views.runs_view import RunsView
@@ -97,7 +98,7 @@ class MainWindow(QMainWindow):
     project_changed = Signal(object)  # the new Project, or None
     error_shown = Signal(str)  # the message of every error dialog, for tests and logging
 
-    TAB_TITLES = ("Data", "Label", "Reward model", "RL", "Runs")
+    TAB_TITLES = ("Data", "Label", "Reward model", "SFT / DPO", "RL", "Runs")
 
     def __init__(self, annotator: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -123,6 +124,8 @@ class MainWindow(QMainWindow):
         self.jobs = JobController(self)
         self.reward_view = RewardView(self.jobs)
         self.reward_view.error.connect(self.show_error)
+        self.offline_view = OfflineView(self.jobs)
+        self.offline_view.error.connect(self.show_error)
         self.rl_view = RLView(self.jobs)
         self.rl_view.error.connect(self.show_error)
         self.rl_view.pairs_added.connect(lambda _: self.refresh())
@@ -131,7 +134,7 @@ class MainWindow(QMainWindow):
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
         self.runs_view.run_deleted.connect(self._run_deleted)
         self.jobs.failed.connect(self._job_failed)
-        self.views = [self.data_view, self.label_view, self.reward_view, self.rl_view, self.runs_view]
+        self.views = [self.data_view, self.label_view, self.reward_view, self.offline_view, self.rl_view, self.runs_view]
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for view, title in zip(self.views, self.TAB_TITLES):
@@ -293,8 +296,8 @@ class MainWindow(QMainWindow):
         self.set_project(None)
 
     def _run_deleted(self, run_id: str) -> None:
-        self.reward_view.forget_run(run_id)
-        self.rl_view.forget_run(run_id)
+        for view in (self.reward_view, self.offline_view, self.rl_view):
+            view.forget_run(run_id)
         self._show_project_state()
 
     def refresh(self) -> None:

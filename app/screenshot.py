@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 
 SIZE = (1280, 800)
+RL_METHODS = ("ppo", "rloo", "grpo")
+OFFLINE_METHODS = ("dpo", "sft")
 # (row, verdict) given by "you" before the shot, so the overview has a person's labels in it.
 SAMPLE_VERDICTS = [(1, "b"), (2, "a"), (3, "b"), (4, "tie"), (5, "a"), (6, "both_bad"), (9, "b")]
 
@@ -24,15 +26,22 @@ SAMPLE_VERDICTS = [(1, "b"), (2, "a"), (3, "b"), (4, "tie"), (5, "a"), (6, "both
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="the PNG to write")
-    parser.add_argument("--tab", type=int, default=0, help="which tab to show (0 = Data)")
+    parser.add_argument(
+        "--tab", type=int, default=0,
+        help="which tab to show: 0 Data, 1 Label, 2 Reward model, 3 SFT / DPO, 4 RL, 5 Runs",
+    )
     parser.add_argument("--row", type=int, default=3, help="which pair to select in the Data tab")
     parser.add_argument("--diff", action="store_true", help="Label tab: highlight where the responses differ")
     parser.add_argument(
         "--mid-training",
         action="store_true",
-        help="Reward model tab (--tab 2) or RL tab (--tab 3, after a reward model): start training, shoot while it runs",
+        help="Reward model tab (--tab 2), SFT / DPO tab (--tab 3) or RL tab (--tab 4, after a reward model): start "
+        "training, shoot while it runs",
     )
-    parser.add_argument("--method", choices=("ppo", "rloo", "grpo"), default="ppo", help="RL tab: the method to run")
+    parser.add_argument(
+        "--method", choices=(*RL_METHODS, *OFFLINE_METHODS), default=None,
+        help="the method to run: ppo (the default), rloo or grpo in the RL tab; dpo (the default) or sft in the SFT / DPO tab",
+    )
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
@@ -81,7 +90,26 @@ def main(argv: list[str] | None = None) -> int:
             QTimer.singleShot(250, shoot_when_trained_a_while)
 
     rl_started: list[bool] = []  # once: an RL run that cannot start would otherwise be retried
-    window.rl_view.set_method(args.method)
+    window.rl_view.set_method(args.method if args.method in RL_METHODS else "ppo")
+    window.offline_view.set_method(args.method if args.method in OFFLINE_METHODS else "dpo")
+
+    def shoot_when_offline_ran_a_while() -> None:
+        view = window.offline_view
+        if not window.jobs.is_running and view.run_id is None and view.policy_box.count():
+            form = view.form.widgets
+            # Long enough on the demo (a few hundred steps, several seconds) to be caught mid-run,
+            # with a point per step and a handful of validations.
+            form["epochs"].setText("30")
+            form["log_every"].setValue(1)
+            form["eval_every"].setValue(25)
+            view.start()
+        steps, _ = view.curves.series_data("train/loss")
+        evals, _ = view.curves.series_data("eval/loss")
+        ran = view.live_run_id is not None
+        if ran and (len(steps) >= 120 and len(evals) >= 4 or not window.jobs.is_running and len(steps)):
+            shoot()
+        else:
+            QTimer.singleShot(250, shoot_when_offline_ran_a_while)
 
     def shoot_when_rl_ran_a_while() -> None:
         reward, rl = window.reward_view, window.rl_view
@@ -103,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             QTimer.singleShot(250, shoot_when_rl_ran_a_while)
 
     if args.mid_training:
-        QTimer.singleShot(500, shoot_when_rl_ran_a_while if args.tab == 3 else shoot_when_trained_a_while)
+        shown = window.tabs.widget(args.tab)
+        QTimer.singleShot(500, shoot_when_rl_ran_a_while if shown is window.rl_view
+                          else shoot_when_offline_ran_a_while if shown is window.offline_view
+                          else shoot_when_trained_a_while)
     else:
         QTimer.singleShot(500, shoot)  # after the first paints and any delayed layout
     try:

@@ -56,22 +56,25 @@ def test_window_opens_on_a_project_and_shows_its_name_and_counts(start, make_pro
     qtbot.waitUntil(lambda: window.data_view.overview.values["pairs"].text() == "3")
 
 
-def test_ctrl_1_to_5_switch_tabs(start, make_project, qtbot):
+def test_ctrl_1_to_6_switch_tabs(start, make_project, qtbot):
     window = start(make_project("p", PAIRS))
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
-    assert [window.tabs.tabText(i) for i in range(5)] == ["Data", "Label", "Reward model", "RL", "Runs"]
-    for n in (2, 5, 3, 4, 1):
+    assert window.tabs.count() == 6
+    assert [window.tabs.tabText(i) for i in range(6)] == ["Data", "Label", "Reward model", "SFT / DPO", "RL", "Runs"]
+    for n in (2, 6, 3, 5, 4, 1):
         qtbot.keyClick(window, getattr(Qt.Key, f"Key_{n}"), Qt.KeyboardModifier.ControlModifier)
         assert window.tabs.currentIndex() == n - 1
 
 
-def test_the_rl_tab_holds_the_rl_view(start, make_project):
+def test_the_training_tabs_hold_their_views(start, make_project):
+    from rlhf_workbench.app.views.offline_view import OfflineView
     from rlhf_workbench.app.views.rl_view import RLView
 
     window = start(make_project("p", PAIRS))
-    assert isinstance(window.rl_view, RLView)
-    assert window.tabs.indexOf(window.rl_view) == 3 and window.tabs.tabText(3) == "RL"
+    assert isinstance(window.offline_view, OfflineView) and isinstance(window.rl_view, RLView)
+    assert window.tabs.indexOf(window.offline_view) == 3 and window.tabs.tabText(3) == "SFT / DPO"
+    assert window.tabs.indexOf(window.rl_view) == 4 and window.tabs.tabText(4) == "RL"
 
 
 def test_opening_a_folder_that_is_not_a_project_shows_the_core_message(start, make_project, tmp_path, qtbot):
@@ -246,7 +249,7 @@ def test_main_opens_the_window_without_importing_torch_or_transformers(make_proj
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "project: p 5" in result.stdout
+    assert "project: p 6" in result.stdout  # six tabs
     assert "heavy: []" in result.stdout
 
 

@@ -49,7 +49,7 @@ def ppo_like(config: CountConfig, ctx, sink, stop) -> dict:
 
 @pytest.fixture
 def window(demo_window):
-    demo_window.show_tab(3)
+    demo_window.show_tab(4)
     return demo_window
 
 
@@ -268,7 +268,7 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
     assert len(pair_ids) == added[0] >= 4
 
     runs = window.runs_view
-    window.show_tab(4)  # the Runs tab re-reads when shown
+    window.show_tab(5)  # the Runs tab re-reads when shown
     runs.select_run(run_id)
     row = next(r for r in range(runs.table.rowCount()) if runs.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == run_id)
     cell = runs.table.item(row, COLUMNS.index("Human win rate"))
@@ -278,9 +278,9 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
     store = window.project.store
     for pair_id, verdict in zip(pair_ids, ("a", "a", "b", "tie")):
         store.add_judgment(pair_id, "ada", verdict, shown_left="a", seconds=3.0)
-    window.show_tab(3)
-    assert view.compare_status.text() == "People preferred this policy to its reference in 62% of 4 verdicts."
     window.show_tab(4)
+    assert view.compare_status.text() == "People preferred this policy to its reference in 62% of 4 verdicts."
+    window.show_tab(5)
     cell = runs.table.item(row, COLUMNS.index("Human win rate"))
     assert cell.text() == "62% of 4"
     assert "People preferred the policy 2 times and its reference 1 times" in runs.fields["win_rate"].text()
@@ -297,7 +297,7 @@ def test_train_a_reward_model_then_start_stop_resume_ppo_from_the_tab(window, qt
     with qtbot.waitSignal(window.jobs.finished, timeout=300_000):
         reward.start()
 
-    window.show_tab(3)
+    window.show_tab(4)
     view = window.rl_view
     qtbot.waitUntil(lambda: view.policy_box.count() > 0 and view.prompts_box.count() > 1, timeout=20_000)
     form = view.form.widgets

@@ -12,7 +12,7 @@ from rlhf_workbench.core.methods import METHODS
 from rlhf_workbench.core.runs.records import start_run
 
 pytestmark = [pytest.mark.usefixtures("workbench_home"), pytest.mark.timeout(120)]
-TABS = {"reward": "reward_view", "ppo": "rl_view"}
+TABS = {"reward": "reward_view", "sft": "offline_view", "ppo": "rl_view"}
 
 
 @pytest.fixture

@@ -51,7 +51,28 @@ def test_common_prefix_stops_at_the_first_difference_and_at_the_limit():
     assert shared_batch([[1, 2]], [[1, 3]], [1], PAD) is None  # one token saved does not pay for a pass
 
 
-def test_dpo_log_probs_and_gradients_are_those_of_separate_sequences():
+@pytest.fixture(params=["one rest pass", "rests in groups"])
+def rest_passes(request, monkeypatch):
+    """Whether the answers after the shared prompts go through in one pass or in groups of similar
+    length (what a larger model gets: the extra passes' fixed cost then pays)."""
+    if request.param == "rests in groups":
+        monkeypatch.setattr("rlhf_workbench.core.training.rollout.PASS_COST_PARAM_TOKENS", 0.0)
+    return request.param
+
+
+def test_rests_go_in_groups_when_extra_passes_cost_nothing(rest_passes):
+    from rlhf_workbench.core.offline.train import _backbone_and_head
+    from rlhf_workbench.core.training.prefix import shared_hidden
+
+    rows = _pairs(6)
+    batch = _shared_pairs(rows, PAD)["shared"]
+    model = _llama("lm")
+    groups = shared_hidden(_backbone_and_head(model)[0], batch, n_params=sum(p.numel() for p in model.parameters()))
+    assert sorted(torch.cat([r for r, _ in groups]).tolist()) == list(range(len(rows)))
+    assert (len(groups) > 1) == (rest_passes == "rests in groups")
+
+
+def test_dpo_log_probs_and_gradients_are_those_of_separate_sequences(rest_passes):
     rows = _pairs(6)
     assert _shared_pairs(rows, PAD) is not None  # the batch does share
     results = []
@@ -82,7 +103,7 @@ def test_the_response_logits_gathered_from_the_backbone_are_the_full_forward_pas
 
 
 @pytest.mark.parametrize("margin", [None, 0.5])
-def test_reward_model_rewards_and_gradients_are_those_of_separate_sequences(margin):
+def test_reward_model_rewards_and_gradients_are_those_of_separate_sequences(margin, rest_passes):
     from rlhf_workbench.core.reward.evaluate import forward_rewards, shared_pair_rewards
     from rlhf_workbench.core.reward.loss import reward_loss
     from rlhf_workbench.core.training.pairs import collate as pair_collate

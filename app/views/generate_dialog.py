@@ -35,7 +35,7 @@ from ..config_form import ConfigForm
 from ..dialogs import error_box
 from ..tasks import Task, run_in_child, run_store_task
 from ..widgets import heading_label, plain_label
-from .rl_pickers import SpecBox, policy_items, rl_policies
+from .model_pickers import SpecBox, policy_items, trained_policies
 
 PICKED = ("model", "model_b", "prompt_origin", "n_prompts")  # the GenerateConfig fields chosen above the form
 SAME_MODEL = ""  # the second box's "no second model" item
@@ -109,7 +109,7 @@ class GenerateDialog(QDialog):
             from rlhf_workbench.core.models import discover_models
 
             return {
-                "policies": policy_items(rl_policies(store, project_path), discover_models(project_path)),
+                "policies": policy_items(trained_policies(store, project_path), discover_models(project_path)),
                 "origins": store.pairs_by_origin(),
                 "waiting": store.prompts_without_pairs(),
                 "prompts": store.counts()["prompts"],

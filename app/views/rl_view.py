@@ -21,7 +21,6 @@ policy and its reference in a child process (rl_compare.py) and adds the pairs t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -38,6 +37,7 @@ from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 from ..curves import GROUPS_BY_KIND, PPO_GROUPS
 from ..jobs import JobController
 from ..widgets import heading_label, plain_label
+from .model_pickers import policy_name
 from .rl_compare import CompareControl
 from .rl_panels import SamplesPanel, WarningBanner
 from .rl_pickers import PICKED, ModelChoices
@@ -152,7 +152,7 @@ class RLView(TrainingTab):
             )
 
     def run_name(self, config) -> str:
-        return f"{METHOD_TITLES[config.method]} of {Path(config.policy).name or config.policy}"
+        return f"{METHOD_TITLES[config.method]} of {policy_name(config.policy)}"
 
     @property
     def starting_text(self) -> str:

@@ -9,7 +9,7 @@
     └──────────────────────────────────────────────────────────────────────┘
 
 Read through Store queries only; the list is re-read on refresh(), which the window calls when a
-job ends, and whenever the tab is shown (verdicts given in the Label tab change win rates). A PPO
+job ends, and whenever the tab is shown (verdicts given in the Label tab change win rates). An RL
 run's human win rate is how often people preferred its policy to its reference on the pairs
 "Compare with reference" made (store.policy_win_rates). Everything is shown as plain text: a run's
 name or error may hold anything.
@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Metric
+from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.rl.config import METHOD_TITLES
 from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
@@ -59,11 +60,15 @@ from ..widgets import heading_label, plain_label
 from .rl_compare import win_rate_details, win_rate_text
 
 COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
-_KIND_NAMES = {"reward": "Reward model", **METHOD_TITLES, "generate": "Generation"}
+_KIND_NAMES = {"reward": "Reward model", **OFFLINE_TITLES, **METHOD_TITLES, "generate": "Generation"}
+# The figure that says how a run came out, shown first in Result when its summary has it: the
+# validation accuracy of a reward model or a DPO policy, an SFT policy's token accuracy.
+_HEADLINES = ("eval/accuracy", "eval/mean_token_accuracy")
 EMPTY_TEXT = (
     "No runs in this project yet.\n\n"
-    "Train a reward model in the Reward model tab, then PPO, RLOO or GRPO against it in the RL tab (or from a terminal: "
-    "rlhf-workbench train-rm / rlhf-workbench rl). Every run appears here with its status, settings, "
+    "Train a reward model in the Reward model tab, then PPO, RLOO or GRPO against it in the RL tab; or train a policy "
+    "on the labelled pairs directly by DPO (or SFT) in the SFT / DPO tab (or from a terminal: rlhf-workbench train-rm / "
+    "rl / dpo / sft). Every run appears here with its status, settings, "
     "figures and log, and can be resumed from its tab if it stopped."
 )
 _DELETE_TIP = "Delete the selected run: its folder (checkpoints, log) and figures (Delete)"
@@ -97,8 +102,9 @@ def _figure(value: Any) -> str:
 
 
 def summary_line(summary: dict[str, Any] | None, limit: int = 3) -> str:
-    """The final figures for a table cell: the first few, without the bookkeeping."""
+    """The final figures for a table cell: the first few (the headline figure first), without the bookkeeping."""
     items = [(k, v) for k, v in (summary or {}).items() if k != "stopped"]
+    items.sort(key=lambda item: item[0] not in _HEADLINES)  # stable: the rest keep their order
     return " · ".join(f"{k} {_figure(v)}" for k, v in items[:limit])
 
 

@@ -68,7 +68,7 @@ def duration_text(seconds: float | None) -> str:
 
 
 class TrainingTab(QWidget):
-    """The base of the Reward model and RL tabs (and of every training method's tab to come)."""
+    """The base of the Reward model, SFT / DPO and RL tabs (and of every training method's tab to come)."""
 
     error = Signal(str)
 

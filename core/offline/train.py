@@ -48,7 +48,7 @@ from ..training.device import autocast, check_precision, cpu_threads, freed_memo
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, load_project_pairs, pairs_by_id, split_by_prompt
 from ..training.policy import load_policy, with_new_lora
-from ..training.prefix import shared_batch, shared_hidden
+from ..training.prefix import common_prefix, shared_batch, shared_hidden
 from .config import CHOSEN, METHOD_TITLES, OfflineConfig
 from .data import Encoded, collate, encode_pairs, encode_sequence, read_sft_file
 from .losses import chosen_nll, dpo_losses, pair_figures, token_logprobs
@@ -203,6 +203,7 @@ class ResponseLogits(torch.nn.Module):
         super().__init__()
         self.model = model
         self.split = _backbone_and_head(model)
+        self.n_params = sum(p.numel() for p in model.parameters())
 
     @property
     def can_share(self) -> bool:
@@ -213,10 +214,13 @@ class ResponseLogits(torch.nn.Module):
         if "shared" in batch:
             shared, targets = batch["shared"], batch["rest_targets"]
             backbone, head = self.split
-            hidden = shared_hidden(backbone, shared)
-            predicting = targets[:, 1:]
-            wanted = shared.rest_ids[:, 1:][predicting]
-            return head(hidden[:, :-1][predicting]), wanted, predicting.nonzero()[:, 0]
+            hiddens, wanted, row_of = [], [], []
+            for rows, hidden in shared_hidden(backbone, shared, n_params=self.n_params):
+                predicting = targets[rows, 1 : hidden.shape[1]]
+                hiddens.append(hidden[:, :-1][predicting])
+                wanted.append(shared.rest_ids[rows, 1 : hidden.shape[1]][predicting])
+                row_of.append(rows[predicting.nonzero()[:, 0]])
+            return head(torch.cat(hiddens)), torch.cat(wanted), torch.cat(row_of)
         input_ids, attention_mask, targets = batch["input_ids"], batch["attention_mask"], batch["targets"]
         predicting = targets[:, 1:]
         wanted = input_ids[:, 1:][predicting]
@@ -249,6 +253,31 @@ def _backbone_and_head(model):
     return backbone, head
 
 
+def _token_mean_weight(tokens: int, indices: list[int]) -> float:
+    """What a per-token mean over this micro-batch's `tokens` (SFT's loss, DPO's sft_weight term) is
+    multiplied by, so that the step is the single-process step: 1 in one process.
+
+    Under torchrun a rank holds its share of the batch, and the loop weighs each rank's loss by its
+    share of the batch's examples (loop.share): right for a mean over examples, not over tokens. So a
+    rank's token mean is weighted by its share of the batch's tokens over its share of its examples,
+    and the weighted means add up to the mean over every token of the batch. A rank that joins with a
+    stand-in (a batch smaller than the world: loop.share hands it the batch's first example, weight 0)
+    is left out of the counts.
+    """
+    world = distributed.world_size()
+    if world == 1:
+        return 1.0
+    rank = distributed.rank()
+    table = [0.0] * (3 * world)
+    table[3 * rank : 3 * rank + 3] = [float(len(indices)), float(tokens), float(indices[0])]
+    table = distributed.all_reduce_sum(table)
+    firsts = table[2::3]
+    real = [r for r in range(world) if r == 0 or firsts[r] != firsts[0]]
+    examples = sum(table[3 * r] for r in real)
+    all_tokens = sum(table[3 * r + 1] for r in real)
+    return (tokens / max(all_tokens, 1.0)) * (examples / len(indices))
+
+
 def _sums(values: torch.Tensor, rows: torch.Tensor, n_rows: int) -> torch.Tensor:
     return torch.zeros(n_rows, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
 
@@ -267,6 +296,9 @@ class SFTObjective:
     def lengths(self) -> list[int]:
         return [len(ids) for ids, _ in self.train_enc]
 
+    def rest_lengths(self) -> None:
+        return None
+
     def wrap(self, model):
         return ResponseLogits(model)
 
@@ -284,8 +316,10 @@ class SFTObjective:
         return -logprobs.mean(), correct / max(1, len(wanted)), int(batch["attention_mask"].sum())
 
     def forward(self, net, indices: list[int]) -> Pass:
-        loss, accuracy, tokens = self._pass(net, [self.train_enc[i] for i in indices])
-        return Pass(loss, {"mean_token_accuracy": accuracy}, len(indices), tokens)
+        rows = [self.train_enc[i] for i in indices]
+        weight = _token_mean_weight(sum(len(ids) - start for ids, start in rows), indices)
+        loss, accuracy, tokens = self._pass(net, rows)
+        return Pass(loss * weight, {"mean_token_accuracy": accuracy * weight}, len(indices), tokens)
 
     @torch.no_grad()
     def evaluate(self, model) -> dict[str, float]:
@@ -326,11 +360,24 @@ class DPOObjective:
         self.val_enc = encode_pairs(tokenizer, val_pairs, config.max_length)
         self.reference = reference_logprobs(model, self.train_enc, self.val_enc, self.pad_id, config, device, run_dir, sink)
 
+    def wrap(self, model):
+        net = ResponseLogits(model)
+        self.sharing = net.can_share
+        return net
+
     def lengths(self) -> list[int]:
+        if self.sharing:  # each pair's prompt computed once: batched by prompt, then response
+            return [self._shared(c, r) for c, r in self.train_enc]
         return [max(len(c[0]), len(r[0])) for c, r in self.train_enc]
 
-    def wrap(self, model):
-        return ResponseLogits(model)
+    def rest_lengths(self) -> list[int] | None:
+        if not self.sharing:
+            return None
+        return [max(len(c[0]), len(r[0])) - self._shared(c, r) for c, r in self.train_enc]
+
+    @staticmethod
+    def _shared(chosen: Encoded, rejected: Encoded) -> int:
+        return common_prefix(chosen[0], rejected[0], min(chosen[1], rejected[1]) - 1)
 
     @property
     def has_validation(self) -> bool:
@@ -356,7 +403,9 @@ class DPOObjective:
         )
         loss = losses.mean()
         if self.config.sft_weight:
-            loss = loss + self.config.sft_weight * chosen_nll(chosen, self.chosen_tokens(indices))
+            chosen_count = sum(len(ids) - start for (ids, start), _ in (self.train_enc[i] for i in indices))
+            weight = _token_mean_weight(chosen_count, indices)
+            loss = loss + self.config.sft_weight * chosen_nll(chosen, self.chosen_tokens(indices)) * weight
         return Pass(loss, pair_figures(chosen_r, rejected_r, chosen, rejected), len(indices), n_tokens)
 
     def chosen_tokens(self, indices: list[int]) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
-from ..training.prefix import shared_batch, shared_hidden
+from ..training.prefix import in_row_order, shared_batch, shared_hidden
 from ..training.rollout import value_head
 from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
@@ -43,6 +43,7 @@ class PairRewards(torch.nn.Module):
         checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
         # Gradient checkpointing turns the KV cache off in training, and the cache is what shares.
         self.parts = (backbone, value_head(base)) if backbone is not None and _has_head(base) and not checkpointing else None
+        self.n_params = sum(p.numel() for p in model.parameters())
 
     def forward(self, encoded, indices: list[int], pad_id: int, device, precision: str) -> torch.Tensor:
         shared = None
@@ -55,10 +56,12 @@ class PairRewards(torch.nn.Module):
             return forward_rewards(self.model, collate(encoded, indices, pad_id), device, precision)
         shared = shared.to(device, non_blocking=True)
         backbone, head = self.parts
+        lengths = shared.rest_mask.sum(1)
         with autocast(precision, device):
-            hidden = shared_hidden(backbone, shared)
-            last = hidden[torch.arange(len(hidden), device=device), shared.rest_mask.sum(1) - 1]
-            return head(last).squeeze(-1).float()
+            groups = shared_hidden(backbone, shared, n_params=self.n_params)
+            rows = [r for r, _ in groups]
+            last = [hidden[torch.arange(len(r), device=device), lengths[r] - 1] for r, hidden in groups]
+            return head(in_row_order(rows, last)).squeeze(-1).float()
 
 
 def _has_head(model) -> bool:

@@ -65,6 +65,10 @@ class Objective(Protocol):
     def lengths(self) -> Sequence[int]:
         """Each training example's length in tokens (batches are grouped by it)."""
 
+    def rest_lengths(self) -> Sequence[int] | None:
+        """For pairs whose prompt is computed once: lengths() are the prompts' and these the responses'
+        after it (training/pairs.py epoch_batches); None otherwise."""
+
     def forward(self, net, indices: list[int]) -> Pass:
         """The loss of the training examples at `indices` through `net` (the model, or DDP around it)."""
 
@@ -101,21 +105,23 @@ def fit(
     save_model: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Trains `model` on the objective's examples; returns the run's summary."""
-    lengths = objective.lengths()
-    n_examples = len(lengths)
+    # 1. The model, and what the method calls on it (which may decide how it batches).
+    model.to(device)
+    model.train()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    net = objective.wrap(model)
 
-    # 1. The schedule: optimizer steps, warm-up, decay.
+    # 2. The schedule: optimizer steps, warm-up, decay.
+    lengths, rest_lengths = objective.lengths(), objective.rest_lengths()
+    n_examples = len(lengths)
     accum = config.gradient_accumulation_steps
     n_batches = batches_per_epoch(n_examples, config.batch_size)
     steps_per_epoch = math.ceil(n_batches / accum)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     warmup = math.ceil(config.warmup_ratio * total_steps)
 
-    # 2. Model, optimizer, scheduler, loss scaler.
-    model.to(device)
-    model.train()
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # 3. Optimizer, scheduler, loss scaler.
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = adamw(
         [
@@ -127,7 +133,7 @@ def fit(
     scheduler = lr_schedule(optimizer, config.lr_scheduler, warmup_steps=warmup, total_steps=total_steps)
     scaler = loss_scaler(config.precision)
 
-    # 3. Start fresh, or continue from the last complete checkpoint.
+    # 4. Start fresh, or continue from the last complete checkpoint.
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best_step": None, "best_rank": None}
     resumed_from = None
     if resume:
@@ -143,7 +149,6 @@ def fit(
     # Under torchrun every rank holds the whole model; DDP averages the gradients in backward().
     # The plain model stays what is evaluated and saved (its state has no "module." prefix).
     world = distributed.world_size()
-    net = objective.wrap(model)
     if world > 1:
         net = _ddp(net, device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -181,7 +186,7 @@ def fit(
             sink(Metric(step, figures))
         return figures
 
-    # 4. The loop.
+    # 5. The loop.
     reset_peak_memory(device)
     session_start, session_steps = time.perf_counter(), 0
     window = Window(objective.noun)
@@ -191,7 +196,8 @@ def fit(
     epoch_cache: tuple[int, list[list[int]]] = (-1, [])
     while state["step"] < total_steps:
         if epoch_cache[0] != state["epoch"]:
-            epoch_cache = (state["epoch"], epoch_batches(lengths, config.batch_size, config.seed, state["epoch"]))
+            batches = epoch_batches(lengths, config.batch_size, config.seed, state["epoch"], rest_lengths)
+            epoch_cache = (state["epoch"], batches)
         group = epoch_cache[1][state["batch"] : state["batch"] + accum]
         step = state["step"] + 1
         with out_of_memory_fails(device, at=f"step {step}", step=step, hint=objective.oom_hint, optimizer=optimizer):
@@ -235,7 +241,7 @@ def fit(
         session_steps += 1
         done = step >= total_steps
 
-        # 5. Report.
+        # 6. Report.
         now = time.perf_counter()
         if step % config.log_every == 0 or done:
             values = window.flush(now) if world == 1 else window.flush(now, distributed.all_reduce_sum)
@@ -251,7 +257,7 @@ def fit(
             eta = (now - session_start) / session_steps * (total_steps - step)
             sink(Progress(step, total_steps, f"step {step:,} of {total_steps:,}", eta))
 
-        # 6. Evaluate and checkpoint (a checkpoint's validation figures are always its own step's).
+        # 7. Evaluate and checkpoint (a checkpoint's validation figures are always its own step's).
         # Every rank evaluates the whole validation set (the same figures, no messages, so no rank
         # falls out of step); only the main rank saves, the others wait for it in the next step.
         main = distributed.is_main()

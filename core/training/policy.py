@@ -1,9 +1,10 @@
 """Policies: causal LMs that a method trains or samples from, found and loaded as a person names them.
 
 A policy is 'demo' (the tiny demo policy, built on first use), a causal-LM folder (or a LoRA
-adapter folder over one), a model in the Hugging Face cache, or a run's checkpoint: a run that
-trains a policy keeps it in its checkpoints' `policy/` folder, so a checkpoint folder or a run
-folder (its latest checkpoint) names that policy. Weights load from safetensors only (models.py).
+adapter folder over one), a model in the Hugging Face cache, or a run's checkpoint: an RL run
+keeps its policy in its checkpoints' `policy/` folder (beside the value model), an SFT or DPO run's
+checkpoint is the policy's folder itself; a checkpoint folder or a run folder (its latest
+checkpoint) names that policy. Weights load from safetensors only (models.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def resolve_policy(spec: str) -> Path:
 
         latest = latest_checkpoint(path)
         if latest is not None:
-            return latest / POLICY_DIR
+            return latest / POLICY_DIR if (latest / POLICY_DIR).is_dir() else latest
     return resolve_model(text)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["common_prefix", "SharedBatch", "shared_batch", "shared_hidden"]
+__all__ = ["common_prefix", "SharedBatch", "in_row_order", "shared_batch", "shared_hidden"]
 
 # Below this many prompt tokens saved per pair, a second pass through the model costs more than it saves.
 MIN_SAVED_PER_PAIR = 8
@@ -74,9 +74,18 @@ def shared_batch(first: Sequence[list[int]], second: Sequence[list[int]], limits
     return SharedBatch(prefix_ids, prefix_mask, rest_ids, rest_mask, starts, owner, saved=sum(shares))
 
 
-def shared_hidden(backbone, batch: SharedBatch) -> torch.Tensor:
-    """[2B, W, H] the backbone's last hidden states at every position of each row's rest."""
+def shared_hidden(backbone, batch: SharedBatch, *, n_params: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The backbone's last hidden states at every position of each row's rest, as (rows [g], hidden
+    [g, W_g, H]) for groups of rows of similar length.
+
+    The prompts go through once; then the rests, in one pass or, when the padding saved pays for the
+    extra passes (rollout.length_groups' cost model), in up to four of rows of similar length (a pair's
+    two answers often differ in length: one pass pads every row to the longest of the batch). Each
+    group continues from its own copy of its rows' prompt cache.
+    """
     from transformers import DynamicCache
+
+    from .rollout import length_groups
 
     width = batch.prefix_ids.shape[1]
     device = batch.prefix_ids.device
@@ -86,14 +95,31 @@ def shared_hidden(backbone, batch: SharedBatch) -> torch.Tensor:
         position_ids=torch.arange(width, device=device).expand_as(batch.prefix_ids),
         past_key_values=cache, use_cache=True,
     )
-    cache.batch_select_indices(batch.owner)
-    rest_width = batch.rest_ids.shape[1]
-    return backbone(
-        input_ids=batch.rest_ids,
-        attention_mask=torch.cat([batch.prefix_mask[batch.owner], batch.rest_mask], dim=1),
-        position_ids=batch.starts[:, None] + torch.arange(rest_width, device=device),
-        past_key_values=cache, use_cache=True,
-    ).last_hidden_state
+    states = [(layer.keys, layer.values) for layer in cache.layers]
+    lengths = batch.rest_mask.sum(1)
+    groups = length_groups(lengths.cpu(), torch.arange(len(lengths)), n_params=n_params)
+    out = []
+    for rows in groups:
+        rows = rows.to(device)
+        rest_width = int(lengths[rows].max())
+        owners = batch.owner[rows]
+        group_cache = DynamicCache()
+        for index, (keys, values) in enumerate(states):
+            group_cache.update(keys[owners], values[owners], index)
+        hidden = backbone(
+            input_ids=batch.rest_ids[rows, :rest_width],
+            attention_mask=torch.cat([batch.prefix_mask[owners], batch.rest_mask[rows, :rest_width]], dim=1),
+            position_ids=batch.starts[rows, None] + torch.arange(rest_width, device=device),
+            past_key_values=group_cache, use_cache=True,
+        ).last_hidden_state
+        out.append((rows, hidden))
+    return out
+
+
+def in_row_order(rows: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+    """The groups' per-row values back in the batch's row order."""
+    order = torch.cat(rows)
+    return torch.cat(values)[torch.argsort(order)]
 
 
 def _right_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

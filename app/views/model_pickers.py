@@ -1,0 +1,191 @@
+"""Picking a policy (a causal LM), wherever one is picked: the SFT / DPO tab, the RL tab, Generate.
+
+    Policy  'demo' · the project's trained policies (SFT, DPO, RL runs) · causal LMs in the HF cache · [Browse…]
+
+A policy trained in the project is offered as its run: an SFT or DPO run's checkpoint is a causal-LM
+folder (its best one: the checkpoint the run reports as its result), an RL run's keeps the policy in
+its latest checkpoint's `policy/` folder, beside the value model. The boxes are editable: a folder
+or a cached model's name may be typed or pasted, and a typed spec survives a refresh. Lists are
+read on a worker (scanning the Hugging Face cache takes a while on a big machine); nothing here
+imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
+from rlhf_workbench.core.offline.config import METHODS as OFFLINE_KINDS
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.rl.config import METHOD_TITLES as RL_TITLES
+from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
+
+from ..tasks import run_store_task
+from ..widgets import heading_label
+
+# The runs that train a policy, by kind: how the kind reads, and what one step of it is called.
+POLICY_KINDS: dict[str, tuple[str, str]] = {
+    **{kind: (OFFLINE_TITLES[kind], "step") for kind in OFFLINE_KINDS},
+    **{kind: (RL_TITLES[kind], "update") for kind in RL_KINDS},
+}
+
+
+def is_causal_lm(architecture: str | None) -> bool:
+    """Whether a model folder's architecture can be a policy (unknown: let the person try)."""
+    return architecture is None or any(k in architecture for k in ("CausalLM", "LMHead", "ConditionalGeneration"))
+
+
+def run_policy(store, project_path, run: dict[str, Any]) -> tuple[int, Path] | None:
+    """(step, policy folder) a run of the project leaves, None if it trains no policy or has no
+    checkpoint left: an SFT or DPO run's best checkpoint (else its latest), an RL run's latest
+    checkpoint's `policy/` folder."""
+    if run["kind"] in RL_KINDS:
+        last = store.last_checkpoint(run["id"])
+        rows, sub = ([last] if last is not None else []), "policy"
+    elif run["kind"] in OFFLINE_KINDS:
+        rows = store.checkpoints(run["id"])[::-1]  # newest first
+        rows, sub = [r for r in rows if r["best"]] + rows, None  # the newest best, else the newest kept
+    else:
+        return None
+    for row in rows:
+        folder = Path(project_path) / row["path"]  # relative, or absolute outside the project
+        folder = folder / sub if sub else folder
+        if folder.is_dir():  # pruned checkpoints are gone
+            return row["step"], folder
+    return None
+
+
+def trained_policies(store, project_path, runs=None) -> list[tuple[dict[str, Any], int, Path]]:
+    """(run, step, policy folder) of every run of the project that trained a policy (SFT, DPO, RL)
+    and has a checkpoint, newest first."""
+    policies = []
+    for run in runs if runs is not None else store.runs(newest_first=True, decode=True):
+        found = run_policy(store, project_path, run)
+        if found is not None:
+            policies.append((run, *found))
+    return policies
+
+
+def outside_models(models) -> list:
+    """Models of `discover_models` that are not the project's: the demo model is a reward model's
+    untrained base, not the demo policy ('demo'), and the project's checkpoints are offered as their runs."""
+    return [entry for entry in models if entry.source not in ("demo", "checkpoint")]
+
+
+def policy_items(policies, models) -> list[tuple[str, str]]:
+    """(label, spec) of every causal LM that can be a policy: the demo policy, the project's trained
+    policies (from `trained_policies`), and the causal LMs of `discover_models`."""
+    items = [("demo  (the built-in demo policy)", "demo")]
+    for run, step, folder in policies:
+        title, unit = POLICY_KINDS[run["kind"]]
+        items.append((f"{run['name']}  ({title} {run['id']}, {unit} {step:,})", str(folder)))
+    for entry in outside_models(models):
+        if is_causal_lm(entry.architecture):
+            items.append((f"{entry.name}  ({entry.source})", str(entry.path)))
+    return items
+
+
+def policy_name(spec: str) -> str:
+    """A short name for a policy spec, for run names: a project checkpoint is named by its run's id
+    (`runs/<id>/checkpoints/step-N[/policy]`), a folder by its name, 'demo' as itself."""
+    path = Path(str(spec).strip())
+    parts = path.parts
+    if "checkpoints" in parts[1:]:
+        return parts[parts.index("checkpoints", 1) - 1]
+    return path.name or str(spec)
+
+
+class SpecBox(QComboBox):
+    """An editable picker of model specs: items show a name and carry the spec; text may be typed."""
+
+    def __init__(self, tooltip: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setEditable(True)
+        self.setToolTip(tooltip)
+        # An editable box keeps its cursor at the end of the text, which scrolls a long label's
+        # start out of sight; a picked item should read from its name.
+        self.currentIndexChanged.connect(lambda _index: self.lineEdit().setCursorPosition(0))
+
+    def set_items(self, items: list[tuple[str, str]]) -> None:
+        current = self.spec()
+        self.clear()
+        for label, spec in items:
+            self.addItem(label, spec)
+        index = self.findData(current)
+        if index >= 0:
+            self.setCurrentIndex(index)
+        elif current and self.count():
+            self.setEditText(current)  # typed by hand: kept
+        else:
+            self.setCurrentIndex(0 if self.count() else -1)
+
+    def spec(self) -> str:
+        index = self.currentIndex()
+        text = self.currentText().strip()
+        if index >= 0 and self.itemText(index) == text:
+            data = self.itemData(index)
+            return text if data is None else data
+        return text
+
+    def add_folder(self, folder: str) -> None:
+        self.addItem(folder, folder)
+        self.setCurrentIndex(self.count() - 1)
+
+    def with_browse(self, what: str) -> QHBoxLayout:
+        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it."""
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda _checked=False: self._choose_folder(what))
+        row = QHBoxLayout()
+        row.addWidget(self, 1)
+        row.addWidget(browse)
+        return row
+
+    def _choose_folder(self, what: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self.window(), f"Choose a {what} (with config.json)")
+        if folder:
+            self.add_folder(folder)
+
+
+class PolicyPicker(QWidget):
+    """"Policy" over a SpecBox of every policy this machine and project have, with Browse…; the
+    list is read on a worker by `refresh()`."""
+
+    failed = Signal(str)  # the list could not be read
+
+    def __init__(self, tooltip: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project: Project | None = None
+        self.box = SpecBox(tooltip)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(heading_label("Policy"))
+        layout.addLayout(self.box.with_browse("policy folder"))
+
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        self.refresh()
+
+    def spec(self) -> str:
+        return self.box.spec()
+
+    def refresh(self) -> None:
+        """Re-read what can be picked (on a worker); the current choice stays where it still can."""
+        if self.project is None:
+            self.box.clear()
+            return
+        project, project_path = self.project, self.project.path
+
+        def find(store, sink, stop) -> list[tuple[str, str]]:
+            from rlhf_workbench.core.models import discover_models
+
+            return policy_items(trained_policies(store, project_path), discover_models(project_path))
+
+        run_store_task(
+            self, project, find,
+            on_done=lambda items, project=project: self.box.set_items(items) if project is self.project else None,
+            on_error=self.failed.emit,
+        )

@@ -1,0 +1,149 @@
+"""The SFT / DPO tab: train a policy on fixed data, no reward model and no sampling. Pick a method
+and a policy, set the knobs, Start / Stop / Resume, watch it learn.
+
+    ┌ Method [DPO ▾]                    ┐┌ Run [dpo-… ▾]                                             ┐
+    │ Policy [demo ▾] [Browse…]         │├ curves, DPO: loss · implicit-reward accuracy · rewards     │
+    │ settings (the method's own)       ││       log-probs · learning rate · pairs/s                   │
+    │ [Start] [Stop] [Resume]           ││  SFT: loss · token accuracy · learning rate · sequences/s  │
+    │ step 12 of 128 · ETA 1:20 · …     │├ Log ──────────────────────────────────────────────────────┤
+    └───────────────────────────────────┘└────────────────────────────────────────────────────────────┘
+
+Everything a training tab does (runs, Start / Stop / Resume, curves, log) is training_tab.py's;
+this adds the method picker (the form then shows that method's settings alone: beta and the loss
+for DPO, the data file for SFT), the policy picker (model_pickers.py: the demo policy, any model
+folder, any policy the project trained), and each method's curves and figures. What a run leaves is
+a causal-LM checkpoint, offered wherever a policy is picked (the RL tab, Generate, this tab).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
+
+from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.events import Finished
+from rlhf_workbench.core.offline.config import CHOSEN, METHOD_TITLES, METHODS, OfflineConfig
+from rlhf_workbench.core.offline.method import OFFLINE
+from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.training.config import applies
+
+from ..curves import DPO_GROUPS, GROUPS_BY_KIND
+from ..jobs import JobController
+from ..widgets import heading_label
+from .model_pickers import PolicyPicker, policy_name
+from .training_tab import TrainingTab
+
+# Per method: the curves' columns (DPO's six plots in two rows of three, SFT's four in two of two)
+# and the throughput the status line reads.
+_COLUMNS = {"dpo": 3, "sft": 2}
+_THROUGHPUT = {"dpo": ("perf/pairs_per_s", "pairs/s"), "sft": ("perf/sequences_per_s", "sequences/s")}
+
+
+def _help(name: str) -> str:
+    return OfflineConfig.__dataclass_fields__[name].metadata["help"]
+
+
+class OfflineView(TrainingTab):
+    method = OFFLINE
+    curve_groups = DPO_GROUPS
+    curve_columns = _COLUMNS["dpo"]
+    throughput = _THROUGHPUT["dpo"]
+    start_tip = "Train the chosen policy by the chosen method with these settings"
+
+    def __init__(self, jobs: JobController, parent: QWidget | None = None):
+        super().__init__(jobs, parent)
+        self._method_chosen()
+        self._update_buttons()
+
+    # -- the method ----------------------------------------------------------------------------------
+
+    def chosen_method(self) -> str:
+        return self.method_box.currentData()
+
+    def set_method(self, method: str) -> None:
+        self.method_box.setCurrentIndex(self.method_box.findData(method))
+
+    def _method_chosen(self) -> None:
+        """The form shows the chosen method's settings alone; the other's keep their defaults."""
+        method = self.chosen_method()
+        self.form.show_only(lambda f: applies(f, method))
+        # Its curves, unless a run of the other method is on show.
+        if self.run_id is None or self.jobs.is_running:
+            self._set_curve_groups(method)
+
+    def _set_curve_groups(self, kind: str) -> None:
+        kind = kind if kind in _COLUMNS else "dpo"
+        self.throughput = _THROUGHPUT[kind]
+        groups = GROUPS_BY_KIND[kind]
+        if groups is not self.curves.groups:
+            self.curves.columns = _COLUMNS[kind]
+            self.curves.set_groups(groups)
+
+    # -- what the base asks of a method --------------------------------------------------------------
+
+    def picked_fields(self) -> tuple[str, ...]:
+        return ("policy", "method")
+
+    def build_choices(self) -> QWidget:
+        self.method_box = QComboBox()
+        for method in METHODS[::-1]:  # DPO first: the one the project's labelled pairs are for
+            self.method_box.addItem(METHOD_TITLES[method], method)
+        self.method_box.setToolTip(_help("method"))
+        self.method_box.currentIndexChanged.connect(self._method_chosen)
+        self.policy_picker = PolicyPicker(_help("policy"))
+        self.policy_picker.failed.connect(self._log_line)
+        self.policy_box = self.policy_picker.box
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(heading_label("Method"))
+        layout.addWidget(self.method_box)
+        layout.addWidget(self.policy_picker)
+        return box
+
+    def choice_widgets(self) -> list[QWidget]:
+        return [self.method_box, self.policy_picker]
+
+    def picked(self) -> dict[str, Any]:
+        return {"policy": self.policy_picker.spec(), "method": self.chosen_method()}
+
+    def set_choices_project(self, project: Project | None) -> None:
+        self.policy_picker.set_project(project)
+
+    def refresh_choices(self) -> None:
+        self.policy_picker.refresh()
+
+    def check_before_start(self, config: OfflineConfig) -> None:
+        from_pairs = config.method == "dpo" or config.sft_data.strip() == CHOSEN
+        if from_pairs and not self.project.store.counts()["judgments"]:
+            raise WorkbenchError(
+                f"{METHOD_TITLES[config.method]} learns from the project's labelled pairs, and it has none yet: label "
+                "some in the Label tab, or import pairs that come with verdicts"
+                + ("" if config.method == "dpo" else " (or give sft_data a file of prompts and responses)")
+            )
+
+    def run_name(self, config: OfflineConfig) -> str:
+        return f"{METHOD_TITLES[config.method]} of {policy_name(config.policy)}"
+
+    @property
+    def starting_text(self) -> str:
+        if self.chosen_method() == "dpo":
+            return "Starting… (loading the policy and scoring the pairs with its reference in a background process)"
+        return "Starting… (loading the policy in a background process)"
+
+    def finished_text(self, finished: Finished) -> str:
+        text = super().finished_text(finished)
+        summary = finished.summary
+        for key, what in (("eval/accuracy", "validation accuracy"),
+                          ("eval/mean_token_accuracy", "validation token accuracy")):
+            if isinstance(summary.get(key), (int, float)):
+                return f"{text} · {what} {summary[key]:.1%}"
+        return text
+
+    def show_run(self, run_id: str | None) -> None:
+        # A run's curves are its method's: DPO's rewards, SFT's token accuracy.
+        run = self.project.store.run(run_id) if run_id is not None and self.project is not None else None
+        if hasattr(self, "method_box"):
+            self._set_curve_groups(run["kind"] if run is not None else self.chosen_method())
+        super().show_run(run_id)
