@@ -19,20 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Finished
 from rlhf_workbench.core.offline.config import CHOSEN, METHOD_TITLES, METHODS, OfflineConfig
 from rlhf_workbench.core.offline.method import OFFLINE
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.training.config import applies
 
 from ..curves import DPO_GROUPS, GROUPS_BY_KIND
 from ..jobs import JobController
 from ..widgets import heading_label
 from .model_pickers import PolicyPicker, policy_name
-from .training_tab import TrainingTab
+from .training_tab import MethodsTab
 
 # Per method: the curves' columns (DPO's six plots in two rows of three, SFT's four in two of two)
 # and the throughput the status line reads.
@@ -44,8 +43,10 @@ def _help(name: str) -> str:
     return OfflineConfig.__dataclass_fields__[name].metadata["help"]
 
 
-class OfflineView(TrainingTab):
+class OfflineView(MethodsTab):
     method = OFFLINE
+    methods = METHODS[::-1]  # DPO first: the one the project's labelled pairs are for
+    method_titles = METHOD_TITLES
     curve_groups = DPO_GROUPS
     curve_columns = _COLUMNS["dpo"]
     throughput = _THROUGHPUT["dpo"]
@@ -58,21 +59,7 @@ class OfflineView(TrainingTab):
 
     # -- the method ----------------------------------------------------------------------------------
 
-    def chosen_method(self) -> str:
-        return self.method_box.currentData()
-
-    def set_method(self, method: str) -> None:
-        self.method_box.setCurrentIndex(self.method_box.findData(method))
-
-    def _method_chosen(self) -> None:
-        """The form shows the chosen method's settings alone; the other's keep their defaults."""
-        method = self.chosen_method()
-        self.form.show_only(lambda f: applies(f, method))
-        # Its curves, unless a run of the other method is on show.
-        if self.run_id is None or self.jobs.is_running:
-            self._set_curve_groups(method)
-
-    def _set_curve_groups(self, kind: str) -> None:
+    def set_curve_groups(self, kind: str) -> None:
         kind = kind if kind in _COLUMNS else "dpo"
         self.throughput = _THROUGHPUT[kind]
         groups = GROUPS_BY_KIND[kind]
@@ -86,11 +73,7 @@ class OfflineView(TrainingTab):
         return ("policy", "method")
 
     def build_choices(self) -> QWidget:
-        self.method_box = QComboBox()
-        for method in METHODS[::-1]:  # DPO first: the one the project's labelled pairs are for
-            self.method_box.addItem(METHOD_TITLES[method], method)
-        self.method_box.setToolTip(_help("method"))
-        self.method_box.currentIndexChanged.connect(self._method_chosen)
+        self.method_picker()
         self.policy_picker = PolicyPicker(_help("policy"))
         self.policy_picker.failed.connect(self._log_line)
         self.policy_box = self.policy_picker.box
@@ -140,10 +123,3 @@ class OfflineView(TrainingTab):
             if isinstance(summary.get(key), (int, float)):
                 return f"{text} · {what} {summary[key]:.1%}"
         return text
-
-    def show_run(self, run_id: str | None) -> None:
-        # A run's curves are its method's: DPO's rewards, SFT's token accuracy.
-        run = self.project.store.run(run_id) if run_id is not None and self.project is not None else None
-        if hasattr(self, "method_box"):
-            self._set_curve_groups(run["kind"] if run is not None else self.chosen_method())
-        super().show_run(run_id)

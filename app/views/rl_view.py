@@ -24,14 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Finished, Sample
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.rl.config import METHOD_TITLES, METHODS, RLConfig
+from rlhf_workbench.core.rl.config import METHOD_TITLES, METHODS
 from rlhf_workbench.core.rl.method import RL
-from rlhf_workbench.core.training.config import applies
 from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
 from ..curves import GROUPS_BY_KIND, PPO_GROUPS
@@ -41,13 +40,15 @@ from .model_pickers import policy_name
 from .rl_compare import CompareControl
 from .rl_panels import SamplesPanel, WarningBanner
 from .rl_pickers import PICKED, ModelChoices
-from .training_tab import TrainingTab
+from .training_tab import MethodsTab
 
 
-class RLView(TrainingTab):
+class RLView(MethodsTab):
     pairs_added = Signal(int)  # "Compare with reference" added this many pairs to the project
 
     method = RL
+    methods = METHODS
+    method_titles = METHOD_TITLES
     curve_groups = PPO_GROUPS
     curve_columns = 3  # seven plots, three to a row: the tab fits a laptop screen
     curve_split = [600, 400]
@@ -78,22 +79,7 @@ class RLView(TrainingTab):
 
     # -- the method ----------------------------------------------------------------------------------
 
-    def chosen_method(self) -> str:
-        return self.method_box.currentData()
-
-    def set_method(self, method: str) -> None:
-        self.method_box.setCurrentIndex(self.method_box.findData(method))
-
-    def _method_chosen(self) -> None:
-        """The form shows the chosen method's settings alone; the others keep their defaults."""
-        method = self.chosen_method()
-        self.form.show_only(lambda f: applies(f, method))
-        # The curves of a method's own figures (GRPO's group spread, PPO's value loss), unless a
-        # run of another method is on show.
-        if self.run_id is None or self.jobs.is_running:
-            self._set_curve_groups(method)
-
-    def _set_curve_groups(self, kind: str) -> None:
+    def set_curve_groups(self, kind: str) -> None:
         # PPO's advantages are per token: its samples have none to show.
         self.samples.show_advantages(kind != "ppo")
         groups = GROUPS_BY_KIND.get(kind, PPO_GROUPS)
@@ -108,11 +94,7 @@ class RLView(TrainingTab):
         return (*PICKED, "method")
 
     def build_choices(self) -> QWidget:
-        self.method_box = QComboBox()
-        for method in METHODS:
-            self.method_box.addItem(METHOD_TITLES[method], method)
-        self.method_box.setToolTip(RLConfig.__dataclass_fields__["method"].metadata["help"])
-        self.method_box.currentIndexChanged.connect(self._method_chosen)
+        self.method_picker()
         self.choices = ModelChoices()
         self.choices.failed.connect(self._log_line)
         self.policy_box, self.reward_box, self.prompts_box = (
@@ -168,13 +150,6 @@ class RLView(TrainingTab):
         if isinstance(reward, (int, float)):
             text += f" · reward {reward:+.3f}"
         return text
-
-    def show_run(self, run_id: str | None) -> None:
-        # A run's curves are its method's: GRPO's group spread, PPO's value loss.
-        run = self.project.store.run(run_id) if run_id is not None and self.project is not None else None
-        if hasattr(self, "method_box"):
-            self._set_curve_groups(run["kind"] if run is not None else self.chosen_method())
-        super().show_run(run_id)
 
     def load_run_extras(self, run_id: str) -> None:
         stored = self.project.store.samples(run_id, limit=200)

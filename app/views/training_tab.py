@@ -47,7 +47,7 @@ from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress, Sample
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
-from rlhf_workbench.core.training.config import load_config
+from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
 
 from ..config_form import ConfigForm
@@ -456,3 +456,46 @@ class TrainingTab(QWidget):
     def _error(self, message: str) -> None:
         self.status.setText(message)
         self.error.emit(message)
+
+
+class MethodsTab(TrainingTab):
+    """A training tab whose method serves several algorithms, one of which its config's `method`
+    field picks (RL: PPO, RLOO, GRPO; SFT / DPO): a picker above the form, which then shows the
+    chosen algorithm's settings alone (`setting(..., methods=...)`), and curves that follow the
+    algorithm of the run on show. A subclass lists its algorithms and says what their curves are."""
+
+    methods: tuple[str, ...]  # the algorithms, in the picker's order
+    method_titles: dict[str, str]
+
+    def method_picker(self) -> QComboBox:
+        """The picker (self.method_box), for the subclass to place in build_choices."""
+        self.method_box = QComboBox()
+        for method in self.methods:
+            self.method_box.addItem(self.method_titles[method], method)
+        self.method_box.setToolTip(self.method.config.__dataclass_fields__["method"].metadata["help"])
+        self.method_box.currentIndexChanged.connect(self._method_chosen)
+        return self.method_box
+
+    def set_curve_groups(self, kind: str) -> None:
+        """Show the curves (and whatever else differs) of runs of this algorithm."""
+
+    def chosen_method(self) -> str:
+        return self.method_box.currentData()
+
+    def set_method(self, method: str) -> None:
+        self.method_box.setCurrentIndex(self.method_box.findData(method))
+
+    def _method_chosen(self) -> None:
+        """The form shows the chosen algorithm's settings alone; the others keep their defaults."""
+        method = self.chosen_method()
+        self.form.show_only(lambda f: applies(f, method))
+        # Its curves, unless a run of another algorithm is on show.
+        if self.run_id is None or self.jobs.is_running:
+            self.set_curve_groups(method)
+
+    def show_run(self, run_id: str | None) -> None:
+        # A run's curves are its algorithm's.
+        run = self.project.store.run(run_id) if run_id is not None and self.project is not None else None
+        if hasattr(self, "method_box"):  # the base shows an empty run before the subclass is built
+            self.set_curve_groups(run["kind"] if run is not None else self.chosen_method())
+        super().show_run(run_id)
