@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlhf_workbench.core.offline.train import ResponseLogits, _shared_pairs, sequence_logprobs
-from rlhf_workbench.core.training.prefix import common_prefix, shared_batch
+from rlhf_workbench.core.training.prefix import common_prefix, shared_batch, worth_sharing
 
 PAD = 0
 
@@ -48,7 +48,9 @@ def test_common_prefix_stops_at_the_first_difference_and_at_the_limit():
     assert common_prefix([1, 2, 3, 4], [1, 2, 5], 10) == 2
     assert common_prefix([1, 2, 3], [1, 2, 3], 2) == 2
     assert common_prefix([7], [8], 5) == 0
-    assert shared_batch([[1, 2]], [[1, 3]], [1], PAD) is None  # one token saved does not pay for a pass
+    assert shared_batch([[1, 2]], [[7, 3]], [1], PAD) is None  # nothing in common: two sequences it is
+    assert shared_batch([[1, 2]], [[1, 3]], [1], PAD) is not None
+    assert not worth_sharing([1, 2, 3]) and worth_sharing([8, 8, 8]) and not worth_sharing([])
 
 
 @pytest.fixture(params=["one rest pass", "rests in groups"])

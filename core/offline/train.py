@@ -48,7 +48,7 @@ from ..training.device import autocast, check_precision, cpu_threads, freed_memo
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, load_project_pairs, pairs_by_id, split_by_prompt
 from ..training.policy import load_policy, with_new_lora
-from ..training.prefix import common_prefix, shared_batch, shared_hidden
+from ..training.prefix import common_prefix, shared_batch, shared_hidden, worth_sharing
 from .config import CHOSEN, METHOD_TITLES, OfflineConfig
 from .data import Encoded, collate, encode_pairs, encode_sequence, read_sft_file
 from .losses import chosen_nll, dpo_losses, pair_figures, token_logprobs
@@ -210,6 +210,10 @@ class ResponseLogits(torch.nn.Module):
         # Gradient checkpointing turns the KV cache off in training, and the cache is what shares.
         return self.split is not None and not _checkpointing(self.model)
 
+    def shares_for(self, encoded: Sequence[tuple[Encoded, Encoded]]) -> bool:
+        """Whether these pairs' prompts are computed once (prefix.worth_sharing, judged on all of them)."""
+        return self.can_share and worth_sharing([pair_share(c, r) for c, r in encoded])
+
     def forward(self, batch: dict[str, Any]):
         if "shared" in batch:
             shared, targets = batch["shared"], batch["rest_targets"]
@@ -362,32 +366,28 @@ class DPOObjective:
 
     def wrap(self, model):
         net = ResponseLogits(model)
-        self.sharing = net.can_share
+        self.sharing = net.shares_for(self.train_enc)
         return net
 
     def lengths(self) -> list[int]:
         if self.sharing:  # each pair's prompt computed once: batched by prompt, then response
-            return [self._shared(c, r) for c, r in self.train_enc]
+            return [pair_share(c, r) for c, r in self.train_enc]
         return [max(len(c[0]), len(r[0])) for c, r in self.train_enc]
 
     def rest_lengths(self) -> list[int] | None:
         if not self.sharing:
             return None
-        return [max(len(c[0]), len(r[0])) - self._shared(c, r) for c, r in self.train_enc]
-
-    @staticmethod
-    def _shared(chosen: Encoded, rejected: Encoded) -> int:
-        return common_prefix(chosen[0], rejected[0], min(chosen[1], rejected[1]) - 1)
+        return [max(len(c[0]), len(r[0])) - pair_share(c, r) for c, r in self.train_enc]
 
     @property
     def has_validation(self) -> bool:
         return bool(self.val_enc)
 
-    def _losses(self, net, pairs, reference_chosen, reference_rejected):
+    def _losses(self, net, pairs, reference_chosen, reference_rejected, share: bool):
         n = len(pairs)
         logps, tokens, n_tokens = sequence_logprobs(
             net, [c for c, _ in pairs] + [r for _, r in pairs], self.pad_id, self.config.precision, self.device,
-            pairs=True, share=getattr(net, "module", net).can_share,
+            pairs=True, share=share,
         )
         losses, chosen_rewards, rejected_rewards = dpo_losses(
             logps[:n], logps[n:], reference_chosen.to(self.device), reference_rejected.to(self.device),
@@ -399,7 +399,8 @@ class DPOObjective:
     def forward(self, net, indices: list[int]) -> Pass:
         index = torch.tensor(indices)
         losses, chosen_r, rejected_r, chosen, rejected, n_tokens = self._losses(
-            net, [self.train_enc[i] for i in indices], self.reference["train_chosen"][index], self.reference["train_rejected"][index]
+            net, [self.train_enc[i] for i in indices], self.reference["train_chosen"][index],
+            self.reference["train_rejected"][index], self.sharing,
         )
         loss = losses.mean()
         if self.config.sft_weight:
@@ -417,6 +418,7 @@ class DPOObjective:
         if not self.val_enc:
             return {}
         net = ResponseLogits(model)
+        share = net.shares_for(self.val_enc)
         was_training = model.training
         model.eval()
         sums: dict[str, float] = {}
@@ -426,7 +428,8 @@ class DPOObjective:
                 idx = order[start : start + self.config.batch_size]
                 index = torch.tensor(idx)
                 losses, chosen_r, rejected_r, chosen, rejected, _ = self._losses(
-                    net, [self.val_enc[i] for i in idx], self.reference["val_chosen"][index], self.reference["val_rejected"][index]
+                    net, [self.val_enc[i] for i in idx], self.reference["val_chosen"][index],
+                    self.reference["val_rejected"][index], share,
                 )
                 figures = {"loss": losses.mean(), **pair_figures(chosen_r, rejected_r, chosen, rejected)}
                 for name, value in figures.items():
@@ -464,8 +467,14 @@ def sequence_logprobs(net, rows: Sequence[Encoded], pad_id: int, precision: str,
     return _sums(logprobs, row_of, len(rows)), counts, tokens
 
 
+def pair_share(chosen: Encoded, rejected: Encoded) -> int:
+    """The first tokens a pair's two sequences share, up to the last prompt token (whose logit
+    predicts the response's first, so it goes with each response)."""
+    return common_prefix(chosen[0], rejected[0], min(chosen[1], rejected[1]) - 1)
+
+
 def _shared_pairs(rows: Sequence[Encoded], pad_id: int) -> dict[str, Any] | None:
-    """A batch of pairs with each pair's prompt once, or None when that would not pay."""
+    """A batch of pairs with each pair's prompt once, or None when a pair shares nothing."""
     n = len(rows) // 2
     first, second = rows[:n], rows[n:]
     # The prefix stops before the last prompt token: that token's logit predicts the response's first.
@@ -501,6 +510,7 @@ def reference_logprobs(model, train_enc, val_enc, pad_id: int, config: OfflineCo
     result: dict[str, torch.Tensor] = {}
     try:
         for side, encoded in (("train", train_enc), ("val", val_enc)):
+            share = net.shares_for(encoded)
             chosen, rejected = torch.zeros(len(encoded)), torch.zeros(len(encoded))
             order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0][0]), len(encoded[i][1][0])))
             # Twice the training batch: no gradients or optimizer state to hold.
@@ -508,7 +518,7 @@ def reference_logprobs(model, train_enc, val_enc, pad_id: int, config: OfflineCo
             for start in range(0, len(order), step):
                 idx = order[start : start + step]
                 rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]
-                logps, _, _ = sequence_logprobs(net, rows, pad_id, config.precision, device, pairs=True, share=net.can_share)
+                logps, _, _ = sequence_logprobs(net, rows, pad_id, config.precision, device, pairs=True, share=share)
                 logps = logps.cpu()
                 chosen[idx], rejected[idx] = logps[: len(idx)], logps[len(idx) :]
             result[f"{side}_chosen"], result[f"{side}_rejected"] = chosen, rejected

@@ -12,7 +12,7 @@ import torch
 
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
-from ..training.prefix import in_row_order, shared_batch, shared_hidden
+from ..training.prefix import common_prefix, in_row_order, shared_batch, shared_hidden, worth_sharing
 from ..training.rollout import value_head
 from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
@@ -44,10 +44,16 @@ class PairRewards(torch.nn.Module):
         # Gradient checkpointing turns the KV cache off in training, and the cache is what shares.
         self.parts = (backbone, value_head(base)) if backbone is not None and _has_head(base) and not checkpointing else None
         self.n_params = sum(p.numel() for p in model.parameters())
+        self.share = False  # set by share_if_worth, for the pairs it will score
+
+    def share_if_worth(self, encoded) -> bool:
+        """Computes each prompt once from now on if these pairs share enough of it (prefix.worth_sharing)."""
+        self.share = self.parts is not None and worth_sharing([shared_length(c, r) for c, r, *_ in encoded])
+        return self.share
 
     def forward(self, encoded, indices: list[int], pad_id: int, device, precision: str) -> torch.Tensor:
         shared = None
-        if self.parts is not None:
+        if self.share:
             first, second = [encoded[i][0] for i in indices], [encoded[i][1] for i in indices]
             # Each row keeps at least its last token for the second pass: its reward is read there.
             limits = [min(len(a), len(b)) - 1 for a, b in zip(first, second)]
@@ -64,6 +70,11 @@ class PairRewards(torch.nn.Module):
             return head(in_row_order(rows, last)).squeeze(-1).float()
 
 
+def shared_length(chosen: list[int], rejected: list[int]) -> int:
+    """The tokens a pair's two sequences share (each keeps at least its last token: its reward is read there)."""
+    return common_prefix(chosen, rejected, min(len(chosen), len(rejected)) - 1)
+
+
 def _has_head(model) -> bool:
     return any(getattr(model, name, None) is not None for name in ("score", "classifier", "v_head"))
 
@@ -71,7 +82,8 @@ def _has_head(model) -> bool:
 def shared_pair_rewards(model, encoded, indices: list[int], pad_id: int, device, precision: str = "fp32") -> torch.Tensor | None:
     """The rewards of the pairs at `indices` with each prompt computed once; None where it cannot be."""
     scorer = PairRewards(model)
-    return scorer(encoded, indices, pad_id, device, precision) if scorer.parts is not None else None
+    scorer.share = scorer.parts is not None
+    return scorer(encoded, indices, pad_id, device, precision) if scorer.share else None
 
 
 @torch.no_grad()
@@ -80,6 +92,7 @@ def pair_rewards(model, encoded, pad_id: int, *, batch_size: int, device, precis
     was_training = model.training
     model.eval()
     scorer = PairRewards(model)
+    scorer.share_if_worth(encoded)
     order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0]), len(encoded[i][1])))
     chosen = torch.empty(len(encoded))
     rejected = torch.empty(len(encoded))

@@ -34,9 +34,8 @@ from ..training.config import config_from_dict
 from ..training.device import check_precision, cpu_threads, freed_memory_kept, resolve_device
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, encode_pair, load_project_pairs, pairs_by_id
-from ..training.prefix import common_prefix
 from .config import RewardConfig
-from .evaluate import PairRewards, evaluate
+from .evaluate import PairRewards, evaluate, shared_length
 from .loss import reward_loss
 
 JOB_PATH = "rlhf_workbench.core.reward.train:run"
@@ -160,10 +159,6 @@ def _train(model, tokenizer, train_pairs, val_pairs, config, device, threads, st
                started=started, run_dir=run_dir, resume=resume, resume_from=resume_from)
 
 
-def _shared_length(chosen: list[int], rejected: list[int]) -> int:
-    return common_prefix(chosen, rejected, min(len(chosen), len(rejected)) - 1)
-
-
 class _BradleyTerry:
     """The reward model's objective for the shared loop: each pair's chosen and rejected responses
     stacked into one forward pass, the Bradley-Terry loss, the validation accuracy."""
@@ -179,17 +174,18 @@ class _BradleyTerry:
 
     def wrap(self, model):
         self.scorer = PairRewards(model)
+        self.scorer.share_if_worth(self.train_enc)
         return self.scorer
 
     def lengths(self) -> list[int]:
-        if self.scorer.parts is not None:  # each pair's prompt computed once: batched by prompt, then response
-            return [_shared_length(c, r) for c, r, _ in self.train_enc]
+        if self.scorer.share:  # each pair's prompt computed once: batched by prompt, then response
+            return [shared_length(c, r) for c, r, _ in self.train_enc]
         return [max(len(c), len(r)) for c, r, _ in self.train_enc]
 
     def rest_lengths(self) -> list[int] | None:
-        if self.scorer.parts is None:
+        if not self.scorer.share:
             return None
-        return [max(len(c), len(r)) - _shared_length(c, r) for c, r, _ in self.train_enc]
+        return [max(len(c), len(r)) - shared_length(c, r) for c, r, _ in self.train_enc]
 
     @property
     def has_validation(self) -> bool:

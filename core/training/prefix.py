@@ -22,10 +22,17 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["common_prefix", "SharedBatch", "in_row_order", "shared_batch", "shared_hidden"]
+__all__ = ["common_prefix", "SharedBatch", "in_row_order", "shared_batch", "shared_hidden", "worth_sharing"]
 
 # Below this many prompt tokens saved per pair, a second pass through the model costs more than it saves.
 MIN_SAVED_PER_PAIR = 8
+
+
+def worth_sharing(shares: Sequence[int]) -> bool:
+    """Whether computing pairs' prompts once pays for the extra pass, given each pair's shareable
+    tokens. Judged once for a whole dataset, never per batch: under torchrun each rank holds part
+    of a batch, and one rule for every batch keeps the ranks' arithmetic the one process's."""
+    return bool(shares) and sum(shares) >= MIN_SAVED_PER_PAIR * len(shares)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
@@ -60,10 +67,10 @@ class SharedBatch:
 
 def shared_batch(first: Sequence[list[int]], second: Sequence[list[int]], limits: Sequence[int], pad_id: int) -> SharedBatch | None:
     """The pairs (first[i], second[i]) as a SharedBatch, each sharing its common first tokens up to
-    limits[i]; None when sharing would save too little to pay for the extra pass."""
+    limits[i]; None when a pair shares nothing (its two sequences differ from the first token)."""
     n = len(first)
     shares = [common_prefix(a, b, limit) for a, b, limit in zip(first, second, limits)]
-    if sum(shares) < MIN_SAVED_PER_PAIR * n or min(shares) < 1:
+    if not shares or min(shares) < 1:
         return None
     prefixes = [first[i][: shares[i]] for i in range(n)]
     rests = [first[i][shares[i] :] for i in range(n)] + [second[i][shares[i] :] for i in range(n)]
