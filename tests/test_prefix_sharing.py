@@ -104,8 +104,8 @@ def test_the_response_logits_gathered_from_the_backbone_are_the_full_forward_pas
     assert len(wanted) == len(row_of) == sum(len(ids) - start for ids, start in rows)
 
 
-@pytest.mark.parametrize("margin", [None, 0.5])
-def test_reward_model_rewards_and_gradients_are_those_of_separate_sequences(margin, rest_passes):
+def test_reward_model_rewards_and_gradients_are_those_of_separate_sequences(rest_passes):
+    margin = 0.5
     from rlhf_workbench.core.reward.evaluate import forward_rewards, shared_pair_rewards
     from rlhf_workbench.core.reward.loss import reward_loss
     from rlhf_workbench.core.training.pairs import collate as pair_collate
