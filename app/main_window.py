@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.reward_view.error.connect(self.show_error)
         self.offline_view = OfflineView(self.jobs)
         self.offline_view.error.connect(self.show_error)
+        self.offline_view.pairs_added.connect(lambda _: self.refresh())
         self.rl_view = RLView(self.jobs)
         self.rl_view.error.connect(self.show_error)
         self.rl_view.pairs_added.connect(lambda _: self.refresh())

@@ -147,7 +147,7 @@ def test_score_unlabelled_pairs(qtbot, demo, parent):
 
 @pytest.mark.slow
 def test_compare_with_reference(qtbot, demo, parent):
-    from rlhf_workbench.app.views.rl_compare import CompareControl
+    from rlhf_workbench.app.views.policy_compare import CompareControl
 
     project, _, _, ppo_run = demo
     control = CompareControl(parent)

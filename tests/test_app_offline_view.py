@@ -97,6 +97,8 @@ def test_dpo_runs_from_the_tab_and_its_policy_is_offered_to_rl(window, qtbot):
     assert list(view.curves.series_data("eval/accuracy")[0]) == [6, 12]
     assert all(card.has_data for card in view.curves.cards), [c.title for c in view.curves.cards if not c.has_data]
     assert view.start_button.isEnabled() and not view.resume_button.isEnabled()
+    # Its policy can be compared with the one it started from (tests/test_app_rl_view.py clicks it).
+    assert view.compare_button.isEnabled() and view.compare_status.text() == ""
 
     # Its checkpoint (the folder itself: no policy/ inside) is a policy wherever one is picked.
     rl = window.rl_view
@@ -123,3 +125,5 @@ def test_dpo_runs_from_the_tab_and_its_policy_is_offered_to_rl(window, qtbot):
     assert runs.table.item(row, COLUMNS.index("Kind")).text() == "DPO"
     assert runs.table.item(row, COLUMNS.index("Result")).text().startswith("eval/accuracy ")
     assert runs.curves.card("Implicit-reward accuracy").has_data
+    win_rate = runs.fields["win_rate"]
+    assert runs.info_form.isRowVisible(win_rate) and "Not compared with its reference yet" in win_rate.text()

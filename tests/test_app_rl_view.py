@@ -18,9 +18,9 @@ from rlhf_workbench.app.main import (
 )
 from rlhf_workbench.app.views.rl_panels import MAX_SAMPLE_ROWS
 from rlhf_workbench.app.views.runs_view import COLUMNS
+from rlhf_workbench.core.compare import compare_origin
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.events import Checkpoint, Log, Metric, Progress, Sample
-from rlhf_workbench.core.rl.compare import compare_origin
 from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.runs.records import start_run
 from rlhf_workbench.core.runs.work import Work, execute
@@ -239,7 +239,7 @@ def test_live_events_reach_curves_samples_banner_and_status(window, qtbot):
 
 @pytest.mark.slow
 def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the_win_rate(window, qtbot):
-    from test_ppo_compare import fake_trained_checkpoint
+    from test_policy_compare import fake_trained_checkpoint
 
     view = window.rl_view
     run_id = fake_trained_checkpoint(window.project, RLConfig(prompt_origin=DEMO_ORIGIN, max_new_tokens=12))

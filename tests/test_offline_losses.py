@@ -238,6 +238,33 @@ def test_jsonl_and_csv_files_read_as_prompt_response_rows(tmp_path):
     assert read_sft_file(csv_file) == [("Hi?", "Hello."), ("Two lines?", "One,\nTwo.")]
 
 
+def test_a_json_file_may_hold_one_array_or_json_lines(tmp_path):
+    array = tmp_path / "records.json"
+    array.write_text('[\n  {"prompt": "Hi?", "response": "Hello."},\n  {"prompt": "2+2?", "completion": "4"}\n]\n',
+                     encoding="utf-8")
+    assert read_sft_file(array) == [("Hi?", "Hello."), ("2+2?", "4")]
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"prompt": "Hi?", "response": "Hello."}\n{"prompt": "2+2?", "response": "4"}\n', encoding="utf-8")
+    assert read_sft_file(lines) == [("Hi?", "Hello."), ("2+2?", "4")]
+    gap = tmp_path / "gap.json"
+    gap.write_text('[{"prompt": "Hi?", "response": "Hello."}, {"prompt": "Bye?"}]', encoding="utf-8")
+    assert _refused(gap) == f"sft_data: {gap}, record 2: 'response' is missing or empty (the row has: prompt)"
+    strings = tmp_path / "strings.json"
+    strings.write_text('["Hi?", "Hello."]', encoding="utf-8")
+    assert _refused(strings) == f"sft_data: {strings}, record 1 of the array: expected an object with prompt and response"
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"prompt": "Hi?",\n "response": }]', encoding="utf-8")
+    assert _refused(broken).startswith(f"sft_data: {broken}: not JSON (") and "line 2" in _refused(broken)
+
+
+def test_a_csv_row_with_more_values_than_columns_is_refused(tmp_path):
+    """A comma in an unquoted answer splits it: reading on would drop the answer's end unsaid."""
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("prompt,response\nHi?,Hello.\nList three?,One, two, three.\n", encoding="utf-8")
+    assert _refused(csv_file) == (f"sft_data: {csv_file}, line 3: 4 values, but the header names 2 columns "
+                                  "(a comma in a value that is not in quotes?)")
+
+
 def test_a_file_saved_with_a_byte_order_mark_reads(tmp_path):
     """As Excel's 'CSV UTF-8' and Windows editors save them (the project's importers accept it too)."""
     csv_file = tmp_path / "excel.csv"
@@ -281,7 +308,7 @@ def test_bad_files_are_refused_saying_what_is_wrong(tmp_path):
     assert _refused(a_list) == f"sft_data: {a_list}, line 1: expected an object with prompt and response"
     text = tmp_path / "data.txt"
     text.write_text("prompt,response\nHi?,Hello.\n", encoding="utf-8")
-    assert _refused(text) == f"sft_data: {text}: not a .jsonl or .csv file"
+    assert _refused(text) == f"sft_data: {text}: not a .jsonl, .json or .csv file"
     for name, content in (("empty.jsonl", ""), ("blank.jsonl", "\n  \n"), ("header.csv", "prompt,response\n")):
         (tmp_path / name).write_text(content, encoding="utf-8")
         assert _refused(tmp_path / name) == f"sft_data: {tmp_path / name}: holds no examples"

@@ -29,13 +29,14 @@ from PySide6.QtWidgets import (
 
 from rlhf_workbench.core.errors import ConfigError, WorkbenchError
 from rlhf_workbench.core.generate import GenerateConfig, summary
+from rlhf_workbench.core.policies import trained_policies
 from rlhf_workbench.core.project import Project
 
 from ..config_form import ConfigForm
 from ..dialogs import error_box
 from ..tasks import Task, run_in_child, run_store_task
 from ..widgets import heading_label, plain_label
-from .model_pickers import SpecBox, policy_items, trained_policies
+from .model_pickers import SpecBox, policy_items
 
 PICKED = ("model", "model_b", "prompt_origin", "n_prompts")  # the GenerateConfig fields chosen above the form
 SAME_MODEL = ""  # the second box's "no second model" item

@@ -2,9 +2,8 @@
 
     Policy  'demo' · the project's trained policies (SFT, DPO, RL runs) · causal LMs in the HF cache · [Browse…]
 
-A policy trained in the project is offered as its run: an SFT or DPO run's checkpoint is a causal-LM
-folder (its best one: the checkpoint the run reports as its result), an RL run's keeps the policy in
-its latest checkpoint's `policy/` folder, beside the value model. The boxes are editable: a folder
+A policy trained in the project is offered as its run (core/policies.py: an SFT or DPO run's best
+checkpoint, an RL run's latest checkpoint's `policy/` folder, beside the value model). The boxes are editable: a folder
 or a cached model's name may be typed or pasted, and a typed spec survives a refresh. Lists are
 read on a worker (scanning the Hugging Face cache takes a while on a big machine); nothing here
 imports torch.
@@ -13,13 +12,13 @@ imports torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
 from rlhf_workbench.core.offline.config import METHODS as OFFLINE_KINDS
+from rlhf_workbench.core.policies import trained_policies
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.rl.config import METHOD_TITLES as RL_TITLES
 from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
@@ -37,37 +36,6 @@ POLICY_KINDS: dict[str, tuple[str, str]] = {
 def is_causal_lm(architecture: str | None) -> bool:
     """Whether a model folder's architecture can be a policy (unknown: let the person try)."""
     return architecture is None or any(k in architecture for k in ("CausalLM", "LMHead", "ConditionalGeneration"))
-
-
-def run_policy(store, project_path, run: dict[str, Any]) -> tuple[int, Path] | None:
-    """(step, policy folder) a run of the project leaves, None if it trains no policy or has no
-    checkpoint left: an SFT or DPO run's best checkpoint (else its latest), an RL run's latest
-    checkpoint's `policy/` folder."""
-    if run["kind"] in RL_KINDS:
-        last = store.last_checkpoint(run["id"])
-        rows, sub = ([last] if last is not None else []), "policy"
-    elif run["kind"] in OFFLINE_KINDS:
-        rows = store.checkpoints(run["id"])[::-1]  # newest first
-        rows, sub = [r for r in rows if r["best"]] + rows, None  # the newest best, else the newest kept
-    else:
-        return None
-    for row in rows:
-        folder = Path(project_path) / row["path"]  # relative, or absolute outside the project
-        folder = folder / sub if sub else folder
-        if folder.is_dir():  # pruned checkpoints are gone
-            return row["step"], folder
-    return None
-
-
-def trained_policies(store, project_path, runs=None) -> list[tuple[dict[str, Any], int, Path]]:
-    """(run, step, policy folder) of every run of the project that trained a policy (SFT, DPO, RL)
-    and has a checkpoint, newest first."""
-    policies = []
-    for run in runs if runs is not None else store.runs(newest_first=True, decode=True):
-        found = run_policy(store, project_path, run)
-        if found is not None:
-            policies.append((run, *found))
-    return policies
 
 
 def outside_models(models) -> list:

@@ -1,8 +1,9 @@
 """The SFT / DPO tab: train a policy on fixed data, no reward model and no sampling. Pick a method
 and a policy, set the knobs, Start / Stop / Resume, watch it learn.
 
-    ┌ Method [DPO ▾]                    ┐┌ Run [dpo-… ▾]                                             ┐
-    │ Policy [demo ▾] [Browse…]         │├ curves, DPO: loss · implicit-reward accuracy · rewards     │
+    ┌ Method [DPO ▾]                    ┐┌ Run [dpo-… ▾]  Prompts [32]  [Compare with reference]      ┐
+    │ Policy [demo ▾] [Browse…]         ││ people preferred the policy in 62% of 40 verdicts          │
+    │                                   │├ curves, DPO: loss · implicit-reward accuracy · rewards     │
     │ settings (the method's own)       ││       log-probs · learning rate · pairs/s                   │
     │ [Start] [Stop] [Resume]           ││  SFT: loss · token accuracy · learning rate · sequences/s  │
     │ step 12 of 128 · ETA 1:20 · …     │├ Log ──────────────────────────────────────────────────────┤
@@ -11,8 +12,10 @@ and a policy, set the knobs, Start / Stop / Resume, watch it learn.
 Everything a training tab does (runs, Start / Stop / Resume, curves, log) is training_tab.py's;
 this adds the method picker (the form then shows that method's settings alone: beta and the loss
 for DPO, the data file for SFT), the policy picker (model_pickers.py: the demo policy, any model
-folder, any policy the project trained), and each method's curves and figures. What a run leaves is
-a causal-LM checkpoint, offered wherever a policy is picked (the RL tab, Generate, this tab).
+folder, any policy the project trained), each method's curves and figures, and "Compare with
+reference" (policy_compare.py), which samples the chosen run's policy and the one it started from and
+puts the pairs in the Label queue. What a run leaves is a causal-LM checkpoint, offered wherever a
+policy is picked (the RL tab, Generate, this tab).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class OfflineView(MethodsTab):
 
     def __init__(self, jobs: JobController, parent: QWidget | None = None):
         super().__init__(jobs, parent)
+        self.add_comparison()
         self._method_chosen()
         self._update_buttons()
 

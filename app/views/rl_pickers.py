@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QVBoxLayout, QWidget
 
+from rlhf_workbench.core.policies import trained_policies
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.store.model_pairs import POLICY_VS_REFERENCE
@@ -25,7 +26,7 @@ from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
 from ..tasks import run_store_task
 from ..widgets import heading_label
-from .model_pickers import SpecBox, outside_models, policy_items, trained_policies
+from .model_pickers import SpecBox, outside_models, policy_items
 
 PICKED = ("policy", "reward_model", "prompt_origin")  # the RLConfig fields chosen here
 

@@ -16,14 +16,13 @@ Everything a training tab does (runs, Start / Stop / Resume, curves, log) is tra
 this adds the method picker (the form then shows that method's settings alone), the model
 pickers, the watchdogs' banner, the samples table (RLOO's and GRPO's groups together, with the
 advantage each response got) and "Compare with reference", which samples the chosen run's latest
-policy and its reference in a child process (rl_compare.py) and adds the pairs to the Label queue.
+policy and its reference in a child process (policy_compare.py) and adds the pairs to the Label queue.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.errors import WorkbenchError
@@ -35,17 +34,14 @@ from rlhf_workbench.core.training.run_models import LATEST_REWARD_MODEL
 
 from ..curves import GROUPS_BY_KIND, PPO_GROUPS
 from ..jobs import JobController
-from ..widgets import heading_label, plain_label
+from ..widgets import heading_label
 from .model_pickers import policy_name
-from .rl_compare import CompareControl
 from .rl_panels import SamplesPanel, WarningBanner
 from .rl_pickers import PICKED, ModelChoices
 from .training_tab import MethodsTab
 
 
 class RLView(MethodsTab):
-    pairs_added = Signal(int)  # "Compare with reference" added this many pairs to the project
-
     method = RL
     methods = METHODS
     method_titles = METHOD_TITLES
@@ -60,17 +56,7 @@ class RLView(MethodsTab):
         super().__init__(jobs, parent)
         for card in self.curves.cards:
             card.setMinimumHeight(160)
-        self.comparison = CompareControl(self)
-        self.comparison.pairs_added.connect(self.pairs_added)
-        self.comparison.logged.connect(self._log_line)
-        self.comparison.failed_to_start.connect(self._error)
-        self.compare_count, self.compare_button, self.compare_status = (
-            self.comparison.count, self.comparison.button, self.comparison.status
-        )
-        self.run_row.addWidget(plain_label("Prompts"))
-        self.run_row.addWidget(self.compare_count)
-        self.run_row.addWidget(self.compare_button)
-        self.right_layout.insertWidget(1, self.compare_status)
+        self.add_comparison()
         self.banner = WarningBanner()
         self.banner.show_log_requested.connect(lambda: self.bottom.setCurrentWidget(self.log))
         self.outer_layout.insertWidget(0, self.banner)
@@ -168,7 +154,3 @@ class RLView(MethodsTab):
 
     def show_warning(self, message: str) -> None:
         self.banner.add_warning(message)
-
-    def update_extras(self) -> None:
-        if hasattr(self, "comparison"):  # the base updates once before this tab's own widgets exist
-            self.comparison.set_run(self.project, self.run_id)

@@ -46,9 +46,9 @@ from PySide6.QtWidgets import (
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Metric
 from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
+from rlhf_workbench.core.policies import POLICY_RUN_KINDS
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.rl.config import METHOD_TITLES
-from rlhf_workbench.core.rl.config import METHODS as RL_KINDS
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
@@ -57,7 +57,7 @@ from ..dialogs import error_box
 from ..tasks import run_task
 from ..text import count, display_path, one_line
 from ..widgets import heading_label, plain_label
-from .rl_compare import win_rate_details, win_rate_text
+from .policy_compare import win_rate_details, win_rate_text
 
 COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
 _KIND_NAMES = {"reward": "Reward model", **OFFLINE_TITLES, **METHOD_TITLES, "generate": "Generation"}
@@ -252,7 +252,7 @@ class RunsView(QWidget):
             )
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, run["id"] if col == 0 else None))
-            if run["kind"] in RL_KINDS:
+            if run["kind"] in POLICY_RUN_KINDS:
                 self.table.item(row, COLUMNS.index("Human win rate")).setToolTip(
                     win_rate_details(self._win_rates.get(run["id"]))
                 )
@@ -307,7 +307,7 @@ class RunsView(QWidget):
 
     def _show_win_rate(self, run: dict[str, Any] | None) -> None:
         label = self.fields["win_rate"]
-        is_policy = run is not None and run["kind"] in RL_KINDS
+        is_policy = run is not None and run["kind"] in POLICY_RUN_KINDS
         rate = self._win_rates.get(run["id"]) if is_policy else None
         label.setText(win_rate_details(rate) if is_policy else "")
         label.setToolTip(win_rate_text(rate))

@@ -54,6 +54,7 @@ from ..config_form import ConfigForm
 from ..curves import CurvesPanel, Groups
 from ..jobs import JobController
 from ..widgets import heading_label, plain_label, run_buttons, run_processes
+from .policy_compare import CompareControl
 
 RESUMABLE = ("cancelled", "failed")
 _WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
@@ -464,8 +465,29 @@ class MethodsTab(TrainingTab):
     chosen algorithm's settings alone (`setting(..., methods=...)`), and curves that follow the
     algorithm of the run on show. A subclass lists its algorithms and says what their curves are."""
 
+    pairs_added = Signal(int)  # "Compare with reference" added this many pairs to the project
+
     methods: tuple[str, ...]  # the algorithms, in the picker's order
     method_titles: dict[str, str]
+
+    def add_comparison(self) -> None:
+        """"Compare with reference" (policy_compare.py) beside the run picker, its line under it: the
+        algorithms of both such tabs (SFT / DPO, RL) train a policy. The subclass calls it once built."""
+        self.comparison = CompareControl(self)
+        self.comparison.pairs_added.connect(self.pairs_added)
+        self.comparison.logged.connect(self._log_line)
+        self.comparison.failed_to_start.connect(self._error)
+        self.compare_count, self.compare_button, self.compare_status = (
+            self.comparison.count, self.comparison.button, self.comparison.status
+        )
+        self.run_row.addWidget(plain_label("Prompts"))
+        self.run_row.addWidget(self.compare_count)
+        self.run_row.addWidget(self.compare_button)
+        self.right_layout.insertWidget(1, self.compare_status)
+
+    def update_extras(self) -> None:
+        if hasattr(self, "comparison"):  # the base updates once before the subclass adds it
+            self.comparison.set_run(self.project, self.run_id)
 
     def method_picker(self) -> QComboBox:
         """The picker (self.method_box), for the subclass to place in build_choices."""

@@ -53,7 +53,8 @@ def collate(rows: Sequence[Encoded], pad_id: int):
 
 def read_sft_file(path: str | Path) -> list[tuple[str, str]]:
     """(prompt, response) rows of a JSONL or CSV file with 'prompt' and 'response' columns
-    ('completion' is read as 'response', as in TRL's prompt-completion datasets).
+    ('completion' is read as 'response', as in TRL's prompt-completion datasets), or of a .json file
+    holding JSON lines or one array of such objects.
 
     Refuses the whole file, naming the line and the field, at the first row that is not one."""
     path = Path(path).expanduser()
@@ -72,8 +73,13 @@ def read_sft_file(path: str | Path) -> list[tuple[str, str]]:
                     row = next(reader, None)
                     if row is None:
                         break
+                    if len(row) > len(header):
+                        raise JobFailed(f"sft_data: {path}, line {line}: {len(row)} values, but the header names "
+                                        f"{len(header)} columns (a comma in a value that is not in quotes?)")
                     if row:  # a blank line is no record
                         rows.append(_example(dict(zip(header, row)), path, line))
+            elif suffix == ".json" and _starts_with(fh, "["):
+                rows = _json_array(fh, path)
             elif suffix in (".jsonl", ".json"):
                 for line, text in enumerate(fh, start=1):
                     if not text.strip():
@@ -86,7 +92,7 @@ def read_sft_file(path: str | Path) -> list[tuple[str, str]]:
                         raise JobFailed(f"sft_data: {path}, line {line}: expected an object with prompt and response")
                     rows.append(_example(record, path, line))
             else:
-                raise JobFailed(f"sft_data: {path}: not a .jsonl or .csv file")
+                raise JobFailed(f"sft_data: {path}: not a .jsonl, .json or .csv file")
     except UnicodeDecodeError:
         raise JobFailed(f"sft_data: {path}: is not UTF-8 text") from None
     if not rows:
@@ -94,11 +100,33 @@ def read_sft_file(path: str | Path) -> list[tuple[str, str]]:
     return rows
 
 
-def _example(record: dict, path: Path, line: int) -> tuple[str, str]:
+def _starts_with(fh, char: str) -> bool:
+    """Whether the file's first character that is not white space is `char` (the file is rewound)."""
+    head = fh.read(4096).lstrip()
+    fh.seek(0)
+    return head.startswith(char)
+
+
+def _json_array(fh, path: Path) -> list[tuple[str, str]]:
+    """A .json file holding one array of objects (what `json.dump` of a list, or pandas' to_json
+    with orient='records', writes), each named by its place in the array."""
+    try:
+        records = json.load(fh)
+    except ValueError as exc:
+        raise JobFailed(f"sft_data: {path}: not JSON ({exc})") from None
+    rows = []
+    for index, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise JobFailed(f"sft_data: {path}, record {index} of the array: expected an object with prompt and response")
+        rows.append(_example(record, path, index, where="record"))
+    return rows
+
+
+def _example(record: dict, path: Path, line: int, where: str = "line") -> tuple[str, str]:
     response = record.get("response", record.get("completion"))
     prompt = record.get("prompt")
     for name, value in (("prompt", prompt), ("response", response)):
         if not isinstance(value, str) or not value.strip():
             columns = ", ".join(sorted(map(str, record))) or "none"
-            raise JobFailed(f"sft_data: {path}, line {line}: '{name}' is missing or empty (the row has: {columns})")
+            raise JobFailed(f"sft_data: {path}, {where} {line}: '{name}' is missing or empty (the row has: {columns})")
     return prompt, response

@@ -3,8 +3,9 @@ tab know of them (core/training/method.py). A run's kind is its method. Imports 
 
 from __future__ import annotations
 
+from ..generate import GenerateConfig
 from ..training.console import RunPrinter
-from ..training.method import TrainingMethod
+from ..training.method import PolicyOutput, TrainingMethod
 from .config import METHOD_TITLES, METHODS, OfflineConfig
 
 
@@ -46,6 +47,17 @@ def _global_batch_line(config: OfflineConfig, world: int) -> str:
     )
 
 
+def _sampling(config: OfflineConfig) -> dict:
+    """An SFT or DPO run samples nothing while it trains: compared with its reference, both sample
+    as the Generate dialog does by default, on every prompt of the project."""
+    defaults = GenerateConfig()
+    return dict(
+        reference=config.policy, prompt_origin=None, max_new_tokens=defaults.max_new_tokens,
+        temperature=defaults.temperature, top_p=defaults.top_p, max_prompt_length=defaults.max_prompt_length,
+        device=config.device, precision=config.precision, trust_remote_code=config.trust_remote_code,
+    )
+
+
 def _describe(config: OfflineConfig, verb: str) -> str:
     return f"{verb} {config.policy!r} by {METHOD_TITLES[config.method]}"
 
@@ -69,4 +81,5 @@ OFFLINE = TrainingMethod(
     prepare=_build_demo_policy,
     kind_of=lambda config: config.method,
     aliases={"sft": {"method": "sft"}},
+    policy=PolicyOutput(folder=None, sampling=_sampling),  # a checkpoint is a causal-LM folder
 )

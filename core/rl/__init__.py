@@ -1,7 +1,6 @@
 """PPO against a reward model: its settings (config), what the CLI and the app know of it (method),
 its four models and how they are loaded (models), rewards, advantages and losses (algorithm), the
 update (learner), the loop and its job (train), checkpoints (checkpoint), reward-hacking watchdogs
-(watchdogs), policy-vs-reference pairs for people to judge (compare) and the work the app runs in
-a child process (remote). Rollouts and policies come from the training toolkit (core/training).
+(watchdogs). Rollouts and policies come from the training toolkit (core/training).
 Nothing is imported here, so naming a module of this package loads torch only when that module
 needs it."""

@@ -5,7 +5,7 @@ method, so the Runs tab and the run ids say which one it was. Imports no torch."
 from __future__ import annotations
 
 from ..training.console import RunPrinter
-from ..training.method import TrainingMethod
+from ..training.method import PolicyOutput, TrainingMethod
 from .config import METHOD_TITLES, METHODS, RLConfig
 
 
@@ -40,6 +40,15 @@ def _global_batch_line(config: RLConfig, world: int) -> str:
     )
 
 
+def _sampling(config: RLConfig) -> dict:
+    """Compared with its reference, a run's policy samples its own prompts as it did in training."""
+    return dict(
+        reference=config.policy, prompt_origin=config.prompt_origin, max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature, top_p=config.top_p, max_prompt_length=config.max_prompt_length,
+        device=config.device, precision=config.precision, trust_remote_code=config.trust_remote_code,
+    )
+
+
 def _describe(config: RLConfig, verb: str) -> str:
     return (f"{verb} {config.policy!r} by {METHOD_TITLES[config.method]} against reward model "
             f"{config.reward_model!r}")
@@ -65,4 +74,5 @@ RL = TrainingMethod(
     prepare=_build_demo_policy,
     kind_of=lambda config: config.method,
     aliases={"ppo": {"method": "ppo"}},
+    policy=PolicyOutput(folder="policy", sampling=_sampling),  # beside the value model, in the latest checkpoint
 )

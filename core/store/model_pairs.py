@@ -12,7 +12,7 @@ from typing import Any
 from .connection import Connection
 from .labeling import _PERSON, _mine, _pass, _prefix_range
 
-# The origin of the pairs "Compare with reference" makes for a PPO run: this, then the run's id.
+# The origin of the pairs "Compare with reference" makes for a run (named when PPO was the only method): this, then the run's id.
 POLICY_VS_REFERENCE = "ppo-vs-ref:"
 # The origin of the pairs core/generate.py samples: this, then the model's short name.
 GENERATED = "generated:"
@@ -136,7 +136,7 @@ class ModelPairQueries(Connection):
         return found
 
     def policy_win_rates(self) -> dict[str, dict[str, Any]]:
-        """How people judged each PPO run's policy against its reference, by run id.
+        """How people judged each run's policy (SFT, DPO, RL) against its reference, by run id.
 
         Over the pairs whose origin is `ppo-vs-ref:<run id>` (response A is the policy's, B the
         reference's), counting every person's active verdict (skips and `dataset:` labels left out):

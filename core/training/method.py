@@ -17,6 +17,18 @@ from .console import RunPrinter
 
 
 @dataclass(frozen=True)
+class PolicyOutput:
+    """How a method's runs leave a policy (a causal LM), for what samples it afterwards: the policy
+    pickers, Compare with reference (core/compare.py)."""
+
+    folder: str | None  # the policy's folder inside a checkpoint ("policy" beside PPO's value model); None: the checkpoint is it
+    # config -> how the run's policy and its reference are sampled for people to compare them: `reference`
+    # (the model the run started from), `prompt_origin` (None: every prompt of the project), max_new_tokens,
+    # temperature, top_p, max_prompt_length, device, precision, trust_remote_code
+    sampling: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class TrainingMethod:
     """A training method: its runs' kind, its job, its config, its command, how it reads."""
 
@@ -37,6 +49,7 @@ class TrainingMethod:
     prepare: Callable[[Any], None] | None = None  # builds what every rank needs before they join (demo models)
     kind_of: Callable[[Any], str] | None = None  # the kind of a run with these settings, when there are several
     aliases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # more commands, each fixing settings
+    policy: PolicyOutput | None = None  # the policy its runs train, if they train one
 
     def run_kind(self, config: Any) -> str:
         """The kind a run with these settings is recorded as (its id's prefix too)."""

@@ -1,9 +1,10 @@
-"""Compare with reference, in the RL tab: the button, its progress, and the run's human win rate.
+"""Compare with reference, in the policy tabs (SFT / DPO, RL): the button, its progress, and the
+run's human win rate.
 
     Prompts [32]  [Compare with reference]
     People preferred this policy to its reference in 62% of 40 verdicts.
 
-The comparison (core.rl.compare) loads two causal LMs (torch, transformers) in a spawned child
+The comparison (core/compare.py) loads two causal LMs (torch, transformers) in a spawned child
 (tasks.run_in_child), as the reward tab's score panels do and for the same reasons: the GUI process
 never imports torch (importing it on a worker thread of a Qt process was seen to deadlock), the
 window stays responsive, and the models' memory goes when the child ends. Its progress goes to a
@@ -27,7 +28,7 @@ COMPARE_PROMPTS = 32
 
 
 def win_rate_text(rate: dict[str, Any] | None) -> str:
-    """A PPO run's human win rate in a few words: "62% of 40", or why there is none."""
+    """A run's human win rate against its reference in a few words: "62% of 40", or why there is none."""
     if not rate:
         return ""
     if rate["win_rate"] is None:
@@ -37,7 +38,7 @@ def win_rate_text(rate: dict[str, Any] | None) -> str:
 
 def win_rate_details(rate: dict[str, Any] | None) -> str:
     if not rate:
-        return "Not compared with its reference yet: “Compare with reference” in the RL tab makes pairs for people to judge."
+        return "Not compared with its reference yet: “Compare with reference” in its tab makes pairs for people to judge."
     return (
         f"People preferred the policy {rate['wins']:,} times and its reference {rate['losses']:,} times, "
         f"called {rate['ties']:,} ties and {rate['both_bad']:,} both bad, on {rate['judged_pairs']:,} of "
@@ -104,7 +105,7 @@ class CompareControl(QObject):
         rate = self.project.store.policy_win_rates().get(run_id)
         try:
             task = run_in_child(
-                self.parent_widget, "rlhf_workbench.core.rl.remote:compare", str(self.project.path), run_id,
+                self.parent_widget, "rlhf_workbench.core.compare:compare_with_reference", str(self.project.path), run_id,
                 n_prompts=n, seed=rate["pairs"] if rate else 0, what="comparison",
                 on_done=lambda counts: self._done(run_id, counts),
                 on_error=lambda message: self._ended(run_id, message),

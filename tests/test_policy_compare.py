@@ -1,8 +1,9 @@
-"""Compare with reference: a PPO run's policy and its reference answer the same prompts, the pairs
-go into the project, and people's verdicts on them make the run's human win rate.
+"""Compare with reference: a run's policy and its reference answer the same prompts, the pairs go
+into the project, and people's verdicts on them make the run's human win rate.
 
-The run here is a real PPO run record whose checkpoint holds a real policy: the demo policy with its
-weights moved a little (a policy that learned something), saved where a PPO checkpoint keeps it.
+The runs here are real run records whose checkpoints hold a real policy: the demo policy with its
+weights moved a little (a policy that learned something), saved where a PPO checkpoint keeps it
+(`policy/` beside the value model) or where a DPO one does (the checkpoint is the policy).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import random
 
 import pytest
 
+from rlhf_workbench.core.compare import compare_origin, compare_with_reference
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.errors import Stopped, WorkbenchError
 from rlhf_workbench.core.labeling import LabelSession
+from rlhf_workbench.core.offline.config import OfflineConfig
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.records import user_prompt
-from rlhf_workbench.core.rl.compare import compare_origin, compare_with_reference
+from rlhf_workbench.core.records import conversation_to_json, user_prompt
 from rlhf_workbench.core.rl.config import RLConfig
 from rlhf_workbench.core.runs.records import start_run
 
@@ -24,24 +26,27 @@ from rlhf_workbench.core.runs.records import start_run
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
-def fake_trained_checkpoint(project: Project, config: RLConfig, *, noise: float = 0.05) -> str:
-    """A PPO run whose checkpoint's policy is the demo policy with its weights nudged (seeded)."""
+def fake_trained_checkpoint(project: Project, config: RLConfig | OfflineConfig, *, noise: float = 0.05,
+                            kind: str = "ppo", step: int = 3, best: bool = False) -> str:
+    """A run whose checkpoint's policy is the demo policy with its weights nudged (seeded): in the
+    checkpoint's `policy/` folder for an RL kind, the checkpoint itself for SFT and DPO."""
     import torch
 
     from rlhf_workbench.core.models import quiet_transformers
     from rlhf_workbench.core.training.policy import load_policy
 
-    ctx = start_run(project, kind="ppo", name="nudged demo policy", config=config)
+    ctx = start_run(project, kind=kind, name="nudged demo policy", config=config)
     model, tokenizer = load_policy("demo")
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator) * noise)
-    folder = ctx.run_dir / "checkpoints" / "step-000003"
+    folder = ctx.run_dir / "checkpoints" / f"step-{step:06d}"
+    policy = folder / "policy" if kind in ("ppo", "rloo", "grpo") else folder
     with quiet_transformers():
-        model.save_pretrained(folder / "policy")
-    tokenizer.save_pretrained(folder / "policy")
-    project.store.save_run_records(ctx.run_id, checkpoint=(3, folder.relative_to(project.path).as_posix(), False))
+        model.save_pretrained(policy)
+    tokenizer.save_pretrained(policy)
+    project.store.save_run_records(ctx.run_id, checkpoint=(step, folder.relative_to(project.path).as_posix(), best))
     project.store.set_run_status(ctx.run_id, "running")
     project.store.set_run_status(ctx.run_id, "cancelled", summary={"updates": 3, "stopped": True})
     return ctx.run_id
@@ -111,6 +116,35 @@ def test_the_reference_against_itself_gives_no_pairs(demo, tmp_path):
     assert _pairs(path, compare_origin(run_id)) == []
 
 
+def test_a_dpo_policy_compares_its_best_checkpoint_on_every_prompt(demo, make_project):
+    """SFT and DPO sample nothing in training: their policy answers every prompt of the project (not
+    one origin's) with the Generate dialog's settings, and the run's result is its best checkpoint,
+    not its newest."""
+    questions = ["What do bees make?", "Name a colour.", "Is ice cold?", "Say hello.", "Count to three.", "Why?"]
+    path = make_project("offline", [(q, "yes", "no", "ab"[i % 2], None, None) for i, q in enumerate(questions)])
+    with Project.open(path) as project:
+        run_id = fake_trained_checkpoint(project, OfflineConfig(method="dpo"), kind="dpo", step=5, best=True)
+        # A newer checkpoint, not the best, holding the demo policy itself: were it the one compared,
+        # both sides would write the same and no pair would be added.
+        from rlhf_workbench.core.models import quiet_transformers
+        from rlhf_workbench.core.training.policy import load_policy
+
+        newer = project.path / project.store.last_checkpoint(run_id)["path"].replace("step-000005", "step-000009")
+        model, tokenizer = load_policy("demo")
+        with quiet_transformers():
+            model.save_pretrained(newer)
+        tokenizer.save_pretrained(newer)
+        project.store.save_run_records(run_id, checkpoint=(9, newer.relative_to(project.path).as_posix(), False))
+    counts = compare_with_reference(path, run_id, n_prompts=len(questions), seed=3)
+    assert counts["step"] == 5 and counts["prompts"] == len(questions)
+    pairs = _pairs(path, compare_origin(run_id))
+    asked = {messages for _, messages, *_ in pairs}
+    by_origin = [{conversation_to_json(user_prompt(q)) for q in questions[k::2]} for k in (0, 1)]
+    assert asked & by_origin[0] and asked & by_origin[1]  # both origins' prompts
+    assert len(pairs) == counts["pairs_added"] >= 4
+    assert all('"reference": "demo"' in meta and '"step": 5' in meta for *_, meta, _ in pairs)
+
+
 def test_cancel_adds_nothing_and_bad_runs_are_refused(demo):
     path, run_id = demo
     before = len(_pairs(path, compare_origin(run_id)))
@@ -123,11 +157,11 @@ def test_cancel_adds_nothing_and_bad_runs_are_refused(demo):
         bare = start_run(project, kind="ppo", name="no checkpoint yet", config=RLConfig()).run_id
         nowhere = start_run(project, kind="ppo", name="no prompts", config=RLConfig(prompt_origin="nowhere"))
         project.store.save_run_records(nowhere.run_id, checkpoint=(1, "runs/x/checkpoints/step-000001", False))
-    with pytest.raises(WorkbenchError, match="only PPO runs"):
+    with pytest.raises(WorkbenchError, match="trains no policy"):
         compare_with_reference(path, reward)
     with pytest.raises(WorkbenchError, match="no checkpoint yet"):
         compare_with_reference(path, bare)
-    with pytest.raises(WorkbenchError, match="has no policy folder"):
+    with pytest.raises(WorkbenchError, match="has its policy folder"):
         compare_with_reference(path, nowhere.run_id)
     with pytest.raises(WorkbenchError, match="no run"):
         compare_with_reference(path, "ppo-nope")

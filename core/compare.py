@@ -1,16 +1,20 @@
-"""Policy against reference, for people to judge: did PPO really make the policy better?
+"""Policy against reference, for people to judge: did training really make the policy better?
 
 A reward model can be fooled (reward hacking): the reward curve climbs while the answers get no
-better, or worse. People are the check. `compare_with_reference` samples one response from a PPO
-run's latest policy checkpoint and one from its reference (the model the run started from) for
-the same prompts, and adds each pair to the project with origin `ppo-vs-ref:<run id>`, response A
-the policy's and B the reference's. The Label tab shows them like any other pair (on a random
-side, so nobody knows which is which), and `store.policy_win_rates()` counts how often people
-preferred the policy.
+better, or worse; DPO can raise its implicit reward's accuracy while the writing degrades. People
+are the check. `compare_with_reference` samples one response from a run's policy (core/policies.py:
+an RL run's latest checkpoint, an SFT or DPO run's best) and one from its reference (the model the
+run started from) for the same prompts, and adds each pair to the project with origin
+`ppo-vs-ref:<run id>` (the name from when PPO was the only method; kept, so that older projects' pairs
+count), response A the policy's and B the reference's. The Label tab shows them like any other pair
+(on a random side, so nobody knows which is which), and `store.policy_win_rates()` counts how often
+people preferred the policy.
 
-Prompts come from the run's own prompts (its `prompt_origin`), those not compared for this run
-before first, in a seeded random order. Both models sample with the run's temperature, top_p and
-max_new_tokens, and with the same seed, so that any difference comes from the weights. Identical
+The method says how (`TrainingMethod.policy.sampling`): an RL run's policy answers the run's own
+prompts (its `prompt_origin`) with the run's temperature, top_p and max_new_tokens; an SFT or DPO
+run, which samples nothing while it trains, answers every prompt of the project with the Generate
+dialog's defaults. Prompts not compared for this run before come first, in a seeded random order.
+Both models sample with the same seed, so that any difference comes from the weights. Identical
 responses are not a pair (there is nothing to judge): they are skipped and counted.
 
 Nothing is written until both models have answered; then the pairs go in through BulkWriter, in
@@ -23,15 +27,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..bulk import BulkWriter
-from ..errors import Stopped, WorkbenchError
-from ..events import Progress, Sink, StopFlag
-from ..generate import sample_from
-from ..project import Project
-from ..records import conversation_from_json
-from ..store.model_pairs import POLICY_VS_REFERENCE
-from ..training.config import config_from_dict
-from .config import METHODS, RLConfig
+from .bulk import BulkWriter
+from .errors import Stopped, WorkbenchError
+from .events import Progress, Sink, StopFlag
+from .generate import sample_from
+from .methods import method_for_kind
+from .policies import run_policy
+from .project import Project
+from .records import conversation_from_json
+from .store.model_pairs import POLICY_VS_REFERENCE
+from .training.config import config_from_dict
 
 # Prompts per generate call: how often progress is reported and stop() is looked at.
 CHUNK = 16
@@ -50,12 +55,12 @@ def compare_with_reference(
     sink: Sink | None = None,
     stop: StopFlag | None = None,
 ) -> dict[str, Any]:
-    """Add up to `n_prompts` policy-vs-reference pairs of PPO run `run_id` to the project,
-    reporting Progress into `sink`.
+    """Add up to `n_prompts` policy-vs-reference pairs of run `run_id` (one that trains a policy:
+    SFT, DPO, PPO, RLOO, GRPO) to the project, reporting Progress into `sink`.
 
     Returns counts: prompts (sampled), pairs_added, pairs_existing (already in the project),
     identical (skipped: both models wrote the same text), step (of the checkpoint), origin.
-    Raises WorkbenchError when the run is not a PPO run, has no checkpoint or no prompts, and
+    Raises WorkbenchError when the run trains no policy, has no checkpoint or no prompts, and
     Stopped (nothing added) when `stop()` turns true.
     """
     if n_prompts < 1:
@@ -63,16 +68,16 @@ def compare_with_reference(
     report = (lambda done, total, message: sink(Progress(done, total, message))) if sink else (lambda *_: None)
     stopped = stop or (lambda: False)
     with Project.open(project_path) as project:
-        config, policy_dir, step = _run_policy(project, run_id)
+        sampling, policy_dir, step = _run_policy(project, run_id)
         origin = compare_origin(run_id)
-        prompts = _pick_prompts(project, config.prompt_origin, origin, n_prompts, seed)
+        prompts = _pick_prompts(project, sampling["prompt_origin"], origin, n_prompts, seed)
 
     total = 2 * len(prompts)
     report(0, total, "Loading the policy…")
     responses = []
-    for which, spec in (("policy", str(policy_dir)), ("reference", config.policy)):
+    for which, spec in (("policy", str(policy_dir)), ("reference", sampling["reference"])):
         responses.append(
-            _sample(which, spec, prompts, config, seed, lambda done, which=which: report(
+            _sample(which, spec, prompts, sampling, seed, lambda done, which=which: report(
                 done + (len(prompts) if which == "reference" else 0), total,
                 f"Sampling from the {which}: {done} of {len(prompts)}",
             ), stopped)
@@ -91,7 +96,7 @@ def compare_with_reference(
             for prompt, a, b in kept:
                 writer.add_pair(
                     prompt, a, b, origin=origin,
-                    meta={"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": config.policy},
+                    meta={"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": sampling["reference"]},
                 )
             writer.flush()
     return {
@@ -104,23 +109,22 @@ def compare_with_reference(
     }
 
 
-def _run_policy(project: Project, run_id: str) -> tuple[RLConfig, Path, int]:
-    """The run's config, its latest checkpoint's policy folder, and that checkpoint's step."""
+def _run_policy(project: Project, run_id: str) -> tuple[dict[str, Any], Path, int]:
+    """How the run's method samples its policy and reference, the policy's folder, and its step."""
     run = project.store.run(run_id)
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
-    if run["kind"] not in METHODS:
-        raise WorkbenchError(f"Run {run_id} is a {run['kind']} run; only PPO runs have a policy to compare")
-    config = config_from_dict(RLConfig, run["config"], source=f"run {run_id}")
-    checkpoint = project.store.last_checkpoint(run_id)
-    if checkpoint is None:
-        raise WorkbenchError(f"Run {run_id} has no checkpoint yet: there is no trained policy to compare")
-    from ..training.policy import POLICY_DIR
-
-    folder = project.path / checkpoint["path"] / POLICY_DIR  # an absolute path stays as it is
-    if not folder.is_dir():
-        raise WorkbenchError(f"Run {run_id}: its last checkpoint has no policy folder ({folder} is missing)")
-    return config, folder, checkpoint["step"]
+    method = method_for_kind(run["kind"])
+    if method is None or method.policy is None:
+        raise WorkbenchError(f"Run {run_id} is a {run['kind']} run; it trains no policy to compare")
+    config = config_from_dict(method.config, run["config"], source=f"run {run_id}")
+    found = run_policy(project.store, project.path, run)
+    if found is None:
+        if not project.store.checkpoints(run_id):
+            raise WorkbenchError(f"Run {run_id} has no checkpoint yet: there is no trained policy to compare")
+        raise WorkbenchError(f"Run {run_id}: none of its checkpoints has its policy folder any more (deleted?)")
+    step, folder = found
+    return method.policy.sampling(config), folder, step
 
 
 def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> list:
@@ -139,12 +143,9 @@ def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: i
     return [conversation_from_json(messages[i]) for i in chosen]
 
 
-def _sample(which: str, spec: str, prompts: list, config: RLConfig, seed: int, on_sampled, stop) -> list[str]:
+def _sample(which: str, spec: str, prompts: list, sampling: dict[str, Any], seed: int, on_sampled, stop) -> list[str]:
     """One response per prompt from the model `spec` (the policy or the reference), with the run's sampling."""
-    settings = dict(
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        max_prompt_length=config.max_prompt_length, batch_size=CHUNK, seed=seed, device=config.device,
-        precision=config.precision, trust_remote_code=config.trust_remote_code,
-    )
+    settings = {k: v for k, v in sampling.items() if k not in ("reference", "prompt_origin")}
+    settings.update(batch_size=CHUNK, seed=seed)
     return sample_from(spec, prompts, what=f"the {which}", settings=settings, on_sampled=on_sampled, stop=stop,
                        cancel_message="The comparison was cancelled; nothing was added")
