@@ -114,7 +114,10 @@ HEAP_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1), "
 
 # Keys starting with "_" are the bench's: "_length" adds a "length" column (the longer of a pair's two
 # sequences, as ours groups by) that the length-grouped sampler reads, which needs the trainer to keep
-# unused columns; "_env" goes to the TRL process's environment. The rest go to DPOConfig.
+# unused columns; "_sorted" hands TRL the pairs sorted by that length, longest first (its precompute
+# batches them in dataset order, so sorted they pad little, as ours does; a length-grouped sampler
+# draws its own order for training); "_env" goes to the TRL process's environment. The rest go to
+# DPOConfig.
 _PRECOMPUTE = {"precompute_ref_log_probs": True}
 _GROUPED = {**_PRECOMPUTE, "train_sampling_strategy": "group_by_length", "_length": True}
 TRL_CONFIGS: dict[str, dict] = {
@@ -131,8 +134,12 @@ TRL_CONFIGS: dict[str, dict] = {
     "group-by-length-precompute16": {**_GROUPED, "precompute_ref_batch_size": 16},
     "group-by-length-foreach": {**_GROUPED, "optim": "adamw_torch"},
     "group-by-length-heap": {**_GROUPED, "_env": HEAP_ENV},
+    "group-by-length-sorted": {**_GROUPED, "_sorted": True},
+    "group-by-length-sorted-heap": {**_GROUPED, "_sorted": True, "_env": HEAP_ENV},
+    "group-by-length-sorted-heap-precompute16": {**_GROUPED, "_sorted": True, "_env": HEAP_ENV,
+                                                 "precompute_ref_batch_size": 16},
 }
-DEFAULT_TRL_CONFIG = "group-by-length"
+DEFAULT_TRL_CONFIG = "group-by-length-sorted"
 
 
 # -- preparation (once, in the parent; nothing here is timed) -----------------------------------------
@@ -309,9 +316,14 @@ class Instruments:
                 return
             where = stage or ("reference" if self.in_reference or not self.torch.is_grad_enabled() else "train")
             mask = kwargs.get("attention_mask")
-            # A pass that continues from a KV cache (ours: a pair's responses after its prompt, computed
-            # once) has a mask over the cached keys too; its own tokens are the mask's last columns.
-            real = int(mask[:, mask.shape[1] - ids.shape[1] :].sum()) if mask is not None else ids.numel()
+            if mask is not None and mask.dim() == 4:
+                # Ours, a pair packed in one row under a block mask (core/training/prefix.py): its
+                # padding is the pad token (this tokenizer's <pad> is no other token).
+                real = int((ids != backbone.config.pad_token_id).sum())
+            else:
+                # A pass that continues from a KV cache (ours, where the attention takes no block mask)
+                # has a mask over the cached keys too; its own tokens are the mask's last columns.
+                real = int(mask[:, mask.shape[1] - ids.shape[1] :].sum()) if mask is not None else ids.numel()
             self.tokens[where] += ids.numel()
             self.padding[where] += ids.numel() - real
             if where == "train" and self.forward_began is None:
@@ -441,13 +453,19 @@ def run_trl(work: Path, profile: bool, threads: int, config_name: str) -> dict:
             "rejected": [[{"role": "assistant", "content": p["rejected_answer"]}] for p in ps],
         }
         if settings.get("_length"):
-            columns["length"] = [max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in ps]
+            columns["length"] = [longest(p) for p in ps]
         return datasets.Dataset.from_dict(columns)
 
+    def longest(p: dict) -> int:
+        return max(len(p["chosen_ids"]), len(p["rejected_ids"]))
+
+    train_pairs, val_pairs = data["train"], data["val"]
+    if settings.get("_sorted"):
+        train_pairs, val_pairs = (sorted(ps, key=longest, reverse=True) for ps in (train_pairs, val_pairs))
     instruments = Instruments(model)
     DPOTrainer._precompute_ref_logps = instruments.reference(DPOTrainer._precompute_ref_logps)
     trainer = DPOTrainer(
-        model=model, args=args, train_dataset=rows(data["train"]), eval_dataset=rows(data["val"]),
+        model=model, args=args, train_dataset=rows(train_pairs), eval_dataset=rows(val_pairs),
         processing_class=tokenizer, callbacks=[clock],
     )
     if trainer.ref_model is not None:
@@ -455,7 +473,7 @@ def run_trl(work: Path, profile: bool, threads: int, config_name: str) -> dict:
     assert len(trainer.train_dataset) == len(data["train"]), "TRL dropped pairs we counted as fitting"
     ids_match = all(
         same_ids(made, p)
-        for dataset, ps in ((trainer.train_dataset, data["train"]), (trainer.eval_dataset, data["val"]))
+        for dataset, ps in ((trainer.train_dataset, train_pairs), (trainer.eval_dataset, val_pairs))
         for made, p in zip(dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]), ps, strict=True)
     )
     with profiled(profile):

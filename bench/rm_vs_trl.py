@@ -199,15 +199,22 @@ class TokenCounter:
 
     def __init__(self, model):
         self.padded = self.real = self.forwards = self.row_squares = 0
+        self.pad_id = model.config.pad_token_id
         model.register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module, args, kwargs):
         if module.training:
             ids = kwargs.get("input_ids", args[0] if args else None)
             mask = kwargs.get("attention_mask")
-            cached = mask.shape[1] - ids.shape[1] if mask is not None else 0  # keys from a KV cache (a shared prompt)
             self.forwards += 1
             self.padded += ids.numel()
+            if mask is not None and mask.dim() == 4:
+                # Ours, a pair packed in one row under a block mask (core/training/prefix.py): its
+                # padding is the pad token (this tokenizer's <pad> is no other token).
+                self.row_squares += ids.shape[0] * ids.shape[1] ** 2
+                self.real += int((ids != self.pad_id).sum())
+                return
+            cached = mask.shape[1] - ids.shape[1] if mask is not None else 0  # keys from a KV cache (a shared prompt)
             self.row_squares += ids.shape[0] * ids.shape[1] * (ids.shape[1] + cached)
             self.real += int(mask[:, cached:].sum()) if mask is not None else ids.numel()
 

@@ -14,15 +14,19 @@ from rlhf_workbench.core.training.prefix import common_prefix, shared_batch, wor
 PAD = 0
 
 
-def _llama(kind: str, seed: int = 0):
+def _llama(kind: str, seed: int = 0, attention: str = "sdpa"):
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         pad_token_id=PAD, num_labels=1)
+                         pad_token_id=PAD, num_labels=1, attn_implementation=attention)
     model = (LlamaForCausalLM if kind == "lm" else LlamaForSequenceClassification)(config)
     return model.float()
+
+
+def _attention(rest_passes: str) -> str:
+    return "eager" if rest_passes == "packed eager" else "sdpa"
 
 
 def _pairs(n: int, seed: int = 1):
@@ -53,10 +57,12 @@ def test_common_prefix_stops_at_the_first_difference_and_at_the_limit():
     assert not worth_sharing([1, 2, 3]) and worth_sharing([8, 8, 8]) and not worth_sharing([])
 
 
-@pytest.fixture(params=["one rest pass", "rests in groups"])
+@pytest.fixture(params=["one rest pass", "rests in groups", "packed sdpa", "packed eager"])
 def rest_passes(request, monkeypatch):
-    """Whether the answers after the shared prompts go through in one pass or in groups of similar
-    length (what a larger model gets: the extra passes' fixed cost then pays)."""
+    """How the answers after the shared prompts go through: after the prompts' KV cache, in one pass
+    or in groups of similar length (what a larger model gets: the extra passes' fixed cost then pays);
+    or each pair packed in one row under a block mask, with each attention that takes one."""
+    monkeypatch.setattr("rlhf_workbench.core.training.prefix.PACK", request.param.startswith("packed"))
     if request.param == "rests in groups":
         monkeypatch.setattr("rlhf_workbench.core.training.rollout.PASS_COST_PARAM_TOKENS", 0.0)
     return request.param
@@ -68,10 +74,15 @@ def test_rests_go_in_groups_when_extra_passes_cost_nothing(rest_passes):
 
     rows = _pairs(6)
     batch = _shared_pairs(rows, PAD)["shared"]
-    model = _llama("lm")
-    groups = shared_hidden(_backbone_and_head(model)[0], batch, n_params=sum(p.numel() for p in model.parameters()))
+    model = _llama("lm", attention=_attention(rest_passes))
+    backbone = _backbone_and_head(model)[0]
+    masks = []  # the attention mask of each pass: 2D with a KV cache, the 4D block mask when packed
+    backbone.register_forward_pre_hook(lambda _, args, kwargs: masks.append(kwargs["attention_mask"].dim()),
+                                       with_kwargs=True)
+    groups = shared_hidden(backbone, batch, n_params=sum(p.numel() for p in model.parameters()))
     assert sorted(torch.cat([r for r, _ in groups]).tolist()) == list(range(len(rows)))
     assert (len(groups) > 1) == (rest_passes == "rests in groups")
+    assert masks == ([4] if rest_passes.startswith("packed") else [2] * (1 + len(groups)))
 
 
 def test_dpo_log_probs_and_gradients_are_those_of_separate_sequences(rest_passes):
@@ -79,7 +90,7 @@ def test_dpo_log_probs_and_gradients_are_those_of_separate_sequences(rest_passes
     assert _shared_pairs(rows, PAD) is not None  # the batch does share
     results = []
     for share in (False, True):
-        model = _llama("lm")
+        model = _llama("lm", attention=_attention(rest_passes))
         net = ResponseLogits(model)
         logps, counts, tokens = sequence_logprobs(net, rows, PAD, "fp32", torch.device("cpu"), pairs=True, share=share)
         (logps * torch.linspace(-1, 1, len(rows))).sum().backward()  # a loss that weighs every row differently
@@ -115,7 +126,7 @@ def test_reward_model_rewards_and_gradients_are_those_of_separate_sequences(rest
     encoded = [(rows[i][0], rows[n + i][0], margin) for i in range(n)]
     results = []
     for share in (False, True):
-        model = _llama("rm")
+        model = _llama("rm", attention=_attention(rest_passes))
         if share:
             rewards = shared_pair_rewards(model, encoded, list(range(n)), PAD, torch.device("cpu"), "fp32")
             assert rewards is not None

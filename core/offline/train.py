@@ -48,7 +48,7 @@ from ..training.device import autocast, check_precision, cpu_threads, freed_memo
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, load_project_pairs, pairs_by_id, split_by_prompt
 from ..training.policy import load_policy, with_new_lora
-from ..training.prefix import common_prefix, shared_batch, shared_hidden, worth_sharing
+from ..training.prefix import common_prefix, packs, shared_batch, shared_hidden, worth_sharing
 from .config import CHOSEN, METHOD_TITLES, OfflineConfig
 from .data import Encoded, collate, encode_pairs, encode_sequence, read_sft_file
 from .losses import chosen_nll, dpo_losses, pair_figures, token_logprobs
@@ -367,15 +367,18 @@ class DPOObjective:
     def wrap(self, model):
         net = ResponseLogits(model)
         self.sharing = net.shares_for(self.train_enc)
+        self.packs = self.sharing and packs(net.split[0])
         return net
 
     def lengths(self) -> list[int]:
+        if self.sharing and self.packs:  # one row a pair: its prompt and both responses
+            return [len(c[0]) + len(r[0]) - pair_share(c, r) for c, r in self.train_enc]
         if self.sharing:  # each pair's prompt computed once: batched by prompt, then response
             return [pair_share(c, r) for c, r in self.train_enc]
         return [max(len(c[0]), len(r[0])) for c, r in self.train_enc]
 
     def rest_lengths(self) -> list[int] | None:
-        if not self.sharing:
+        if not self.sharing or self.packs:
             return None
         return [max(len(c[0]), len(r[0])) - pair_share(c, r) for c, r in self.train_enc]
 

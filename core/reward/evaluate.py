@@ -12,7 +12,7 @@ import torch
 
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
-from ..training.prefix import common_prefix, in_row_order, shared_batch, shared_hidden, worth_sharing
+from ..training.prefix import common_prefix, in_row_order, packs, shared_batch, shared_hidden, worth_sharing
 from ..training.rollout import value_head
 from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
@@ -45,6 +45,11 @@ class PairRewards(torch.nn.Module):
         self.parts = (backbone, value_head(base)) if backbone is not None and _has_head(base) and not checkpointing else None
         self.n_params = sum(p.numel() for p in model.parameters())
         self.share = False  # set by share_if_worth, for the pairs it will score
+
+    @property
+    def packs(self) -> bool:
+        """Whether a shared pair goes through as one packed row (prefix.packs)."""
+        return self.parts is not None and packs(self.parts[0])
 
     def share_if_worth(self, encoded) -> bool:
         """Computes each prompt once from now on if these pairs share enough of it (prefix.worth_sharing)."""

@@ -178,12 +178,14 @@ class _BradleyTerry:
         return self.scorer
 
     def lengths(self) -> list[int]:
+        if self.scorer.share and self.scorer.packs:  # one row a pair: its prompt and both responses
+            return [len(c) + len(r) - shared_length(c, r) for c, r, _ in self.train_enc]
         if self.scorer.share:  # each pair's prompt computed once: batched by prompt, then response
             return [shared_length(c, r) for c, r, _ in self.train_enc]
         return [max(len(c), len(r)) for c, r, _ in self.train_enc]
 
     def rest_lengths(self) -> list[int] | None:
-        if not self.scorer.share:
+        if not self.scorer.share or self.scorer.packs:
             return None
         return [max(len(c), len(r)) - shared_length(c, r) for c, r, _ in self.train_enc]
 

@@ -49,7 +49,8 @@ __all__ = [
 TextPair = tuple
 
 MEGA_BATCH = 50
-# Batches per run sorted a second time by response length (epoch_batches' rest_lengths). On
+# Batches per run sorted a second time by response length (epoch_batches' rest_lengths), where a
+# pair's prompt goes into a KV cache (prefix.py; a packed pair is one row, grouped by its length). On
 # bench/rm_vs_trl.py's HH pairs, with the answers after the prompt in up to four passes of similar
 # length (prefix.shared_hidden), 4 leaves the fewest tokens to compute: 254k against 384k for two
 # sequences a pair in batches grouped by total length (1.51x), 335k real.
