@@ -15,6 +15,7 @@ plot's legend sits in whichever corner its curves leave free (top right unless t
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 
@@ -62,6 +63,11 @@ _LEGEND_CORNERS = ((1, 0), (1, 1), (0, 0), (0, 1))
 _LEGEND_MARGIN = 12  # pixels kept clear around a legend, beyond its box
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 REDRAW_MS = 100
+
+
+def series_color(index: int) -> str:
+    """The colour of a plot's index-th series (Compare: of the index-th run, in every plot)."""
+    return _COLORS[index % len(_COLORS)]
 
 
 # RLOO and GRPO have no value model; what they have is the spread of scores within a group,
@@ -119,7 +125,8 @@ class _Series:
         faint = pg.mkColor(color)
         faint.setAlpha(60)
         self.raw_item = plot.plot(pen=pg.mkPen(faint, width=1))
-        self.smooth_item = plot.plot(pen=pg.mkPen(color, width=2), name=name)
+        # pyqtgraph's legend renders its names as HTML: a name (a run's, in Compare) is shown as written.
+        self.smooth_item = plot.plot(pen=pg.mkPen(color, width=2), name=html.escape(name))
         for item in (self.raw_item, self.smooth_item):
             item.setDownsampling(auto=True, method="peak")
             item.setClipToView(True)
@@ -193,7 +200,8 @@ class PlotCard(QWidget):
         )
         self.legend_corner = (1, 0)  # top right; place_legend moves it off the curves
         self.plot.getViewBox().sigResized.connect(lambda _view: self.place_legend())
-        self.plot.setLabel("bottom", "step")
+        self.x_name = "step"  # what the x axis measures, as the readout names it
+        self.plot.setLabel("bottom", self.x_name)
         self.crosshair = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         self.crosshair.hide()
         self.plot.addItem(self.crosshair, ignoreBounds=True)
@@ -211,12 +219,17 @@ class PlotCard(QWidget):
         layout.addWidget(self.widget, 1)
         self.setMinimumHeight(200)
 
+    def set_x_axis(self, name: str, title: str | None = None) -> None:
+        """What x measures ("step"; Compare offers samples, seconds, KL): the readout's word and the axis title."""
+        self.x_name = name
+        self.plot.setLabel("bottom", title or name)
+
     def series_for(self, name: str) -> _Series:
         series = self.series.get(name)
         if series is None:
             if name not in self.names:
                 self.names.append(name)
-            color = _COLORS[self.names.index(name) % len(_COLORS)]
+            color = series_color(self.names.index(name))
             series = self.series[name] = _Series(name, color, self.plot)
         return series
 
@@ -296,7 +309,7 @@ class PlotCard(QWidget):
             if smoothing > 0:
                 text += f" (smoothed {smooth:.4g})"
             if step != anchor:
-                text += f" at step {step:,.0f}"
+                text += f" at {self.x_name} {_x_text(step)}"
             parts.append(text)
             shown = math.log10(smooth) if self.log_y and smooth > 0 else smooth
             spots.append({"pos": (step, shown), "brush": pg.mkBrush(series.color)})
@@ -305,10 +318,15 @@ class PlotCard(QWidget):
             self.crosshair.hide()
             self.markers.clear()
             return
-        self.readout.setText(f"step {anchor:,.0f} · " + " · ".join(parts))
+        self.readout.setText(f"{self.x_name} {_x_text(anchor)} · " + " · ".join(parts))
         self.crosshair.setPos(anchor)
         self.crosshair.show()
         self.markers.setData(spots)
+
+
+def _x_text(x: float) -> str:
+    """An x value for the readout: a whole number with separators (a step), else 4 significant digits (a KL)."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:.4g}"
 
 
 class CurvesPanel(QWidget):

@@ -5,6 +5,12 @@ Runs the real app (under Xvfb on a machine with no display, e.g.
 fresh demo project, with a temporary HOME so that the person's own settings and projects are
 never touched and the demo sits where it would for a new user (~/.local/share/... on Linux); a few pairs get verdicts from "you" so that the overview shows people's labels
 next to the dataset's. The window grabs itself once the event loop has painted it.
+
+`--compare preference` or `--compare rl` first trains a few short runs on the demo from a terminal
+(`rlhf-workbench train-rm / dpo / rl`: two reward models and a DPO policy on the first one's split,
+or a reward model and then PPO, RLOO and GRPO against it), then selects them (all but the RL
+runs' reward model) in the Runs tab, presses Compare… and shoots the Compare window instead
+(`--axis` picks its x axis).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +28,20 @@ RL_METHODS = ("ppo", "rloo", "grpo")
 OFFLINE_METHODS = ("dpo", "sft")
 # (row, verdict) given by "you" before the shot, so the overview has a person's labels in it.
 SAMPLE_VERDICTS = [(1, "b"), (2, "a"), (3, "b"), (4, "tie"), (5, "a"), (6, "both_bad"), (9, "b")]
+# --compare: the runs trained first, as (command, name, settings, compared); "{rm}" is the first run's id.
+COMPARE_RUNS = {
+    "preference": [
+        ("train-rm", "Reward model, lr 5e-4", ["max_steps=150", "log_every=5", "eval_every=25"], True),
+        ("train-rm", "Reward model, lr 1e-4", ["max_steps=150", "log_every=5", "eval_every=25", "learning_rate=1e-4"], True),
+        ("dpo", "DPO on its split", ["max_steps=150", "split_from={rm}"], True),
+    ],
+    "rl": [
+        ("train-rm", "Reward model", ["max_steps=150"], False),  # what they train against
+        ("rl", "PPO", ["method=ppo", "total_episodes=2048"], True),
+        ("rl", "RLOO", ["method=rloo", "total_episodes=2048"], True),
+        ("rl", "GRPO", ["method=grpo", "total_episodes=2048"], True),
+    ],
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         "--method", choices=(*RL_METHODS, *OFFLINE_METHODS), default=None,
         help="the method to run: ppo (the default), rloo or grpo in the RL tab; dpo (the default) or sft in the SFT / DPO tab",
     )
+    parser.add_argument(
+        "--compare", choices=tuple(COMPARE_RUNS), default=None,
+        help="train short runs on the demo first (two reward models and DPO, or PPO, RLOO and GRPO), then shoot the "
+        "Compare window of the Runs tab",
+    )
+    parser.add_argument("--axis", default="step", help="--compare: the x axis (step, samples, wall_time, kl)")
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
@@ -62,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = project.store.pairs_page(0, max(r for r, _ in SAMPLE_VERDICTS) + 1)
         for row, verdict in SAMPLE_VERDICTS:
             project.store.add_judgment(pairs[row]["id"], "you", verdict, shown_left="a", seconds=4.0)
+    compared = _train_runs(demo_project_path(), COMPARE_RUNS[args.compare]) if args.compare else []
 
     app = QApplication(sys.argv[:1])
     configure_application(app)
@@ -130,7 +158,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             QTimer.singleShot(250, shoot_when_rl_ran_a_while)
 
-    if args.mid_training:
+    def shoot_compare() -> None:
+        runs = window.runs_view
+        runs.select_runs(compared)
+        compare = runs.compare_selected()
+        compare.set_axis(args.axis)
+        compare.resize(*SIZE)
+
+        def grab() -> None:
+            ok = compare.grab().save(str(args.output))
+            print(f"{'wrote' if ok else 'could not write'} {args.output}")
+            app.exit(0 if ok else 1)
+
+        QTimer.singleShot(700, grab)
+
+    if args.compare:
+        window.show_tab(5)
+        QTimer.singleShot(500, shoot_compare)
+    elif args.mid_training:
         shown = window.tabs.widget(args.tab)
         QTimer.singleShot(500, shoot_when_rl_ran_a_while if shown is window.rl_view
                           else shoot_when_offline_ran_a_while if shown is window.offline_view
@@ -143,6 +188,25 @@ def main(argv: list[str] | None = None) -> int:
         window.jobs.shutdown(10)
         window.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _train_runs(project: Path, runs: list[tuple[str, str, list[str], bool]]) -> list[str]:
+    """Train each run from a terminal, as a person would (`rlhf-workbench COMMAND PROJECT --name ... --set ...`);
+    the ids of those to compare, in order."""
+    from rlhf_workbench.core.project import Project
+
+    ids: list[str] = []
+    compared: list[str] = []
+    for command, name, settings, compare in runs:
+        sets = [arg for setting in settings for arg in ("--set", setting.format(rm=ids[0] if ids else ""))]
+        code = "import sys; from rlhf_workbench.core.cli import main; sys.exit(main(sys.argv[1:]))"
+        subprocess.run([sys.executable, "-c", code, command, str(project), "--name", name, *sets],
+                       check=True, stdout=subprocess.DEVNULL)
+        with Project.open(project) as opened:
+            ids.append(opened.store.runs(newest_first=True)[0]["id"])
+        if compare:
+            compared.append(ids[-1])
+    return compared
 
 
 def _first_row_of_a_spread_group(samples) -> int:

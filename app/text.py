@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
 from rlhf_workbench.core.records import Conversation
+from rlhf_workbench.core.rl.config import METHOD_TITLES as RL_TITLES
 
 # How verdict codes read in the interface.
 VERDICT_NAMES: dict[str, str] = {
@@ -21,6 +23,14 @@ VERDICT_NAMES: dict[str, str] = {
 }
 
 ROLE_NAMES: dict[str, str] = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+# How a run's kind reads (the Runs tab, Compare).
+KIND_NAMES: dict[str, str] = {"reward": "Reward model", **OFFLINE_TITLES, **RL_TITLES, "generate": "Generation"}
+
+
+def kind_name(kind: str) -> str:
+    return KIND_NAMES.get(kind, kind)
 
 
 def one_line(text: str, limit: int = 200) -> str:

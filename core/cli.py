@@ -139,13 +139,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "runs",
-        help="list a project's runs, or delete one",
-        description="List the project's runs, newest first. --delete RUN says what deleting it would remove "
+        help="list a project's runs, compare some, or delete one",
+        description="List the project's runs, newest first. --compare RUN RUN... prints their final figures side "
+        "by side, whether reward models and DPO policies validated on the same pairs, and the settings that differ "
+        "(the app's Runs tab also overlays their curves). --delete RUN says what deleting it would remove "
         "(its folder, figures and records; pairs and verdicts stay) and which runs started from it; add --yes "
         "to delete it.",
     )
     p.add_argument("project", type=Path)
-    p.add_argument("--delete", metavar="RUN_ID", help="the run to delete")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--compare", nargs="+", metavar="RUN_ID", help="two or more runs to compare")
+    what.add_argument("--delete", metavar="RUN_ID", help="the run to delete")
     p.add_argument("--yes", action="store_true", help="with --delete: delete it, not only say what would go")
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -369,7 +373,7 @@ def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
 def _cmd_runs(args) -> int:
     from .runs_console import runs_command
 
-    return runs_command(args.project, delete=args.delete, yes=args.yes, as_json=args.json)
+    return runs_command(args.project, delete=args.delete, yes=args.yes, as_json=args.json, compare=args.compare)
 
 
 def _cmd_score(args) -> int:

@@ -1,16 +1,23 @@
-"""The `runs` command: a project's runs, newest first, and deleting one (core/run_deletion.py)."""
+"""The `runs` command: a project's runs, newest first, comparing some (core/experiments.py), and
+deleting one (core/run_deletion.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .experiments import ABSENT, Comparison, compare_runs, comparison_text
 from .project import Project
 from .run_deletion import delete_run, plan_deletion
 
 
-def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: bool) -> int:
+def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: bool,
+                 compare: list[str] | None = None) -> int:
     with Project.open(project_path) as project:
+        if compare is not None:
+            comparison = compare_runs(project, compare)
+            print(json.dumps(_comparison_json(comparison), indent=2) if as_json else comparison_text(comparison))
+            return 0
         if delete is None:
             return _list(project, as_json)
         plan = delete_run(project, delete) if yes else plan_deletion(project, delete)
@@ -38,3 +45,22 @@ def _list(project: Project, as_json: bool) -> int:
         print(f"{run['id']:<26} {run['kind']:<8} {run['status']:<9} {run['created_at'][:19]}  {run['name']}"
               + (f"  ({error[0]})" if error else ""))
     return 0
+
+
+def _comparison_json(comparison: Comparison) -> dict:
+    """The comparison's tables as JSON: per figure and per setting, each run's value by run id
+    (a figure a run lacks is null; a setting its method does not have is left out)."""
+    ids = [run.id for run in comparison.runs]
+    validation = comparison.validation
+    return {
+        "runs": [{"id": run.id, "name": run.name, "kind": run.kind} for run in comparison.runs],
+        "final_figures": {name: dict(zip(ids, values)) for name, values in comparison.final},
+        "same_validation_pairs": validation.same,
+        "validation_pairs": {run.id: len(validation.val_ids[run.label]) for run in comparison.runs
+                             if run.label in validation.val_ids},
+        "shared_validation_pairs": validation.shared,
+        "settings_that_differ": {
+            name: {run_id: value for run_id, value in zip(ids, values) if value is not ABSENT}
+            for name, values in comparison.differences
+        },
+    }

@@ -107,6 +107,20 @@ def test_hovering_shows_the_nearest_point_of_every_series(panel):
     assert card.readout.text().startswith("step 1 · train/loss 0.001 (smoothed 0.0006667)")
 
 
+def test_legend_names_are_plain_text_and_the_readout_names_the_x_axis(panel):
+    panel.set_series("<b>not bold</b>", [0, 1], [1.0, 2.0])
+    panel.flush()
+    card = panel.card("<b>not bold</b>")
+    assert [label.item.toPlainText() for _sample, label in card.legend.items] == ["<b>not bold</b>"]
+    card.set_x_axis("KL", "KL from reference")
+    assert card.plot.getAxis("bottom").labelText == "KL from reference"
+    card.show_hover(0.9, 0)
+    assert card.readout.text() == "KL 1 · <b>not bold</b> 2"
+    card.series["<b>not bold</b>"].extend([1.25], [3.0], 0)
+    card.show_hover(1.3, 0)
+    assert card.readout.text() == "KL 1.25 · <b>not bold</b> 3"
+
+
 def test_unknown_metrics_get_a_plot_and_clear_and_set_groups_reset(panel):
     panel.append([Metric(0, {"custom/thing": 1.0}), Metric(1, {"custom/thing": 2.0})])
     panel.flush()

@@ -1,6 +1,6 @@
 """The Runs tab: every run of the project, newest first, and one run in detail.
 
-    Runs  3 runs                                                     [Delete…] [Refresh]
+    Runs  3 runs                                         [Compare…] [Delete…] [Refresh]
     ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Human win rate │ Error ───────┐
     ├──────────────────────────────────────────────────────────────────────┤  splitter
     │ id, status, times          │ curves (CurvesPanel, from the database)  │
@@ -14,9 +14,13 @@ run's human win rate is how often people preferred its policy to its reference o
 "Compare with reference" made (store.policy_win_rates). Everything is shown as plain text: a run's
 name or error may hold anything.
 
-Delete… (the Delete key) says what deleting the selected run removes and which runs started from
+Several runs can be selected (Ctrl- and Shift-click); the detail area shows the current one (the
+row last clicked). Compare… (Alt+C), with two or more selected, opens a window that shows them side
+by side (compare_runs.py): curves overlaid on a chosen x axis, final figures, settings that differ.
+
+Delete… (the Delete key) says what deleting the current run removes and which runs started from
 it (core/run_deletion.py), and deletes it, folder and all, in a worker once confirmed; a running
-run cannot be deleted.
+run cannot be deleted. It deletes that one run, however many are selected.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -45,22 +49,20 @@ from PySide6.QtWidgets import (
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
 from rlhf_workbench.core.policies import POLICY_RUN_KINDS
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.rl.config import METHOD_TITLES
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box
 from ..tasks import run_task
-from ..text import count, display_path, one_line
+from ..text import count, display_path, kind_name, one_line
 from ..widgets import heading_label, plain_label
+from .compare_runs import CompareRunsWindow, open_compare
 from .policy_compare import win_rate_details, win_rate_text
 
 COLUMNS = ("Created", "Kind", "Name", "Status", "Duration", "Result", "Human win rate", "Error")
-_KIND_NAMES = {"reward": "Reward model", **OFFLINE_TITLES, **METHOD_TITLES, "generate": "Generation"}
 # The figure that says how a run came out, shown first in Result when its summary has it: the
 # validation accuracy of a reward model or a DPO policy, an SFT policy's token accuracy.
 _HEADLINES = ("eval/accuracy", "eval/mean_token_accuracy")
@@ -71,7 +73,12 @@ EMPTY_TEXT = (
     "rl / dpo / sft). Every run appears here with its status, settings, "
     "figures and log, and can be resumed from its tab if it stopped."
 )
-_DELETE_TIP = "Delete the selected run: its folder (checkpoints, log) and figures (Delete)"
+_DELETE_TIP = "Delete the run shown below: its folder (checkpoints, log) and figures (Delete)"
+_COMPARE_TIP = (
+    "Show the selected runs side by side: their curves overlaid on step, samples seen, wall time or KL, their "
+    "final figures, and the settings that differ (Alt+C)"
+)
+_COMPARE_NEEDS = "Select two or more runs to compare them (Ctrl- or Shift-click in the list)"
 
 
 def _time(iso: str | None) -> datetime | None:
@@ -142,6 +149,12 @@ class RunsView(QWidget):
         top.addWidget(heading_label("Runs"))
         top.addWidget(self.count_label)
         top.addStretch(1)
+        self.compare_button = QPushButton("&Compare…")
+        self.compare_button.setToolTip(_COMPARE_NEEDS)
+        self.compare_button.setEnabled(False)
+        self.compare_button.clicked.connect(self.compare_selected)
+        self.compare_windows: list[CompareRunsWindow] = []
+        top.addWidget(self.compare_button)
         self.delete_button = QPushButton("&Delete…")
         self.delete_button.setToolTip(_DELETE_TIP)
         self.delete_button.clicked.connect(self.delete_selected)
@@ -152,7 +165,7 @@ class RunsView(QWidget):
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
@@ -219,6 +232,8 @@ class RunsView(QWidget):
     # -- the project ---------------------------------------------------------------------------
 
     def set_project(self, project: Project | None) -> None:
+        for window in list(self.compare_windows):
+            window.close()  # they show the project that goes
         self.project = project
         self._show_run(None)
         self.refresh()
@@ -230,8 +245,8 @@ class RunsView(QWidget):
         controller.metrics.connect(self.show_live_metrics)
 
     def refresh(self) -> None:
-        """Re-read the runs, keeping the selected one (its detail is re-read if it changed)."""
-        selected = self.selected_run_id
+        """Re-read the runs, keeping the selected ones and the current one (its detail is re-read if it changed)."""
+        current, selected = self.selected_run_id, self.selected_run_ids
         self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
         self._win_rates = self.project.store.policy_win_rates() if self.project else {}
         self.count_label.setText(count(len(self._runs), "run") if self.project else "")
@@ -242,7 +257,7 @@ class RunsView(QWidget):
             error = (run.get("error") or "").splitlines()
             cells = (
                 local_time(run["created_at"]),
-                _KIND_NAMES.get(run["kind"], run["kind"]),
+                kind_name(run["kind"]),
                 run["name"],
                 run["status"].capitalize(),
                 duration_text(run),
@@ -257,8 +272,8 @@ class RunsView(QWidget):
                     win_rate_details(self._win_rates.get(run["id"]))
                 )
         self.table.blockSignals(False)
-        if not self.select_run(selected) and self._runs:
-            self.table.selectRow(0)
+        if not self.select_runs(selected, current=current) and self._runs:
+            self.select_run(self._runs[0]["id"])
         self._selection_changed()
         self._show_win_rate(next((r for r in self._runs if r["id"] == self.selected_run_id), None))
 
@@ -266,17 +281,46 @@ class RunsView(QWidget):
 
     @property
     def selected_run_id(self) -> str | None:
-        rows = self.table.selectionModel().selectedRows()
+        """The current run: the one the detail shows, Delete deletes and Open folder opens. The
+        row last clicked when it is selected, else the first selected row."""
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
         if not rows:
             return None
-        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        current = self.table.currentRow()
+        return self._run_id_at(current if current in rows else rows[0])
+
+    @property
+    def selected_run_ids(self) -> list[str]:
+        """Every selected run, in the list's order (newest first): what Compare compares."""
+        return [self._run_id_at(index.row()) for index in
+                sorted(self.table.selectionModel().selectedRows(), key=lambda index: index.row())]
+
+    def _run_id_at(self, row: int) -> str:
+        return self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
 
     def select_run(self, run_id: str | None) -> bool:
-        for row, run in enumerate(self._runs):
-            if run["id"] == run_id:
-                self.table.selectRow(row)
-                return True
-        return False
+        """Select this run alone and make it the current one."""
+        return self.select_runs([run_id] if run_id is not None else [], current=run_id)
+
+    def select_runs(self, run_ids: list[str], *, current: str | None = None) -> bool:
+        """Select these runs (those still listed) and nothing else, `current` (or the first) the
+        current one; False, selecting nothing, if none of them is listed."""
+        rows = {run["id"]: row for row, run in enumerate(self._runs)}
+        wanted = [rows[run_id] for run_id in run_ids if run_id in rows]
+        if not wanted:
+            return False
+        model, flags = self.table.selectionModel(), QItemSelectionModel.SelectionFlag
+        self.table.blockSignals(True)  # one selection change for the detail, not one per row
+        try:
+            model.clearSelection()
+            for row in wanted:
+                model.select(self.table.model().index(row, 0), flags.Select | flags.Rows)
+            focus = rows[current] if current in rows and rows[current] in wanted else wanted[0]
+            model.setCurrentIndex(self.table.model().index(focus, 0), flags.NoUpdate)
+        finally:
+            self.table.blockSignals(False)
+        self._selection_changed()
+        return True
 
     def _selection_changed(self) -> None:
         run_id = self.selected_run_id
@@ -284,6 +328,9 @@ class RunsView(QWidget):
         key = (run["id"], run["status"], run["finished_at"]) if run else None
         if key != self._shown:
             self._show_run(run)
+        several = len(self.selected_run_ids) >= 2
+        self.compare_button.setEnabled(several and self.project is not None)
+        self.compare_button.setToolTip(_COMPARE_TIP if several else _COMPARE_NEEDS)
 
     def _show_run(self, run: dict[str, Any] | None) -> None:
         self._shown = (run["id"], run["status"], run["finished_at"]) if run else None
@@ -343,8 +390,23 @@ class RunsView(QWidget):
             return False
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(run_dir_of(self.project, run))))
 
+    def compare_selected(self) -> CompareRunsWindow | None:
+        """Open a window with the selected runs side by side (two or more)."""
+        run_ids = self.selected_run_ids
+        if self.project is None or len(run_ids) < 2:
+            return None
+        window = open_compare(self, self.project, run_ids)
+        if window is not None:
+            self.compare_windows.append(window)
+            window.destroyed.connect(lambda _=None, w=window: self._forget_compare(w))
+        return window
+
+    def _forget_compare(self, window: CompareRunsWindow) -> None:
+        if window in self.compare_windows:
+            self.compare_windows.remove(window)
+
     def delete_selected(self) -> QMessageBox | None:
-        """Asks, with what would go and which runs depend on it, before deleting the selected run."""
+        """Asks, with what would go and which runs depend on it, before deleting the current run."""
         run_id = self.selected_run_id
         if self.project is None or run_id is None or self._deleting is not None:
             return None

@@ -82,4 +82,8 @@ OFFLINE = TrainingMethod(
     kind_of=lambda config: config.method,
     aliases={"sft": {"method": "sft"}},
     policy=PolicyOutput(folder=None, sampling=_sampling),  # a checkpoint is a causal-LM folder
+    # batch_size is the global batch (torchrun's ranks share it); the last step of an epoch may hold fewer
+    examples_per_step=lambda config: (
+        config.batch_size * config.gradient_accumulation_steps, "pairs" if config.method == "dpo" else "sequences"
+    ),
 )

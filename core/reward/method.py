@@ -55,4 +55,6 @@ REWARD_MODEL = TrainingMethod(
     printer=RewardPrinter,
     batch_line=_global_batch_line,
     prepare=_build_demo_model,
+    # batch_size is the global batch (torchrun's ranks share it); the last step of an epoch may hold fewer
+    examples_per_step=lambda config: (config.batch_size * config.gradient_accumulation_steps, "pairs"),
 )

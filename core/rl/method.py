@@ -75,4 +75,6 @@ RL = TrainingMethod(
     kind_of=lambda config: config.method,
     aliases={"ppo": {"method": "ppo"}},
     policy=PolicyOutput(folder="policy", sampling=_sampling),  # beside the value model, in the latest checkpoint
+    # an update learns from batch_size episodes (its minibatches and accumulation only cut them up)
+    examples_per_step=lambda config: (config.batch_size, "episodes"),
 )

@@ -114,6 +114,17 @@ class RunQueries(Connection):
             )
         )
 
+    def metric_history(self, run_id: str) -> dict[str, list[tuple[int, float, float]]]:
+        """Every figure the run logged, by name: its (step, value, time) in step order, `time` the
+        wall clock (seconds since the epoch) when the job reported it. One query for a whole run
+        (comparing runs draws them all)."""
+        history: dict[str, list[tuple[int, float, float]]] = {}
+        for name, step, value, t in self.conn.execute(
+            "SELECT name, step, value, time FROM metrics WHERE run_id = ? ORDER BY name, step, time", (run_id,)
+        ):
+            history.setdefault(name, []).append((step, value, t))
+        return history
+
     def truncate_metrics(self, run_id: str, after_step: int) -> int:
         """Delete the metrics and samples logged after `after_step` (a resumed run logs them
         again from its checkpoint). Returns how many metric values went."""

@@ -50,6 +50,9 @@ class TrainingMethod:
     kind_of: Callable[[Any], str] | None = None  # the kind of a run with these settings, when there are several
     aliases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # more commands, each fixing settings
     policy: PolicyOutput | None = None  # the policy its runs train, if they train one
+    # config -> how many examples one step of its runs learns from, and what they are ((32, "pairs")): the
+    # "samples seen" axis when runs are compared (core/experiments.py); None: its runs have no such axis
+    examples_per_step: Callable[[Any], tuple[int, str]] | None = None
 
     def run_kind(self, config: Any) -> str:
         """The kind a run with these settings is recorded as (its id's prefix too)."""
