@@ -48,7 +48,7 @@ from ..training.device import autocast, check_precision, cpu_threads, freed_memo
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, load_project_pairs, pairs_by_id, split_by_prompt
 from ..training.policy import load_policy, with_new_lora
-from ..training.prefix import common_prefix, packs, shared_batch, shared_hidden, worth_sharing
+from ..training.prefix import common_prefix, packs, pair_row_length, shared_batch, shared_hidden, worth_sharing
 from .config import CHOSEN, METHOD_TITLES, OfflineConfig
 from .data import Encoded, collate, encode_pairs, encode_sequence, read_sft_file
 from .losses import chosen_nll, dpo_losses, pair_figures, token_logprobs
@@ -372,7 +372,7 @@ class DPOObjective:
 
     def lengths(self) -> list[int]:
         if self.sharing and self.packs:  # one row a pair: its prompt and both responses
-            return [len(c[0]) + len(r[0]) - pair_share(c, r) for c, r in self.train_enc]
+            return [pair_row_length(len(c[0]), len(r[0]), pair_share(c, r), True) for c, r in self.train_enc]
         if self.sharing:  # each pair's prompt computed once: batched by prompt, then response
             return [pair_share(c, r) for c, r in self.train_enc]
         return [max(len(c[0]), len(r[0])) for c, r in self.train_enc]
@@ -425,7 +425,7 @@ class DPOObjective:
         was_training = model.training
         model.eval()
         sums: dict[str, float] = {}
-        order = sorted(range(len(self.val_enc)), key=lambda i: -max(len(self.val_enc[i][0][0]), len(self.val_enc[i][1][0])))
+        order = longest_pairs_first(self.val_enc, share and packs(net.split[0]))
         try:
             for start in range(0, len(order), self.config.batch_size):
                 idx = order[start : start + self.config.batch_size]
@@ -476,6 +476,12 @@ def pair_share(chosen: Encoded, rejected: Encoded) -> int:
     return common_prefix(chosen[0], rejected[0], min(chosen[1], rejected[1]) - 1)
 
 
+def longest_pairs_first(encoded: Sequence[tuple[Encoded, Encoded]], packed: bool) -> list[int]:
+    """The pairs' indices by what each costs a pass, longest first: batches of neighbours pad little."""
+    cost = [pair_row_length(len(c[0]), len(r[0]), pair_share(c, r) if packed else 0, packed) for c, r in encoded]
+    return sorted(range(len(encoded)), key=lambda i: -cost[i])
+
+
 def _shared_pairs(rows: Sequence[Encoded], pad_id: int) -> dict[str, Any] | None:
     """A batch of pairs with each pair's prompt once, or None when a pair shares nothing."""
     n = len(rows) // 2
@@ -515,7 +521,7 @@ def reference_logprobs(model, train_enc, val_enc, pad_id: int, config: OfflineCo
         for side, encoded in (("train", train_enc), ("val", val_enc)):
             share = net.shares_for(encoded)
             chosen, rejected = torch.zeros(len(encoded)), torch.zeros(len(encoded))
-            order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0][0]), len(encoded[i][1][0])))
+            order = longest_pairs_first(encoded, share and packs(net.split[0]))
             # Twice the training batch: no gradients or optimizer state to hold.
             step = 2 * config.batch_size
             for start in range(0, len(order), step):

@@ -12,7 +12,15 @@ import torch
 
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
-from ..training.prefix import common_prefix, in_row_order, packs, shared_batch, shared_hidden, worth_sharing
+from ..training.prefix import (
+    common_prefix,
+    in_row_order,
+    packs,
+    pair_row_length,
+    shared_batch,
+    shared_hidden,
+    worth_sharing,
+)
 from ..training.rollout import value_head
 from ..training.text import encode_response, messages_of, pad_rows
 from .loss import batch_metrics, reward_loss
@@ -97,8 +105,9 @@ def pair_rewards(model, encoded, pad_id: int, *, batch_size: int, device, precis
     was_training = model.training
     model.eval()
     scorer = PairRewards(model)
-    scorer.share_if_worth(encoded)
-    order = sorted(range(len(encoded)), key=lambda i: -max(len(encoded[i][0]), len(encoded[i][1])))
+    packed = scorer.share_if_worth(encoded) and scorer.packs
+    cost = [pair_row_length(len(c), len(r), shared_length(c, r) if packed else 0, packed) for c, r, *_ in encoded]
+    order = sorted(range(len(encoded)), key=lambda i: -cost[i])
     chosen = torch.empty(len(encoded))
     rejected = torch.empty(len(encoded))
     try:

@@ -34,6 +34,7 @@ from ..training.config import config_from_dict
 from ..training.device import check_precision, cpu_threads, freed_memory_kept, resolve_device
 from ..training.loop import Pass, fit
 from ..training.pairs import SPLIT_FILE, encode_pair, load_project_pairs, pairs_by_id
+from ..training.prefix import pair_row_length
 from .config import RewardConfig
 from .evaluate import PairRewards, evaluate, shared_length
 from .loss import reward_loss
@@ -179,7 +180,7 @@ class _BradleyTerry:
 
     def lengths(self) -> list[int]:
         if self.scorer.share and self.scorer.packs:  # one row a pair: its prompt and both responses
-            return [len(c) + len(r) - shared_length(c, r) for c, r, _ in self.train_enc]
+            return [pair_row_length(len(c), len(r), shared_length(c, r), True) for c, r, _ in self.train_enc]
         if self.scorer.share:  # each pair's prompt computed once: batched by prompt, then response
             return [shared_length(c, r) for c, r, _ in self.train_enc]
         return [max(len(c), len(r)) for c, r, _ in self.train_enc]
