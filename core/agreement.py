@@ -17,9 +17,10 @@ import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .records import DATASET_ANNOTATOR_PREFIX
+from .stats import wilson_interval
 from .store import Store, settle_verdict
 
 
@@ -64,12 +65,53 @@ class DatasetAgreement:
 
 
 @dataclass
+class LengthBias:
+    """How often the longer answer won, among one group's decisive verdicts (a or b) on pairs whose
+    answers differ in length: people and reward models tend to prefer the longer answer, and a
+    preference for length in the labels becomes the reward model's. 0.5 is no preference."""
+
+    group: str  # an annotator, or an origin (the pairs' dataset)
+    decisive: int
+    longer_won: int
+
+    @property
+    def share(self) -> float | None:
+        return self.longer_won / self.decisive if self.decisive else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% Wilson interval of the share: it excludes 0.5 when the preference is more than chance."""
+        return wilson_interval(self.longer_won, self.decisive)
+
+
+def length_bias(store: Store) -> tuple[list[LengthBias], list[LengthBias]]:
+    """The longer answer's wins per annotator (people first, then the data's own labels) and per
+    origin (every annotator's verdicts on that dataset's pairs)."""
+    by_annotator: Counter[str] = Counter()
+    won_by_annotator: Counter[str] = Counter()
+    by_origin: Counter[str] = Counter()
+    won_by_origin: Counter[str] = Counter()
+    for annotator, origin, decisive, longer_won in store.length_verdicts():
+        by_annotator[annotator] += decisive
+        won_by_annotator[annotator] += longer_won
+        by_origin[origin] += decisive
+        won_by_origin[origin] += longer_won
+    annotators = sorted(by_annotator, key=lambda a: (not is_person(a), a))
+    return (
+        [LengthBias(a, by_annotator[a], won_by_annotator[a]) for a in annotators],
+        [LengthBias(o, by_origin[o], won_by_origin[o]) for o in sorted(by_origin)],
+    )
+
+
+@dataclass
 class AgreementReport:
     annotators: list[AnnotatorStats]
     pairwise: list[PairAgreement]  # people only, pairs of annotators with at least one shared pair
     alpha: float | None  # Krippendorff's alpha (nominal) among people; None without pairable pairs
     alpha_units: int  # pairs with verdicts from two or more people
     with_dataset: list[DatasetAgreement]  # each person against the pair's dataset label
+    length_by_annotator: list[LengthBias] = field(default_factory=list)
+    length_by_origin: list[LengthBias] = field(default_factory=list)
 
 
 def cohen_kappa(labels_1: Sequence[str], labels_2: Sequence[str]) -> float:
@@ -162,7 +204,9 @@ def annotator_stats(store: Store) -> list[AnnotatorStats]:
 
 
 def agreement_report(store: Store) -> AgreementReport:
-    """Who agrees with whom, on active verdicts (skips and undone verdicts excluded)."""
+    """Who agrees with whom, on active verdicts (skips and undone verdicts excluded), and how
+    often the longer answer won."""
+    by_annotator, by_origin = length_bias(store)
     # One pass: each pair's people's verdicts (the latest per person) and its dataset votes.
     people: dict[int, dict[str, str]] = {}
     dataset: dict[int, list[tuple[str, str]]] = {}
@@ -202,4 +246,6 @@ def agreement_report(store: Store) -> AgreementReport:
             DatasetAgreement(person, sum(table.values()), _percent(table), _kappa(table))
             for person, table in sorted(with_data.items())
         ],
+        length_by_annotator=by_annotator,
+        length_by_origin=by_origin,
     )

@@ -57,7 +57,11 @@ def test_the_demo_model_learns_the_demo_project_to_95_percent(tmp_path, workbenc
     names = set().union(*(e.values for e in events if isinstance(e, Metric)))
     assert {"train/loss", "train/accuracy", "train/margin", "train/mean_reward", "train/learning_rate",
             "train/grad_norm", "perf/pairs_per_s", "perf/tokens_per_s", "perf/peak_memory_mb",
-            "eval/loss", "eval/accuracy"} <= names
+            "eval/loss", "eval/accuracy", "eval/length_baseline_accuracy", "eval/length_correlation"} <= names
+    # The length check reaches the summary, which the tab's finished line reads.
+    from rlhf_workbench.app.views.reward_view import length_text
+
+    assert f"“the longer answer wins” {summary['eval/length_baseline_accuracy']:.1%}" in length_text(summary)
     assert any(isinstance(e, Progress) and e.step == e.total == summary["steps"] for e in events)
     assert any(isinstance(e, Log) and "global batch" in e.message for e in events)
     with Project.open(tmp_path / "demo") as project:

@@ -35,6 +35,10 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "–" if interval is None else f"{100 * interval[0]:.0f}–{100 * interval[1]:.0f}%"
+
+
 def _table(headers: list[str]) -> QTableWidget:
     table = QTableWidget(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
@@ -81,10 +85,17 @@ class AgreementView(QWidget):
         self.pairwise = _table(["Annotator", "Annotator", "Shared pairs", "Agreement", "Cohen's κ"])
         self.with_dataset = _table(["Annotator", "Shared pairs", "Agreement with dataset", "Cohen's κ"])
         self.alpha = plain_label("")
+        self.length_bias = _table(["Annotator or dataset", "Decisive verdicts", "Longer answer won", "95% interval"])
+        self.length_bias.setToolTip(
+            "Of the A-or-B verdicts on pairs whose answers differ in length: how often the longer one won. 50% is "
+            "no preference; an interval that excludes 50% is a preference for length (or brevity) beyond chance, "
+            "which a reward model trained on these labels learns too."
+        )
         boxes = [
             ("Per annotator (position bias: how often the left response was picked)", self.annotators),
             ("Between people, on pairs both judged", self.pairwise),
             ("People and the dataset's own labels", self.with_dataset),
+            ("Length bias: how often the longer answer won (50% is none)", self.length_bias),
         ]
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -100,7 +111,7 @@ class AgreementView(QWidget):
         self.project = project
         self.report = None
         self._generation += 1
-        for table in (self.annotators, self.pairwise, self.with_dataset):
+        for table in (self.annotators, self.pairwise, self.with_dataset, self.length_bias):
             table.setRowCount(0)
         self.alpha.setText("")
         self.status.setText("")
@@ -157,6 +168,14 @@ class AgreementView(QWidget):
             [
                 [d.annotator, f"{d.shared_pairs:,}", _percent(d.percent_agreement / 100 if d.percent_agreement is not None else None), _number(d.kappa)]
                 for d in report.with_dataset
+            ],
+        )
+        _fill(
+            self.length_bias,
+            [
+                [b.group if i < len(report.length_by_annotator) else f"dataset {b.group}", f"{b.decisive:,}",
+                 _percent(b.share), _interval(b.interval)]
+                for i, b in enumerate(report.length_by_annotator + report.length_by_origin)
             ],
         )
         if report.alpha is None:

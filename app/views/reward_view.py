@@ -29,6 +29,21 @@ from .reward_panels import MostWrongPanel, ScorePanel
 from .training_tab import TrainingTab
 
 
+def length_text(summary: dict) -> str:
+    """The length check beside the accuracy: did the model learn length rather than quality?"""
+    baseline = summary.get("eval/length_baseline_accuracy")
+    if not isinstance(baseline, (int, float)):
+        return ""
+    text = f" · “the longer answer wins” {baseline:.1%}"
+    similar = summary.get("eval/accuracy_similar_length")
+    if isinstance(similar, (int, float)):
+        text += f" · on answers of similar length {similar:.1%}"
+    correlation = summary.get("eval/length_correlation")
+    if isinstance(correlation, (int, float)):
+        text += f" · reward-length r {correlation:+.2f}"
+    return text
+
+
 class RewardView(TrainingTab):
     method = REWARD_MODEL
     curve_groups = REWARD_GROUPS
@@ -111,7 +126,8 @@ class RewardView(TrainingTab):
 
     def finished_text(self, finished: Finished) -> str:
         text = super().finished_text(finished)
-        accuracy = finished.summary.get("eval/accuracy")
+        summary = finished.summary
+        accuracy = summary.get("eval/accuracy")
         if isinstance(accuracy, (int, float)):
             text += f" · validation accuracy {accuracy:.1%}"
-        return text
+        return text + length_text(summary)

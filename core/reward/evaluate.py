@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..stats import pearson
 from ..training.device import autocast
 from ..training.pairs import collate, encode_pair
 from ..training.prefix import (
@@ -122,7 +123,8 @@ def pair_rewards(model, encoded, pad_id: int, *, batch_size: int, device, precis
 
 
 def evaluate(model, encoded, pad_id: int, config, device) -> dict[str, float]:
-    """eval/loss, eval/accuracy, eval/margin, eval/mean_reward over every validation pair."""
+    """eval/loss, eval/accuracy, eval/margin, eval/mean_reward over every validation pair, and
+    the length figures beside them (length_figures)."""
     chosen, rejected = pair_rewards(
         model, encoded, pad_id, batch_size=config.batch_size, device=device, precision=config.precision
     )
@@ -130,7 +132,41 @@ def evaluate(model, encoded, pad_id: int, config, device) -> dict[str, float]:
     margin = torch.tensor([m or 0.0 for m in margins]) if any(m is not None for m in margins) else None
     loss = reward_loss(chosen, rejected, margin=margin, center_rewards_coefficient=config.center_rewards_coefficient)
     figures = {"loss": float(loss), **batch_metrics(chosen, rejected)}
-    return {f"eval/{k}": v for k, v in figures.items() if k in ("loss", "accuracy", "margin", "mean_reward")}
+    figures = {k: v for k, v in figures.items() if k in ("loss", "accuracy", "margin", "mean_reward")}
+    answers = [answer_lengths(c, r) for c, r, _ in encoded]
+    figures.update(length_figures(chosen.tolist(), rejected.tolist(), [a for a, _ in answers], [b for _, b in answers]))
+    return {f"eval/{k}": v for k, v in figures.items()}
+
+
+def answer_lengths(chosen: list[int], rejected: list[int]) -> tuple[int, int]:
+    """The tokens of each answer after the prompt the two sequences share."""
+    shared = common_prefix(chosen, rejected, min(len(chosen), len(rejected)))
+    return len(chosen) - shared, len(rejected) - shared
+
+
+# Two answers within this share of the longer one's length are "of similar length".
+SIMILAR_LENGTH = 0.1
+
+
+def length_figures(chosen: list[float], rejected: list[float], chosen_len: list[int], rejected_len: list[int]) -> dict[str, float]:
+    """Whether a reward model learned length rather than quality (the commonest bias in preference
+    data): `length_baseline_accuracy`, the accuracy of "the longer answer wins" on the same pairs
+    (a tie is wrong, as in the model's accuracy), to set its accuracy beside; `accuracy_similar_length`,
+    its accuracy on the pairs whose answers are within 10% in length, where length cannot decide;
+    `length_correlation`, Pearson's r between every answer's reward and its length."""
+    figures: dict[str, float] = {}
+    n = len(chosen)
+    if not n:
+        return figures
+    figures["length_baseline_accuracy"] = sum(a > b for a, b in zip(chosen_len, rejected_len)) / n
+    similar = [i for i in range(n) if abs(chosen_len[i] - rejected_len[i]) <= SIMILAR_LENGTH * max(chosen_len[i], rejected_len[i])]
+    if similar:
+        figures["accuracy_similar_length"] = sum(chosen[i] > rejected[i] for i in similar) / len(similar)
+        figures["similar_length_pairs"] = float(len(similar))
+    r = pearson(chosen + rejected, [float(x) for x in chosen_len + rejected_len])
+    if r is not None:
+        figures["length_correlation"] = r
+    return figures
 
 
 # -- scoring -----------------------------------------------------------------------------------------

@@ -194,6 +194,24 @@ class LabelQueries(Connection):
                FROM judgments WHERE undone = 0 GROUP BY annotator"""
         ).fetchall()
 
+    def length_verdicts(self) -> list[tuple[str, str, int, int]]:
+        """Per annotator and pair origin: (annotator, origin, decisive verdicts (a or b) on pairs whose
+        two answers differ in length, of those the ones that preferred the longer answer). Length in
+        characters; each annotator's latest active verdict on a pair (as agreement counts it), so a
+        person who judged a pair twice counts once."""
+        return self.conn.execute(
+            """SELECT annotator, origin, count(*), sum((verdict = 'a') = (len_a > len_b))
+               FROM (SELECT j.annotator, j.verdict, p.origin, length(ra.text) AS len_a, length(rb.text) AS len_b,
+                            row_number() OVER (PARTITION BY j.pair_id, j.annotator ORDER BY j.id DESC) AS latest
+                     FROM judgments j
+                     JOIN pairs p ON p.id = j.pair_id
+                     JOIN responses ra ON ra.id = p.response_a_id
+                     JOIN responses rb ON rb.id = p.response_b_id
+                     WHERE j.undone = 0)
+               WHERE latest = 1 AND verdict IN ('a', 'b') AND len_a != len_b
+               GROUP BY annotator, origin ORDER BY annotator, origin"""
+        ).fetchall()
+
     def active_verdicts(self) -> Iterable[tuple[int, str, str]]:
         """(pair_id, annotator, verdict) of every active judgment but skips, oldest first: the
         one pass agreement statistics make over a project. (A cursor, not a generator: at
