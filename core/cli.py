@@ -8,6 +8,7 @@
     rlhf-workbench generate PROJECT [--model SPEC] [--model-b SPEC] [-n N] [--set KEY=VALUE]
     rlhf-workbench score MODEL TEXT...
     rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
+    rlhf-workbench runs PROJECT [--compare RUN_ID...] [--export RUN_ID... --to DIR] [--delete RUN_ID]
 
 Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
 """
@@ -139,17 +140,24 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "runs",
-        help="list a project's runs, compare some, or delete one",
+        help="list a project's runs, compare or export some, or delete one",
         description="List the project's runs, newest first. --compare RUN RUN... prints their final figures side "
         "by side, whether reward models and DPO policies validated on the same pairs, and the settings that differ "
-        "(the app's Runs tab also overlays their curves). --delete RUN says what deleting it would remove "
+        "(the app's Runs tab also overlays their curves). --export RUN... --to DIR writes their figures into "
+        "DIR/<run id>/: TensorBoard event files (tensorboard --logdir DIR shows the runs side by side) and a CSV "
+        "(one row per step, one column per figure); all or nothing. --delete RUN says what deleting it would remove "
         "(its folder, figures and records; pairs and verdicts stay) and which runs started from it; add --yes "
         "to delete it.",
     )
     p.add_argument("project", type=Path)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--compare", nargs="+", metavar="RUN_ID", help="two or more runs to compare")
+    what.add_argument("--export", nargs="+", metavar="RUN_ID", help="runs whose figures to export (with --to)")
     what.add_argument("--delete", metavar="RUN_ID", help="the run to delete")
+    p.add_argument("--to", type=Path, metavar="DIR", help="with --export: the folder to write into (made if missing; "
+                   "a run exported there before is replaced)")
+    p.add_argument("--format", dest="export_format", choices=("tensorboard", "csv", "both"), default="both",
+                   help="with --export: what to write (default both)")
     p.add_argument("--yes", action="store_true", help="with --delete: delete it, not only say what would go")
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -373,7 +381,8 @@ def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
 def _cmd_runs(args) -> int:
     from .runs_console import runs_command
 
-    return runs_command(args.project, delete=args.delete, yes=args.yes, as_json=args.json, compare=args.compare)
+    return runs_command(args.project, delete=args.delete, yes=args.yes, as_json=args.json, compare=args.compare,
+                        export=args.export, to=args.to, export_format=args.export_format)
 
 
 def _cmd_score(args) -> int:
@@ -400,6 +409,27 @@ def _cmd_score_pairs(args) -> int:
     return 0
 
 
+# Each training command: its method and the settings it fixes (an alias: `ppo` is `rl` with method ppo).
+_TRAINING_COMMANDS: dict[str, tuple[TrainingMethod, dict | None]] = {
+    **{method.command: (method, None) for method in METHODS},
+    **{alias: (method, dict(fixed)) for method in METHODS for alias, fixed in method.aliases.items()},
+}
+
+
+def training_config(argv: list[str]) -> tuple[TrainingMethod, object]:
+    """The method and the settings that `rlhf-workbench COMMAND PROJECT [--config FILE] [--set
+    KEY=VALUE ...]` (argv without the program's name) would start a new run with, read exactly as
+    the command reads them, without opening the project: how Copy command's round trip is checked
+    (core/training/command.py builds such commands)."""
+    from .runs.terminal import config_from_options
+
+    args = _parser().parse_args(argv)
+    if args.command not in _TRAINING_COMMANDS:
+        raise WorkbenchError(f"{args.command} is not a training command")
+    method, fixed = _TRAINING_COMMANDS[args.command]
+    return method, config_from_options(method, args.config, args.overrides, fixed)
+
+
 _COMMANDS = {
     "init": _cmd_init,
     "demo": _cmd_demo,
@@ -408,8 +438,7 @@ _COMMANDS = {
     "stats": _cmd_stats,
     "formats": _cmd_formats,
     "generate": _cmd_generate,
-    **{method.command: _cmd_train(method) for method in METHODS},
-    **{alias: _cmd_train(method, dict(fixed)) for method in METHODS for alias, fixed in method.aliases.items()},
+    **{command: _cmd_train(method, fixed) for command, (method, fixed) in _TRAINING_COMMANDS.items()},
     "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,

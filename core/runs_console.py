@@ -1,19 +1,38 @@
-"""The `runs` command: a project's runs, newest first, comparing some (core/experiments.py), and
-deleting one (core/run_deletion.py)."""
+"""The `runs` command: a project's runs, newest first, comparing some (core/experiments.py),
+exporting their figures (core/run_export.py) and deleting one (core/run_deletion.py)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
+from .errors import WorkbenchError
 from .experiments import ABSENT, Comparison, compare_runs, comparison_text
 from .project import Project
 from .run_deletion import delete_run, plan_deletion
+from .run_export import FORMATS, export_runs
 
 
 def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: bool,
-                 compare: list[str] | None = None) -> int:
+                 compare: list[str] | None = None, export: list[str] | None = None, to: Path | None = None,
+                 export_format: str = "both") -> int:
+    if (export is None) != (to is None):
+        raise WorkbenchError("--export RUN_ID ... and --to DIR go together" if export is not None
+                             else "--to names where --export writes; add --export RUN_ID ...")
     with Project.open(project_path) as project:
+        if export is not None:
+            formats = FORMATS if export_format == "both" else (export_format,)
+            report = export_runs(project, export, to, formats=formats)
+            if as_json:
+                print(json.dumps({"folder": str(report.folder), "replaced": report.replaced, "runs": {
+                    run_id: {"values": report.values[run_id], "files": [str(path) for path in files]}
+                    for run_id, files in report.files.items()}}, indent=2))
+            else:
+                print("\n".join(report.lines()))
+                if "tensorboard" in formats:
+                    print(f"view them with: tensorboard --logdir {shlex.quote(str(report.folder))}")
+            return 0
         if compare is not None:
             comparison = compare_runs(project, compare)
             print(json.dumps(_comparison_json(comparison), indent=2) if as_json else comparison_text(comparison))

@@ -8,7 +8,7 @@ import pytest
 from job_fixtures import CountConfig
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from rlhf_workbench.app.views.runs_view import (
     COLUMNS,
@@ -215,3 +215,34 @@ def test_a_run_with_many_figures_scrolls_its_curves_instead_of_growing_the_windo
     view.set_project(project)
     assert view.select_run(run_id) and len(view.curves.cards) >= 22
     assert view.minimumSizeHint().height() < 700  # 11 rows of plots would need 2,200 px
+
+
+def test_export_writes_the_selected_runs_figures_where_the_person_chose(view, project, qtbot, tmp_path, monkeypatch):
+    """Export… asks for a folder and writes every selected run there in a worker (TensorBoard event
+    files and a CSV per run: tests/test_run_export.py reads them back); a message says where."""
+    asked = []
+    chosen = tmp_path / "exported"
+    chosen.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: asked.append(args[1]) or str(chosen))
+    view.table.clearSelection()
+    assert not view.export_button.isEnabled()  # nothing selected
+    run_ids = [view.ids["finished"], view.ids["failed"]]
+    assert view.select_runs(run_ids)
+    assert view.export_button.isEnabled()
+    with qtbot.waitSignal(view.runs_exported, timeout=10_000) as exported:
+        view.export_button.click()
+    assert asked == ["Export the figures of 2 runs into"]
+    report = exported.args[0]
+    assert sorted(report.files) == sorted(run_ids) and report.folder == chosen
+    assert sorted(p.name for p in chosen.iterdir()) == sorted(run_ids)
+    finished = chosen / view.ids["finished"]
+    assert any(p.name.startswith("events.out.tfevents.") for p in finished.iterdir())
+    with (finished / f"{view.ids['finished']}.csv").open(encoding="utf-8-sig") as fh:
+        header = fh.readline().strip().split(",")
+    assert header[:3] == ["step", "wall_time", "elapsed_s"] and "train/loss" in header
+    assert report.values[view.ids["finished"]] == sum(
+        len(project.store.metric_series(view.ids["finished"], name))
+        for name in project.store.metric_names(view.ids["finished"]))
+    assert view.export_box.text() == f"Exported 2 runs to {chosen}"
+    assert "tensorboard --logdir" in view.export_box.informativeText()
+    assert view.export_button.isEnabled()  # ready for another

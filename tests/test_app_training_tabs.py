@@ -3,11 +3,14 @@ continues the run chosen in the tab's Run picker, when that run stopped early or
 checkpoint, with that run's own settings."""
 
 import json
+import shlex
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 
 from rlhf_workbench.app.views.training_tab import TrainingTab
+from rlhf_workbench.core.cli import training_config
 from rlhf_workbench.core.methods import METHODS
 from rlhf_workbench.core.runs.records import start_run
 
@@ -68,3 +71,58 @@ def test_resume_continues_the_run_chosen_in_the_run_picker(window, qtbot, kind):
     with qtbot.waitSignal(window.jobs.failed, timeout=30_000):
         window.jobs.kill()
     assert project.store.run(stopped)["status"] == "cancelled"
+
+
+# Settings a person might change in each tab (a method's picker first, where it has one), with text
+# that needs quoting in a shell.
+COPY_SETTINGS = {
+    "reward": (None, {"learning_rate": 1e-5, "max_steps": 40, "lr_scheduler": "cosine", "lora": True,
+                      "lora_target_modules": "q_proj, v_proj 'all'"}),
+    "sft": ("sft", {"sft_data": "my data/it's \"best\".jsonl", "epochs": 2.5, "torch_threads": 2}),
+    "ppo": ("grpo", {"loss_type": "dr_grpo", "epsilon_high": 0.28, "max_new_tokens": 12, "precision": "bf16"}),
+}
+
+
+def _read_clipboard_script(text: str, folder) -> list:
+    """The configs the CLI reads from Copy command's text: its one-line command (a comment) and its
+    TOML file with the command that reads it, each through core/cli.py's own parsing."""
+    lines = text.splitlines()
+    one_line = shlex.split(next(line for line in lines if line.startswith("#   "))[4:])
+    start = next(i for i, line in enumerate(lines) if line.startswith("cat > "))
+    end = lines.index("TOML", start)
+    (folder / shlex.split(lines[start])[2]).write_text("\n".join(lines[start + 1:end]) + "\n", encoding="utf-8")
+    with_file = shlex.split(lines[end + 1])
+    with_file[with_file.index("--config") + 1] = str(folder / with_file[with_file.index("--config") + 1])
+    return [training_config(argv[1:]) for argv in (one_line, with_file)]
+
+
+@pytest.mark.parametrize("kind", sorted(TABS))
+def test_copy_command_puts_what_reproduces_the_forms_settings_on_the_clipboard(window, kind, tmp_path):
+    view = getattr(window, TABS[kind])
+    algorithm, settings = COPY_SETTINGS[kind]
+    if algorithm is not None:
+        view.set_method(algorithm)
+    for name, value in settings.items():
+        assert view.form.is_shown(name), name
+        view.form.set_field(name, value)
+    expected = view.config()
+    assert [getattr(expected, name) for name in settings] == list(settings.values())
+    assert view.copy_command_button.shortcut().toString() == "Ctrl+Shift+C"
+
+    view.copy_command_button.click()
+    text = QGuiApplication.clipboard().text()
+    assert text.splitlines()[0].startswith("# RLHF Workbench") and str(view.project.path) in text
+    for method, config in _read_clipboard_script(text, tmp_path):
+        assert method is view.method and config == expected
+    assert "Copied" in view.status.text()
+
+
+def test_copy_command_names_a_bad_setting_and_copies_nothing(window, qtbot):
+    view = window.reward_view
+    QGuiApplication.clipboard().setText("before")
+    view.form.set_field("lora", True)
+    view.form.set_field("lora_target_modules", "")
+    with qtbot.waitSignal(view.error) as error:
+        assert view.copy_command() is None
+    assert error.args[0].startswith("lora_target_modules: is empty")
+    assert QGuiApplication.clipboard().text() == "before"

@@ -1,6 +1,6 @@
 """The Runs tab: every run of the project, newest first, and one run in detail.
 
-    Runs  3 runs                                         [Compare…] [Delete…] [Refresh]
+    Runs  3 runs                              [Compare…] [Export…] [Delete…] [Refresh]
     ┌ Created │ Kind │ Name │ Status │ Duration │ Result │ Human win rate │ Error ───────┐
     ├──────────────────────────────────────────────────────────────────────┤  splitter
     │ id, status, times          │ curves (CurvesPanel, from the database)  │
@@ -18,6 +18,9 @@ Several runs can be selected (Ctrl- and Shift-click); the detail area shows the 
 row last clicked). Compare… (Alt+C), with two or more selected, opens a window that shows them side
 by side (compare_runs.py): curves overlaid on a chosen x axis, final figures, settings that differ.
 
+Export… (Alt+X) writes the selected runs' figures into a folder the person picks, one folder per
+run: TensorBoard event files and a CSV (core/run_export.py), in a worker; a message says where.
+
 Delete… (the Delete key) says what deleting the current run removes and which runs started from
 it (core/run_deletion.py), and deletes it, folder and all, in a worker once confirmed; a running
 run cannot be deleted. It deletes that one run, however many are selected.
@@ -26,12 +29,14 @@ run cannot be deleted. It deletes that one run, however many are selected.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -52,6 +57,7 @@ from rlhf_workbench.core.events import Metric
 from rlhf_workbench.core.policies import POLICY_RUN_KINDS
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
+from rlhf_workbench.core.run_export import ExportReport, export_runs
 from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
 from ..curves import CurvesPanel, groups_for_kind
@@ -79,6 +85,10 @@ _COMPARE_TIP = (
     "final figures, and the settings that differ (Alt+C)"
 )
 _COMPARE_NEEDS = "Select two or more runs to compare them (Ctrl- or Shift-click in the list)"
+_EXPORT_TIP = (
+    "Write the selected runs' figures into a folder: TensorBoard event files (tensorboard --logdir FOLDER shows "
+    "them side by side) and a CSV per run (Alt+X)"
+)
 
 
 def _time(iso: str | None) -> datetime | None:
@@ -132,6 +142,7 @@ def _text_box() -> QPlainTextEdit:
 
 class RunsView(QWidget):
     run_deleted = Signal(str)  # the run's id, once its records and folder are gone
+    runs_exported = Signal(object)  # the ExportReport, once an export is in place
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -155,6 +166,13 @@ class RunsView(QWidget):
         self.compare_button.clicked.connect(self.compare_selected)
         self.compare_windows: list[CompareRunsWindow] = []
         top.addWidget(self.compare_button)
+        self.export_button = QPushButton("E&xport…")
+        self.export_button.setToolTip(_EXPORT_TIP)
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export_selected)
+        self._exporting = False
+        self._export_folder: str | None = None  # where the last export went: the dialog starts there
+        top.addWidget(self.export_button)
         self.delete_button = QPushButton("&Delete…")
         self.delete_button.setToolTip(_DELETE_TIP)
         self.delete_button.clicked.connect(self.delete_selected)
@@ -331,6 +349,7 @@ class RunsView(QWidget):
         several = len(self.selected_run_ids) >= 2
         self.compare_button.setEnabled(several and self.project is not None)
         self.compare_button.setToolTip(_COMPARE_TIP if several else _COMPARE_NEEDS)
+        self._update_export_button()
 
     def _show_run(self, run: dict[str, Any] | None) -> None:
         self._shown = (run["id"], run["status"], run["finished_at"]) if run else None
@@ -446,6 +465,50 @@ class RunsView(QWidget):
 
         run_task(self, work, on_done=lambda _plan: ended(), on_error=ended,
                  progress_title=f"Deleting run {run_id}", cancellable=False)
+
+    def export_selected(self) -> None:
+        """Asks for a folder, then writes the selected runs' figures into it in a worker."""
+        run_ids = self.selected_run_ids
+        if self.project is None or not run_ids or self._exporting:
+            return
+        what = f"run {run_ids[0]}" if len(run_ids) == 1 else count(len(run_ids), "run")
+        folder = QFileDialog.getExistingDirectory(
+            self, f"Export the figures of {what} into", self._export_folder or str(Path.home())
+        )
+        if not folder:
+            return
+        self._export_folder = folder
+        project_path = self.project.path
+        self._exporting = True
+        self._update_export_button()
+
+        def work(sink, stop):
+            with Project.open(project_path) as project:  # the worker's own connection
+                return export_runs(project, run_ids, Path(folder), sink=sink, stop=stop)
+
+        def ended(report: ExportReport | None = None, message: str | None = None) -> None:
+            self._exporting = False
+            self._update_export_button()
+            if message:
+                error_box(self, message, "Exporting the runs failed")
+            if report is None:
+                return
+            box = QMessageBox(QMessageBox.Icon.Information, "Runs exported",
+                              f"Exported {what} to {display_path(report.folder)}", QMessageBox.StandardButton.Ok, self)
+            box.setTextFormat(Qt.TextFormat.PlainText)  # paths may look like HTML
+            box.setInformativeText(
+                "\n".join(report.lines()) + f"\n\nTensorBoard shows them with: tensorboard --logdir {report.folder}"
+            )
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+            self.export_box = box
+            self.runs_exported.emit(report)
+
+        run_task(self, work, on_done=ended, on_error=lambda message: ended(message=message),
+                 on_stopped=lambda _message: ended(), progress_title=f"Exporting the figures of {what}")
+
+    def _update_export_button(self) -> None:
+        self.export_button.setEnabled(self.project is not None and bool(self.selected_run_ids) and not self._exporting)
 
     def _update_delete_button(self, run: dict[str, Any] | None) -> None:
         live = run is not None and run["id"] == self._live_run_id

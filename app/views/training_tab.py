@@ -3,7 +3,8 @@ one run at a time, live or from the database.
 
     ┌ (a banner a method may add)                                                               ┐
     ├ choices: the method's model pickers ┐┌ Run [rm-… ▾]  (the method's run controls)             ┐
-    │ Settings (a form from the config)   │├ curves (the method's groups; they scroll)            │
+    │ Settings          [Copy command]    │├ curves (the method's groups; they scroll)            │
+    │ (a form from the config)            ││                                                       │
     │ [GPUs] [Start] [Stop] [Resume]      │├ Log │ (the method's panels) ─────────────────────────┤
     │ step 12 of 128 · ETA 1:20 · …       ││                                                       │
     └─────────────────────────────────────┘└───────────────────────────────────────────────────────┘
@@ -20,6 +21,9 @@ base does the rest, the same way for every method:
 - **Resume** continues the run chosen in Run, when it stopped early or failed and has a
   checkpoint, from its last checkpoint, with its own settings.
 - **Stop** asks the run to write a checkpoint and stop; Resume continues from there.
+- **Copy command** (Ctrl+Shift+C) puts on the clipboard the shell lines that train with the form's
+  settings from a terminal: the `rlhf-workbench` command with `--set` for what differs from the
+  defaults, and every setting as a TOML file for `--config` (core/runs/command.py).
 
 torch is never imported here: the form reads the method's config, which does not need it.
 """
@@ -31,11 +35,13 @@ import re
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLayout,
     QPlainTextEdit,
+    QPushButton,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -43,9 +49,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from rlhf_workbench.core import __version__
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress, Sample
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.runs.command import command_name, reproduce_script
 from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
 from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
@@ -112,7 +120,17 @@ class TrainingTab(QWidget):
             self.left_layout.addLayout(choices)
         elif choices is not None:
             self.left_layout.addWidget(choices)
-        self.left_layout.addWidget(heading_label("Settings"))
+        settings_row = QHBoxLayout()
+        settings_row.addWidget(heading_label("Settings"))
+        settings_row.addStretch(1)
+        self.copy_command_button = QPushButton("Copy command")
+        self.copy_command_button.setToolTip(
+            "Copy the terminal command and the TOML file that train with these settings (Ctrl+Shift+C)"
+        )
+        self.copy_command_button.setShortcut("Ctrl+Shift+C")
+        self.copy_command_button.clicked.connect(self.copy_command)
+        settings_row.addWidget(self.copy_command_button)
+        self.left_layout.addLayout(settings_row)
         self.left_layout.addWidget(scroll, 1)
         self.left_layout.addLayout(buttons)
         self.left_layout.addWidget(self.status)
@@ -318,6 +336,22 @@ class TrainingTab(QWidget):
             return
         self.refresh_runs(select=ctx.run_id)
         self._launch(config, ctx, processes, f"run {ctx.run_id} started: {ctx.run_dir}", self.starting_text)
+
+    def copy_command(self) -> str | None:
+        """Puts the lines that train with the form's settings from a terminal on the clipboard
+        (core/runs/command.py) and returns them; a bad setting is named instead, as Start names it."""
+        try:
+            config = self.config()
+            project = self.project.path if self.project is not None else "PROJECT"
+            text = reproduce_script(self.method, config, project, processes=run_processes(self),
+                                    source=f"RLHF Workbench {__version__}")
+        except WorkbenchError as exc:
+            self._error(str(exc))
+            return None
+        QGuiApplication.clipboard().setText(text)
+        command, _ = command_name(self.method, config)
+        self.status.setText(f"Copied the {command} command and its {command}.toml: paste them into a terminal")
+        return text
 
     def stop(self) -> None:
         if self.jobs.is_running and self.jobs.run_id == self.live_run_id:

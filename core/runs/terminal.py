@@ -67,13 +67,7 @@ def run_from_terminal(
             if not multi:
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
-            config = load_config(method.config, config_path) if config_path else method.config()
-            settings = {**config_to_dict(config), **parse_overrides(overrides)}
-            for key, value in (fixed or {}).items():
-                if key in settings and settings[key] != getattr(method.config(), key) and settings[key] != value:
-                    raise WorkbenchError(f"{key}: this command runs {key} {value}, not {settings[key]}")
-                settings[key] = value
-            config = config_from_dict(method.config, settings, source="--set").validate()
+            config = config_from_options(method, config_path, overrides, fixed)
             if not multi:
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
@@ -93,6 +87,20 @@ def run_from_terminal(
     runner = ThreadRunner(Work.job(method.job, config, ctx), printer)
     _wait(runner)
     return _report(method, runner.result, ctx, project_path)
+
+
+def config_from_options(method: TrainingMethod, config_path: Path | None, overrides: list[str] = (),
+                        fixed: Mapping[str, Any] | None = None) -> Any:
+    """The settings a new run of `method` starts with: --config's file (else the defaults), each
+    --set over it, and what the command fixes (`ppo`: method ppo); validated. Copy command's test
+    reads the commands it builds back through here (core/cli.py's `training_config`)."""
+    config = load_config(method.config, config_path) if config_path else method.config()
+    settings = {**config_to_dict(config), **parse_overrides(overrides)}
+    for key, value in (fixed or {}).items():
+        if key in settings and settings[key] != getattr(method.config(), key) and settings[key] != value:
+            raise WorkbenchError(f"{key}: this command runs {key} {value}, not {settings[key]}")
+        settings[key] = value
+    return config_from_dict(method.config, settings, source="--set").validate()
 
 
 def _run_config(method: TrainingMethod, project: Project, run_id: str, config_path, overrides) -> Any:
