@@ -49,8 +49,11 @@ REWARD_GROUPS: Groups = (
     ("Gradient norm", ("train/grad_norm",)),
 )
 # PPO logs TRL's names; these are the figures that say whether it works (the Runs tab shows the rest).
+# The reward model's score (the proxy) and, where the true goal is known (the demo's rules), the
+# gold beside it: the proxy rising while the gold falls is over-optimisation.
+REWARD_FIGURES = ("objective/rlhf_reward", "objective/scores", "objective/gold_score")
 PPO_GROUPS: Groups = (
-    ("Reward", ("objective/rlhf_reward", "objective/scores")),
+    ("Reward", REWARD_FIGURES),
     ("KL", ("objective/kl",)),
     ("Entropy", ("policy/entropy_avg",)),
     ("Clip fraction", ("policy/clipfrac_avg", "val/clipfrac_avg")),
@@ -73,7 +76,7 @@ def series_color(index: int) -> str:
 # RLOO and GRPO have no value model; what they have is the spread of scores within a group,
 # which is all their baselines learn from (none at all when a group scored alike).
 GROUP_RL_GROUPS: Groups = (
-    ("Reward", ("objective/rlhf_reward", "objective/scores")),
+    ("Reward", REWARD_FIGURES),
     ("KL", ("objective/kl",)),
     ("Entropy", ("policy/entropy_avg",)),
     ("Clip fraction", ("policy/clipfrac_avg",)),

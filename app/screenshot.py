@@ -41,6 +41,12 @@ COMPARE_RUNS = {
         ("rl", "RLOO", ["method=rloo", "total_episodes=2048"], True),
         ("rl", "GRPO", ["method=grpo", "total_episodes=2048"], True),
     ],
+    # bench/overoptimisation_demo.py's two runs: the proxy and the gold against sqrt(KL).
+    "overoptimisation": [
+        ("train-rm", "Reward model", [], False),
+        ("rl", "GRPO, beta 0.05", ["method=grpo", "total_episodes=32768"], True),
+        ("rl", "GRPO, beta 0.001", ["method=grpo", "total_episodes=32768", "beta=0.001"], True),
+    ],
 }
 
 
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         help="train short runs on the demo first (two reward models and DPO, or PPO, RLOO and GRPO), then shoot the "
         "Compare window of the Runs tab",
     )
-    parser.add_argument("--axis", default="step", help="--compare: the x axis (step, samples, wall_time, kl)")
+    parser.add_argument("--axis", default="step", help="--compare: the x axis (step, samples, wall_time, kl, sqrt_kl)")
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")

@@ -13,7 +13,8 @@ What a comparison holds, and why each part is what it is:
   - `wall_time`: seconds since the run's first figure, from the wall-clock time every metric row
     keeps, for "how much compute". A resumed run's pause between stop and resume counts too;
   - `kl`: the run's `objective/kl` (KL from the reference) at the same step: the price paid for a
-    reward, as Gao et al. plot over-optimisation. Only runs that log it (RL) have this axis. KL
+    reward; `sqrt_kl`, its square root, the distance Gao et al. plot over-optimisation against
+    (the proxy score and, on the demo, the gold score `objective/gold_score`, one line per run). Only runs that log it (RL) have this axis. KL
     wanders up and down as a run goes, so the points are put in KL order: a line then reads as
     the figure against KL (smoothing gives its trend), not as the run's path scribbled back and forth.
 - **Final figures**: each run's summary (what its job returned), the union of their names; a run
@@ -52,11 +53,13 @@ X_AXES: dict[str, str] = {
     "samples": "Samples seen",
     "wall_time": "Wall time (s)",
     "kl": "KL from reference",
+    "sqrt_kl": "√KL from reference",
 }
+KL_AXES = ("kl", "sqrt_kl")
 KL_FIGURE = "objective/kl"
 # Figures read first in the final-figures table: what decides between reward models and DPO
 # policies (validation accuracy and loss), then the rest in the order the runs report them.
-HEADLINE_FIGURES = ("eval/accuracy", "eval/loss", "eval/mean_token_accuracy", "scores", "rlhf_reward", "kl")
+HEADLINE_FIGURES = ("eval/accuracy", "eval/loss", "eval/mean_token_accuracy", "scores", "gold_score", "rlhf_reward", "kl")
 
 
 class _Absent:
@@ -102,7 +105,7 @@ class RunFigures:
         """Whether this run can be drawn on `axis` at all."""
         if axis == "samples":
             return self.examples_per_step is not None
-        if axis == "kl":
+        if axis in KL_AXES:
             return bool(self.figures.get(KL_FIGURE))
         return axis in X_AXES
 
@@ -142,10 +145,13 @@ def curve(run: RunFigures, figure: str, axis: str) -> tuple[list[float], list[fl
         return [float(x) for x in samples_seen(steps, run.examples_per_step[0])], values
     if axis == "wall_time":
         return seconds_since(times, run.start_time), values
-    if axis == "kl":
+    if axis in KL_AXES:
         kl = kl_by_step(run.figures[KL_FIGURE])
         kept = sorted((kl[s], s, v) for s, v in zip(steps, values) if s in kl)
-        return [x for x, _, _ in kept], [y for _, _, y in kept]
+        # √KL: Gao et al.'s distance from the reference, on which the gold score's rise and fall is a
+        # simple curve. A sampled KL estimate can dip below 0 near the start: it counts as 0 there.
+        xs = [math.sqrt(max(x, 0.0)) if axis == "sqrt_kl" else x for x, _, _ in kept]
+        return xs, [y for _, _, y in kept]
     raise ValueError(f"unknown x axis {axis!r} (known: {', '.join(X_AXES)})")
 
 
@@ -317,7 +323,7 @@ class Comparison:
         `priority` in its order (the app's: its methods' main plots), then by name."""
         runs = [run for run in self.runs if axis is None or run.has_axis(axis)]
         names = {name for run in runs for name, points in run.figures.items() if points}
-        if axis == "kl":
+        if axis in KL_AXES:
             names.discard(KL_FIGURE)  # against itself it is the diagonal
         rank = {name: i for i, name in enumerate(dict.fromkeys(priority))}
         return sorted(names, key=lambda n: (-sum(bool(r.figures.get(n)) for r in runs), rank.get(n, len(rank)), n))

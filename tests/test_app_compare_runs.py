@@ -94,7 +94,7 @@ def test_compare_window_curves_on_each_axis(view, qtbot):
     qtbot.addWidget(window)
     assert isinstance(window, CompareRunsWindow) and window.isVisible() and not window.isModal()
     assert [window.axis_box.itemText(i) for i in range(window.axis_box.count())] == [
-        "Step", "Samples seen", "Wall time (s)", "KL from reference"
+        "Step", "Samples seen", "Wall time (s)", "KL from reference", "√KL from reference"
     ]
     # the list's order is the legend's: ppo, dpo, then the reward model
     loss = window.cards["train/loss"]

@@ -95,7 +95,10 @@ def test_curves_on_each_x_axis_against_worked_values(project, runs):
     # KL: the run's objective/kl at the same step, in KL order; update 3 has none, so its point is left out
     assert _curve(c, "ppo", "objective/scores", "kl") == ([0.1, 0.2, 0.3], [1.0, 1.2, 1.5])
     assert [label for label, _, _ in c.curves("train/loss", "kl")] == []  # no KL: not drawn on that axis
-    assert c.axes() == ["step", "samples", "wall_time", "kl"]
+    # √KL (Gao et al.'s axis): the same points, at the square root of their KL
+    xs, ys = _curve(c, "ppo", "objective/scores", "sqrt_kl")
+    assert xs == pytest.approx([0.1**0.5, 0.2**0.5, 0.3**0.5]) and ys == [1.0, 1.2, 1.5]
+    assert c.axes() == ["step", "samples", "wall_time", "kl", "sqrt_kl"]
     assert c.without_axis("kl") == ["rm big batch", "dpo"] and c.without_axis("samples") == []
     # the figures more runs share first
     names = c.figure_names()

@@ -80,6 +80,9 @@ def test_a_run_reports_every_metric_samples_and_checkpoints(folders, make_projec
     # Dropout is off and the sampling log-probs are the policy's: the first pass starts at ratio 1.
     assert metrics[0].values["val/ratio"] == pytest.approx(1.0, abs=0.05)
     assert metrics[0].values["objective/kl"] == pytest.approx(0.0, abs=1e-4)  # policy == reference at first
+    # The demo's prompts have a known goal: its rules' share, beside the reward model's score.
+    assert all(0.0 <= m.values["objective/gold_score"] <= 1.0 for m in metrics)
+    assert result.summary["gold_score"] == metrics[-1].values["objective/gold_score"]
     samples = [e for e in events if isinstance(e, Sample)]
     assert samples and all(s.prompt in PROMPTS for s in samples)  # only the 'demo' prompts
     assert all("kl" in s.extra for s in samples)
@@ -238,3 +241,13 @@ def test_the_rl_command_runs_each_method_headless_and_resumes_it(folders, make_p
     assert "kl_coef: is a setting of PPO" in capsys.readouterr().err
     assert main(["ppo", str(path), "--set", f"method={method}"]) != 0
     assert f"method: this command runs method ppo, not {method}" in capsys.readouterr().err
+
+
+def test_the_gold_is_the_share_of_answers_following_the_demo_rules_and_only_on_demo_prompts():
+    from rlhf_workbench.core.rl.train import demo_gold
+
+    sums = [[{"role": "user", "content": "What is 2 + 3?"}], [{"role": "user", "content": "What is 4 + 4?"}]]
+    gold = demo_gold(sums + [[{"role": "user", "content": "Tell me about bees."}]])
+    assert gold(sums, ["It is 5.", "It is 9."]) == 0.5 and gold(sums, ["5", "8"]) == 1.0
+    assert demo_gold([[{"role": "user", "content": "Write me a poem."}], sums[0]]) is None  # no rule known for it
+    assert demo_gold([]) is None

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.experiments import (
     ABSENT,
+    KL_AXES,
     X_AXES,
     Comparison,
     axis_title,
@@ -59,13 +60,15 @@ from ..widgets import heading_label, plain_label
 SIZE = (1400, 860)
 COLUMNS = 2  # plots side by side
 LEGEND_COLUMNS = 4  # run names a row above the plots
-_AXIS_WORDS = {"step": "step", "samples": "samples", "wall_time": "seconds", "kl": "KL"}
+_AXIS_WORDS = {"step": "step", "samples": "samples", "wall_time": "seconds", "kl": "KL", "sqrt_kl": "√KL"}
 _AXIS_TIPS = {
     "step": "Each run's own optimizer steps (RL: updates)",
     "samples": "Examples learned from: step x the pairs, sequences or episodes one step takes (batch_size x "
     "gradient_accumulation_steps; RL: batch_size episodes an update), so a larger batch is not shown as faster",
     "wall_time": "Seconds since the run's first figure (a resumed run's pause counts too)",
     "kl": "The run's KL from its reference (objective/kl) at the same step: the price of its reward. RL runs only",
+    "sqrt_kl": "The square root of the run's KL from its reference: Gao et al.'s over-optimisation plot, where the "
+    "proxy score keeps rising and, past a point, the gold score (on the demo: its rules) falls. RL runs only",
 }
 
 
@@ -252,7 +255,7 @@ class CompareRunsWindow(QWidget):
             card.markers.clear()
         self._relayout()
         left_out = comparison.without_axis(axis)
-        reason = ("no objective/kl: only RL runs measure their KL from a reference" if axis == "kl"
+        reason = ("no objective/kl: only RL runs measure their KL from a reference" if axis in KL_AXES
                   else "its method does not say how many examples a step holds")
         self.note.setText(
             f"Not on this axis: {', '.join(left_out)} ({reason})." if left_out else ""

@@ -18,8 +18,9 @@ class RLPrinter(RunPrinter):
     def metric_lines(self, v: dict[str, float]) -> list[str]:
         kl = f"kl {v['objective/kl']:.3f}  " if "objective/kl" in v else ""
         spread = f"group std {v['reward_std_in_group']:.3f}  " if "reward_std_in_group" in v else ""
+        gold = f"gold {v['objective/gold_score']:.2f}  " if "objective/gold_score" in v else ""
         return [
-            f"score {v['objective/scores']:+.3f}  {kl}{spread}entropy {v['policy/entropy_avg']:.3f}  "
+            f"score {v['objective/scores']:+.3f}  {gold}{kl}{spread}entropy {v['policy/entropy_avg']:.3f}  "
             f"length {v['val/response_length']:.1f}  clip {v['policy/clipfrac_avg']:.3f}  "
             f"{v['perf/episodes_per_s']:.1f} episodes/s"
         ]

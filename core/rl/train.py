@@ -215,6 +215,7 @@ class _Trainer:
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.n_params = sum(p.numel() for p in models.policy.parameters())
         self.reward_params = sum(p.numel() for p in models.reward.parameters())
+        self.gold = demo_gold(self.prompts)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -262,6 +263,9 @@ class _Trainer:
             + reference
             + (f"; {self.world} ranks, {config.batch_size // self.world} episodes each" if self.world > 1 else "")
         ))
+        if self.gold is not None:
+            self.sink(Log("gold: the demo's own rules (objective/gold_score, the share of each update's answers that "
+                          "follow them), beside the reward model's score (the proxy)"))
         return self._loop(started)
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -377,6 +381,7 @@ class _Trainer:
             "objective/scores": float(raw_scores.mean()),
             **targets.figures,
             **stats,
+            **({"objective/gold_score": self.gold(batch_prompts, responses)} if self.gold is not None else {}),
             "val/num_eos_tokens": float(ended.sum()),
             "val/response_length": float(lengths.float().mean()),
             "perf/episodes_per_s": len(indices) / seconds,
@@ -454,7 +459,7 @@ class _Trainer:
             "seconds": round(time.perf_counter() - started, 3),
             "stopped": stopped,
         }
-        for name in ("objective/scores", "objective/kl", "objective/rlhf_reward", "perf/episodes_per_s"):
+        for name in ("objective/scores", "objective/gold_score", "objective/kl", "objective/rlhf_reward", "perf/episodes_per_s"):
             if name in last:
                 summary[name.split("/", 1)[1]] = last[name]
         if self.run_dir is not None:
@@ -476,6 +481,33 @@ def _by_length(rollout: Rollout, per_token, n_params: int, together: torch.Tenso
         values = per_token(rollout.select(group))
         out[group, : values.shape[1]] = values.float()
     return out
+
+
+def demo_gold(prompts: Sequence[Any]):
+    """The true goal, where the workbench knows it, as (prompts, responses) -> a score; None elsewhere.
+
+    The demo project's prompts come from templates whose rule is known (demo.follows_demo_rule): its
+    gold is the share of answers that follow their prompt's rule, which the reward model (the proxy)
+    only approximates from the labels. Comparing the two over a run shows over-optimisation (Gao,
+    Schulman & Hilton 2022): the proxy rising while the gold falls. Any other project has no gold here.
+    """
+    from ..demo import follows_demo_rule, prompt_rule
+
+    texts = [_last_user_text(p) for p in prompts]
+    if not texts or any(t is None or prompt_rule(t) is None for t in texts):
+        return None
+
+    def gold(batch: Sequence[Any], responses: Sequence[str]) -> float:
+        return sum(follows_demo_rule(_last_user_text(p), r) for p, r in zip(batch, responses)) / len(responses)
+
+    return gold
+
+
+def _last_user_text(prompt: Any) -> str | None:
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else None
 
 
 def _prompt_line(prompt: Any) -> str:
