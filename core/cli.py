@@ -175,6 +175,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (trusted models only)")
 
     p = sub.add_parser(
+        "export-model",
+        help="write a checkpoint as a plain transformers folder, its LoRA adapter merged in",
+        description="Write CHECKPOINT (a policy or reward-model checkpoint, a run's checkpoint folder, or any model "
+        "folder) to the new folder OUT as a plain transformers model in safetensors with its tokenizer, a LoRA "
+        "adapter merged into its base: what vLLM, Ollama's importers or from_pretrained can load. The result is "
+        "loaded back and its outputs compared with the checkpoint's before it is kept.",
+    )
+    p.add_argument("checkpoint", help="the checkpoint or model folder")
+    p.add_argument("out", type=Path, help="the folder to write (new, or empty)")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="the weights' type (default fp32)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (trusted models only)")
+
+    p = sub.add_parser(
         "score-pairs",
         help="score the pairs nobody has judged with a reward model (the Label tab's least-sure queue)",
         description="Write p = sigmoid(r_a - r_b) for every pair without a person's verdict that the run has not "
@@ -398,6 +411,17 @@ def _cmd_score(args) -> int:
     return 0
 
 
+def _cmd_export_model(args) -> int:
+    from .model_export import export_model
+
+    result = export_model(args.checkpoint, args.out, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                          sink=lambda event: print(event.message, file=sys.stderr))
+    merged = "LoRA adapter merged, " if result["merged"] else ""
+    print(f"{result['out']}: {result['kind']} model, {merged}{result['parameters']:,} parameters in {result['dtype']}, "
+          f"outputs within {result['max_difference']:.2g} of the checkpoint's")
+    return 0
+
+
 def _cmd_score_pairs(args) -> int:
     from .project import Project
     from .reward.pair_scores import score_unjudged_pairs
@@ -442,6 +466,7 @@ _COMMANDS = {
     "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,
+    "export-model": _cmd_export_model,
 }
 
 

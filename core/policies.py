@@ -42,3 +42,19 @@ def trained_policies(store, project_path: str | Path, runs=None) -> list[tuple[d
         if found is not None:
             policies.append((run, *found))
     return policies
+
+
+def trained_model(store, project_path: str | Path, run: dict[str, Any]) -> tuple[int, Path] | None:
+    """(step, model folder) of what a run trained, to use elsewhere (Export model): a policy run's
+    policy (run_policy), a reward-model run's best checkpoint (else its newest); None without one."""
+    if run["kind"] in POLICY_RUN_KINDS:
+        return run_policy(store, project_path, run)
+    method = method_for_kind(run["kind"])
+    if method is None:
+        return None  # generation and other work trains nothing
+    rows = store.checkpoints(run["id"])[::-1]
+    for row in [r for r in rows if r["best"]] + rows:
+        folder = Path(project_path) / row["path"]
+        if (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
+            return row["step"], folder
+    return None

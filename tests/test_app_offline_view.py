@@ -65,7 +65,7 @@ def test_run_names_name_the_policy():
 
 
 @pytest.mark.slow
-def test_dpo_runs_from_the_tab_and_its_policy_is_offered_to_rl(window, qtbot):
+def test_dpo_runs_from_the_tab_and_its_policy_is_offered_to_rl(window, qtbot, monkeypatch):
     view = window.offline_view
     qtbot.waitUntil(lambda: view.policy_box.count() > 0, timeout=20_000)
     form = view.form.widgets
@@ -127,3 +127,16 @@ def test_dpo_runs_from_the_tab_and_its_policy_is_offered_to_rl(window, qtbot):
     assert runs.curves.card("Implicit-reward accuracy").has_data
     win_rate = runs.fields["win_rate"]
     assert runs.info_form.isRowVisible(win_rate) and "Not compared with its reference yet" in win_rate.text()
+
+    # Export model…: its policy as a plain folder for use elsewhere, written by a child process.
+    from PySide6.QtWidgets import QFileDialog
+
+    chosen = window.project.path.parent / "exports"
+    chosen.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(chosen))
+    assert runs.export_model_button.isEnabled()
+    with qtbot.waitSignal(runs.model_exported, timeout=120_000) as exported:
+        runs.export_model_button.click()
+    result = exported.args[0]
+    assert result["kind"] == "policy" and not result["merged"] and result["max_difference"] < 1e-4
+    assert (chosen / f"{run['id']}-step-{best}" / "model.safetensors").is_file()

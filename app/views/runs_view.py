@@ -54,7 +54,7 @@ from PySide6.QtWidgets import (
 
 from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Metric
-from rlhf_workbench.core.policies import POLICY_RUN_KINDS
+from rlhf_workbench.core.policies import POLICY_RUN_KINDS, trained_model
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 from rlhf_workbench.core.run_export import ExportReport, export_runs
@@ -62,7 +62,7 @@ from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box
-from ..tasks import run_task
+from ..tasks import run_in_child, run_task
 from ..text import count, display_path, kind_name, one_line
 from ..widgets import heading_label, plain_label
 from .compare_runs import CompareRunsWindow, open_compare
@@ -143,6 +143,7 @@ def _text_box() -> QPlainTextEdit:
 class RunsView(QWidget):
     run_deleted = Signal(str)  # the run's id, once its records and folder are gone
     runs_exported = Signal(object)  # the ExportReport, once an export is in place
+    model_exported = Signal(object)  # export_model's result, once the folder is in place
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -204,12 +205,23 @@ class RunsView(QWidget):
             label.setWordWrap(True)
         self.open_folder_button = QPushButton("Open folder")
         self.open_folder_button.clicked.connect(self.open_folder)
+        self.export_model_button = QPushButton("Export model…")
+        self.export_model_button.setToolTip(
+            "Write what this run trained (its policy, or its best reward model) as a plain transformers folder, "
+            "a LoRA adapter merged into its base, for vLLM, Ollama or from_pretrained"
+        )
+        self.export_model_button.clicked.connect(self.export_model)
+        self._exporting_model = False
         form = self.info_form = QFormLayout()
         for key, title in (("id", "Run"), ("status", "Status"), ("started", "Started"),
                            ("finished", "Ended"), ("duration", "Duration"), ("win_rate", "Human win rate"),
                            ("folder", "Folder")):
             form.addRow(title, self.fields[key])
-        form.addRow("", self.open_folder_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_folder_button)
+        buttons.addWidget(self.export_model_button)
+        buttons.addStretch(1)
+        form.addRow("", buttons)
         self.config_text, self.summary_text, self.error_text, self.log_text = (_text_box() for _ in range(4))
         self.texts = QTabWidget()
         for box, title in ((self.config_text, "Config"), (self.summary_text, "Summary"),
@@ -363,6 +375,8 @@ class RunsView(QWidget):
         self._show_win_rate(run)
         self.fields["folder"].setText(display_path(folder) if folder else "")
         self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
+        self._model = trained_model(self.project.store, self.project.path, run) if has_run else None
+        self.export_model_button.setEnabled(self._model is not None and not self._exporting_model)
         self._update_delete_button(run)
         self.config_text.setPlainText(config_toml(run["config"]) if run else "")
         summary = (run or {}).get("summary") or {}
@@ -465,6 +479,48 @@ class RunsView(QWidget):
 
         run_task(self, work, on_done=lambda _plan: ended(), on_error=ended,
                  progress_title=f"Deleting run {run_id}", cancellable=False)
+
+    def export_model(self) -> None:
+        """Asks where, then writes the current run's model there as a plain folder, in a child
+        process (torch stays out of the window's process)."""
+        run_id, found = self.selected_run_id, self._model
+        if self.project is None or run_id is None or found is None or self._exporting_model:
+            return
+        step, folder = found
+        parent = QFileDialog.getExistingDirectory(
+            self, f"Export the model of run {run_id} into", self._export_folder or str(Path.home())
+        )
+        if not parent:
+            return
+        self._export_folder = parent
+        out = Path(parent) / f"{run_id}-step-{step}"
+        self._exporting_model = True
+        self.export_model_button.setEnabled(False)
+
+        def ended(result: dict[str, Any] | None = None, message: str | None = None) -> None:
+            self._exporting_model = False
+            self._show_run(next((r for r in self._runs if r["id"] == self.selected_run_id), None))
+            if message:
+                error_box(self, message, "Exporting the model failed")
+            if result is not None:
+                merged = "its LoRA adapter merged, " if result["merged"] else ""
+                box = QMessageBox(QMessageBox.Icon.Information, "Model exported",
+                                  f"Wrote {display_path(Path(result['out']))}: a {result['kind']} model, {merged}"
+                                  f"{result['parameters']:,} parameters in {result['dtype']}.",
+                                  QMessageBox.StandardButton.Ok, self)
+                box.setTextFormat(Qt.TextFormat.PlainText)
+                box.setInformativeText("Its outputs were checked against the checkpoint's before it was kept.")
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+                self.export_box = box
+                self.model_exported.emit(result)
+
+        try:
+            run_in_child(self, "rlhf_workbench.core.model_export:export_model", str(folder), str(out),
+                         what="model export", on_done=ended, on_error=lambda message: ended(message=message),
+                         on_stopped=lambda _message: ended(), progress_title=f"Exporting the model of run {run_id}")
+        except (OSError, WorkbenchError) as exc:
+            ended(message=f"Could not start the export: {exc}")
 
     def export_selected(self) -> None:
         """Asks for a folder, then writes the selected runs' figures into it in a worker."""

@@ -87,7 +87,8 @@ def with_new_lora(policy, lora: LoraSettings):
     from peft import LoraConfig, TaskType, get_peft_model
 
     if hasattr(policy, "peft_config"):
-        raise ModelError("policy: is already a LoRA adapter; turn lora off to go on training it, or merge it first")
+        raise ModelError("policy: is already a LoRA adapter; turn lora off to go on training it, or merge it first "
+                         "(Export model… in the Runs tab, or rlhf-workbench export-model)")
     target = lora.target_modules.strip()
     targets: Any = None if target == "auto" else target if target == "all-linear" else [
         t.strip() for t in target.split(",") if t.strip()
