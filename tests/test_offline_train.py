@@ -18,8 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 from rlhf_workbench.core.demo import create_demo_project
+from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric
 from rlhf_workbench.core.offline.config import OfflineConfig
+from rlhf_workbench.core.offline.method import OFFLINE
 from rlhf_workbench.core.offline.train import JOB_PATH, REFERENCE_FILE, DPOObjective, SFTObjective
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.runs.records import resume_run, start_run
@@ -299,5 +301,11 @@ def test_the_sft_command_refuses_a_dpo_setting_before_recording_a_run(demo):
                             timeout=120)
     assert result.returncode == 1
     assert "beta: is a setting of DPO, not of SFT" in result.stderr
+    # Asking the sft command for DPO, the default method, is refused too, not quietly run as SFT.
+    from rlhf_workbench.core.runs.terminal import config_from_options
+
+    with pytest.raises(WorkbenchError, match="method: this command runs method sft, not dpo"):
+        config_from_options(OFFLINE, None, ["method=dpo"], fixed={"method": "sft"})
+    assert config_from_options(OFFLINE, None, ["method=sft"], fixed={"method": "sft"}).method == "sft"
     with Project.open(demo) as project:
         assert project.store.runs() == []

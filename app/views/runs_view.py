@@ -334,7 +334,7 @@ class RunsView(QWidget):
 
     def select_runs(self, run_ids: list[str], *, current: str | None = None) -> bool:
         """Select these runs (those still listed) and nothing else, `current` (or the first) the
-        current one; False, selecting nothing, if none of them is listed."""
+        current one; False, leaving the selection as it was, if none of them is listed."""
         rows = {run["id"]: row for row, run in enumerate(self._runs)}
         wanted = [rows[run_id] for run_id in run_ids if run_id in rows]
         if not wanted:

@@ -95,9 +95,15 @@ def config_from_options(method: TrainingMethod, config_path: Path | None, overri
     --set over it, and what the command fixes (`ppo`: method ppo); validated. Copy command's test
     reads the commands it builds back through here (core/cli.py's `training_config`)."""
     config = load_config(method.config, config_path) if config_path else method.config()
-    settings = {**config_to_dict(config), **parse_overrides(overrides)}
+    given = parse_overrides(overrides)
+    settings = {**config_to_dict(config), **given}
     for key, value in (fixed or {}).items():
-        if key in settings and settings[key] != getattr(method.config(), key) and settings[key] != value:
+        # A --set that says otherwise is refused even when it names the default (`sft --set
+        # method=dpo`); a --config file's value only when it is not the default (a full file, as
+        # Copy command writes, has every setting).
+        contradicts = given[key] != value if key in given else (
+            key in settings and settings[key] != getattr(method.config(), key) and settings[key] != value)
+        if contradicts:
             raise WorkbenchError(f"{key}: this command runs {key} {value}, not {settings[key]}")
         settings[key] = value
     return config_from_dict(method.config, settings, source="--set").validate()
