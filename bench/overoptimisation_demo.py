@@ -1,7 +1,7 @@
 """Over-optimisation on the demo, live: the proxy (the reward model's score) keeps rising while the
 gold (the demo's own rules) falls, once the policy may drift far from where it started.
 
-    .venv/bin/python bench/overoptimisation_demo.py [--method grpo] [--episodes N] [--seed N] [--set KEY=VALUE ...]
+    .venv/bin/python bench/overoptimisation_demo.py [--method grpo] [--episodes 32768] [--seed N] [--set KEY=VALUE ...]
 
 Gao, Schulman & Hilton (2022), "Scaling laws for reward model overoptimization": optimising against
 a learned reward model raises its score without end, while the true goal rises, peaks and falls as
@@ -95,7 +95,7 @@ def summary(points: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="grpo", choices=METHODS)
-    parser.add_argument("--episodes", type=int, default=8192, help="episodes each run (default 8192)")
+    parser.add_argument("--episodes", type=int, default=32768, help="episodes each run (default 32768)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting other than the default, for both runs")
     parser.add_argument("--seed", type=int, default=0)
