@@ -1,4 +1,5 @@
-"""What the benchmarks share: profiling one side of a comparison, and their GPU mode.
+"""What the benchmarks share: running one side of a comparison in a fresh process, profiling it,
+and their GPU mode.
 
 `--gpu` (rm_vs_trl.py, ppo_vs_trl.py) runs the same comparison on a CUDA GPU at bf16 autocast
 (fp32 master weights on both sides) with a ~100M-parameter Llama instead of the 4-layer one. The
@@ -11,7 +12,32 @@ import cProfile
 import io
 import os
 import pstats
+import subprocess
 import sys
+from pathlib import Path
+
+
+def child_env(work: Path, threads: int, **extra: str) -> dict[str, str]:
+    """A side's process environment: the torch threads the comparison is specified at, nothing
+    fetched (HF_HOME inside the bench's folder), and one hash seed for every run."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                TOKENIZERS_PARALLELISM="false", HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0", **extra)
+
+
+def run_child(side: str, command: list[str], env: dict[str, str], *, profile: bool) -> tuple[str, str, dict]:
+    """Runs one side in a fresh process (neither side warms the other's caches); its stdout, its
+    stderr (printed when profiling: the profiles go there) and the load average before and after.
+    Other work on the machine slows both sides unevenly: with 2 threads on 2 busy cores each
+    parallel op waits for a time slice, so a busy machine punishes many small ops the most, and the
+    load is reported beside every run."""
+    load_before = os.getloadavg()[0]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if profile:
+        print(done.stderr, file=sys.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    return done.stdout, done.stderr, load
 
 
 class profiled:  # noqa: N801 -- read as a function: `with profiled(enabled):`

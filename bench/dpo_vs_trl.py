@@ -74,7 +74,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -83,7 +82,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # rm_vs_trl and bench_common, also when loaded by path
 import rm_vs_trl as rm
-from bench_common import GPU_MODEL, device_name, enter_gpu_mode, gpu_mode, profiled
+from bench_common import GPU_MODEL, child_env, device_name, enter_gpu_mode, gpu_mode, profiled, run_child
 
 SOURCE = rm.SOURCE
 TRAIN_PAIRS, VAL_PAIRS = 1024, 256
@@ -516,25 +515,17 @@ def child(side: str, work: Path, profile: bool, threads: int, config_name: str) 
 
 def run_side(side: str, work: Path, *, profile: bool = False, threads: int = THREADS,
              config_name: str = DEFAULT_TRL_CONFIG) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
-               HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0", **OFFLINE)
+    env = child_env(work, threads, **OFFLINE)
     if side == "trl":
         env.update(TRL_CONFIGS[config_name].get("_env", {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TRL_FOLDER), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--work", str(work),
                "--threads", str(threads), "--trl-config", config_name] + (["--profile", side] if profile else [])
-    load_before = os.getloadavg()[0]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if profile:
-        print(done.stderr, file=sys.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    stdout, stderr, load = run_child(side, command, env, profile=profile)
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT)]
     if not lines:
-        raise RuntimeError(f"{side} run printed no result:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    # Other work on the machine slows both sides unevenly (see rm_vs_trl.run_side).
-    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-            "padding_free_warned": "padding_free=True` is temporarily unavailable" in done.stderr}
+        raise RuntimeError(f"{side} run printed no result:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    load["padding_free_warned"] = "padding_free=True` is temporarily unavailable" in stderr
     return {**json.loads(lines[-1][len(RESULT):]), **load}
 
 

@@ -53,7 +53,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when loaded by path
-from bench_common import GPU_MODEL, device_name, enter_gpu_mode, gpu_mode, profiled
+from bench_common import GPU_MODEL, child_env, device_name, enter_gpu_mode, gpu_mode, profiled, run_child
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCE = SHARED_DATA / "hh-rlhf-harmless" / "pairs.jsonl"
@@ -439,23 +438,11 @@ def child(side: str, work: Path, episodes: int, profile: bool) -> None:
 
 
 def run_side(side: str, work: Path, episodes: int, profile: bool = False) -> dict:
-    env = dict(
-        os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS), TOKENIZERS_PARALLELISM="false",
-        HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0", **OFFLINE,
-    )
+    env = child_env(work, THREADS, **OFFLINE)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--work", str(work),
-               "--episodes", str(episodes)]
-    load_before = os.getloadavg()[0]
-    done = subprocess.run(command + (["--profile", side] if profile else []), capture_output=True, text=True,
-                          env=env, check=False)
-    if profile:
-        print(done.stderr, file=sys.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    # Other work on the machine slows both sides unevenly: with 2 threads on 2 busy cores each
-    # parallel op waits for a time slice, so a busy machine punishes many small ops the most.
-    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **load}
+               "--episodes", str(episodes)] + (["--profile", side] if profile else [])
+    stdout, _, load = run_child(side, command, env, profile=profile)
+    return {**json.loads(stdout.strip().splitlines()[-1]), **load}
 
 
 def describe(i: int, side: str, r: dict) -> str:

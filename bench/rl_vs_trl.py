@@ -119,7 +119,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -127,7 +126,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ppo_vs_trl and bench_common, also when loaded by path
 import ppo_vs_trl as ppo
-from bench_common import GPU_MODEL, device_name, enter_gpu_mode, gpu_mode, profiled
+from bench_common import GPU_MODEL, child_env, device_name, enter_gpu_mode, gpu_mode, profiled, run_child
 
 SOURCE = ppo.SOURCE
 METHODS = ("grpo", "rloo")
@@ -471,23 +470,15 @@ def child(side: str, methods: list[str], work: Path, episodes: int, profile: boo
 def run_side(side: str, work: Path, episodes: int, methods: list[str], *, profile: bool = False,
              threads: int = THREADS, config_name: str = DEFAULT_TRL_CONFIG) -> list[dict]:
     """One fresh process of `side` running `methods` one after the other; their results."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
-               HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0", **ppo.OFFLINE)
+    env = child_env(work, threads, **ppo.OFFLINE)
     if side == "trl":
         env.update(TRL_CONFIGS[config_name].get("_env", {}))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TRL_FOLDER), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--work", str(work),
                "--episodes", str(episodes), "--methods", ",".join(methods), "--threads", str(threads),
                "--trl-config", config_name] + (["--profile", side] if profile else [])
-    load_before = os.getloadavg()[0]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if profile:
-        print(done.stderr, file=sys.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    # Other work on the machine slows both sides unevenly (see ppo_vs_trl.run_side).
-    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
-    return [{**json.loads(line[len(RESULT):]), **load} for line in done.stdout.splitlines() if line.startswith(RESULT)]
+    stdout, _, load = run_child(side, command, env, profile=profile)
+    return [{**json.loads(line[len(RESULT):]), **load} for line in stdout.splitlines() if line.startswith(RESULT)]
 
 
 def describe(i: int, side: str, r: dict) -> str:

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also w
 from bench_common import (
     GPU_MODEL,
     bf16_peak_flops,
+    child_env,
     device_name,
     enter_gpu_mode,
     gpu_mode,
     profiled,
+    run_child,
     training_flops,
 )
 
@@ -357,21 +357,10 @@ def child(side: str, work: Path, profile: bool) -> None:
 
 
 def run_side(side: str, work: Path, profile: bool = False) -> dict:
-    env = dict(
-        os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS), TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(work / "hf-home"), PYTHONHASHSEED="0",
-    )
+    env = child_env(work, THREADS, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--work", str(work)]
-    load_before = os.getloadavg()[0]
-    done = subprocess.run(command + (["--profile", side] if profile else []), capture_output=True, text=True, env=env, check=False)
-    if profile:
-        print(done.stderr, file=sys.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{side} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    # Other work on the machine slows both sides unevenly: with 2 threads on 2 busy cores each
-    # parallel op waits for a time slice, so a busy machine punishes many small ops the most.
-    load = {"load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), **load}
+    stdout, _, load = run_child(side, command + (["--profile", side] if profile else []), env, profile=profile)
+    return {**json.loads(stdout.strip().splitlines()[-1]), **load}
 
 
 def main(argv: list[str] | None = None) -> int:
