@@ -211,5 +211,5 @@ def test_verdicts_and_agreement_are_there_after_closing_and_reopening(window, qt
     table = label_view.agreement.length_bias
     assert table.rowCount() == len(report.length_by_annotator) + len(report.length_by_origin) >= 2
     assert table.item(0, 0).text() == report.length_by_annotator[0].group
-    assert table.item(table.rowCount() - 1, 0).text() == f"dataset {report.length_by_origin[-1].group}"
+    assert table.item(table.rowCount() - 1, 0).text() == f"all verdicts on pairs from {report.length_by_origin[-1].group}"
     qtbot.waitUntil(lambda: "Labelled by you: 5 ·" in label_view.judge_page.progress_label.text())

@@ -85,7 +85,7 @@ class AgreementView(QWidget):
         self.pairwise = _table(["Annotator", "Annotator", "Shared pairs", "Agreement", "Cohen's κ"])
         self.with_dataset = _table(["Annotator", "Shared pairs", "Agreement with dataset", "Cohen's κ"])
         self.alpha = plain_label("")
-        self.length_bias = _table(["Annotator or dataset", "Decisive verdicts", "Longer answer won", "95% interval"])
+        self.length_bias = _table(["Annotator, or the pairs' origin", "Decisive verdicts", "Longer answer won", "95% interval"])
         self.length_bias.setToolTip(
             "Of the A-or-B verdicts on pairs whose answers differ in length: how often the longer one won. 50% is "
             "no preference; an interval that excludes 50% is a preference for length (or brevity) beyond chance, "
@@ -173,7 +173,8 @@ class AgreementView(QWidget):
         _fill(
             self.length_bias,
             [
-                [b.group if i < len(report.length_by_annotator) else f"dataset {b.group}", f"{b.decisive:,}",
+                [b.group if i < len(report.length_by_annotator) else f"all verdicts on pairs from {b.group}",
+                 f"{b.decisive:,}",
                  _percent(b.share), _interval(b.interval)]
                 for i, b in enumerate(report.length_by_annotator + report.length_by_origin)
             ],
