@@ -197,6 +197,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path)
     p.add_argument("--run", metavar="RUN_ID", help="a reward-model run (default: the latest finished one)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+
+    p = sub.add_parser(
+        "evaluate",
+        help="compare policies on held-out prompts: proxy and gold score, KL, length, distinct-2, win rate",
+        description="Sample each policy (a run id, 'reference', a model folder or name) on prompts no run trained "
+        "on (the project's held-out prompts; --hold-out N keeps N more out of training from now on) and report, "
+        "per policy: the proxy reward model's score, the gold score (the demo's rules on the demo; else a reward "
+        "model given as gold), KL to the reference, length, distinct-2 and people's win rate against the "
+        "reference with a 95%% interval. The evaluation is saved in the project (--show reads it back).",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--policy", dest="policies", action="append", default=[], metavar="POLICY",
+                   help="a run id, 'reference', or a model folder or name (repeatable)")
+    p.add_argument("--hold-out", dest="hold_out", type=int, metavar="N",
+                   help="hold out N more prompts first (e.g. 64)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting, e.g. n_prompts=128, gold=RUN_ID, reward_model=RUN_ID, temperature=0.7")
+    p.add_argument("--show", nargs="?", const="latest", metavar="ID", help="print a saved evaluation (default: the latest)")
+    p.add_argument("--json", action="store_true", help="print the evaluation as JSON, responses included")
+
+    p = sub.add_parser(
+        "compare-policies",
+        help="make pairs of two policies' responses for people to judge (feeds the ranking)",
+        description="Sample policies A and B (run ids or models) on the same prompts (the held-out ones when the "
+        "project keeps some) and add the pairs to the Label tab's policies queue.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("a", help="policy A: a run id, or a model folder or name")
+    p.add_argument("b", help="policy B")
+    p.add_argument("--prompts", type=int, default=32, help="how many prompts (one pair each; default 32)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser(
+        "ranking",
+        help="rank the policies people judged, Bradley-Terry style with bootstrap intervals",
+        description="Every verdict between two policies (Compare with reference, compare-policies) as a game; "
+        "ratings on the Elo scale, the reference met most often at 1000, with 95%% bootstrap intervals.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--rounds", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -433,6 +474,28 @@ def _cmd_score_pairs(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from .evaluation_console import evaluate_command
+
+    with _ProgressBar("evaluating", disabled=args.json, unit="responses") as bar:
+        return evaluate_command(args.project, policies=args.policies, hold_out_n=args.hold_out,
+                                overrides=args.overrides, show=args.show, as_json=args.json, progress=bar.sink)
+
+
+def _cmd_compare_policies(args) -> int:
+    from .evaluation_console import compare_policies_command
+
+    with _ProgressBar("sampling", disabled=False, unit="responses") as bar:
+        return compare_policies_command(args.project, args.a, args.b, prompts=args.prompts, seed=args.seed,
+                                        progress=bar.sink)
+
+
+def _cmd_ranking(args) -> int:
+    from .evaluation_console import ranking_command
+
+    return ranking_command(args.project, rounds=args.rounds, as_json=args.json)
+
+
 # Each training command: its method and the settings it fixes (an alias: `ppo` is `rl` with method ppo).
 _TRAINING_COMMANDS: dict[str, tuple[TrainingMethod, dict | None]] = {
     **{method.command: (method, None) for method in METHODS},
@@ -467,6 +530,9 @@ _COMMANDS = {
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,
     "export-model": _cmd_export_model,
+    "evaluate": _cmd_evaluate,
+    "compare-policies": _cmd_compare_policies,
+    "ranking": _cmd_ranking,
 }
 
 

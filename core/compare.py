@@ -35,7 +35,7 @@ from .methods import method_for_kind
 from .policies import run_policy
 from .project import Project
 from .records import conversation_from_json
-from .store.model_pairs import POLICY_VS_REFERENCE
+from .store.model_pairs import POLICY_VS_POLICY, POLICY_VS_REFERENCE
 from .training.config import config_from_dict
 
 # Prompts per generate call: how often progress is reported and stop() is looked at.
@@ -149,3 +149,97 @@ def _sample(which: str, spec: str, prompts: list, sampling: dict[str, Any], seed
     settings.update(batch_size=CHUNK, seed=seed)
     return sample_from(spec, prompts, what=f"the {which}", settings=settings, on_sampled=on_sampled, stop=stop,
                        cancel_message="The comparison was cancelled; nothing was added")
+
+
+# -- any two policies ------------------------------------------------------------------------------
+
+
+def policy_origin(label_a: str, label_b: str) -> str:
+    return f"{POLICY_VS_POLICY}{label_a} vs {label_b}"
+
+
+def compare_policies(
+    project_path: str | Path,
+    policy_a: str,
+    policy_b: str,
+    *,
+    n_prompts: int = 32,
+    seed: int = 0,
+    sink: Sink | None = None,
+    stop: StopFlag | None = None,
+) -> dict[str, Any]:
+    """Add up to `n_prompts` pairs of two policies' responses to the same prompts, for people to judge
+    (origin `policies:<a> vs <b>`, response A policy_a's; the Label tab's policies queue offers them on
+    random sides). A policy is a run id (its trained policy, core/policies.py) or a model (a folder,
+    a cached model name, 'demo'). The prompts are the held-out ones when the project keeps some
+    (no run trained on them), else any. Both sample with the first RL run's sampling among the two
+    (else the Generate dialog's defaults) and the same seed. The verdicts feed store.policy_verdicts
+    and so the Bradley-Terry ranking (core/evaluation.py's `policy_ranking`).
+
+    Returns counts as compare_with_reference does, plus `a`, `b` (the names the ranking uses) and
+    `heldout` (whether the prompts were held-out ones)."""
+    from .generate import GenerateConfig, model_label
+
+    if n_prompts < 1:
+        raise WorkbenchError(f"n_prompts: must be at least 1, not {n_prompts}")
+    report = (lambda done, total, message: sink(Progress(done, total, message))) if sink else (lambda *_: None)
+    stopped = stop or (lambda: False)
+    with Project.open(project_path) as project:
+        sides, sampling = [], None
+        for spec in (policy_a.strip(), policy_b.strip()):
+            run = project.store.run(spec)
+            if run is not None:
+                run_sampling, folder, _ = _run_policy(project, spec)
+                sampling = sampling or (run_sampling if run["kind"] in ("ppo", "rloo", "grpo") else None)
+                sides.append((spec, str(folder)))
+            elif spec:
+                sides.append((model_label(spec, project.path), spec))
+            else:
+                raise WorkbenchError("a policy to compare is empty: give a run id or a model")
+        if sides[0][0] == sides[1][0]:
+            raise WorkbenchError(f"both policies are {sides[0][0]}: compare two different ones")
+        if sampling is None:
+            defaults = GenerateConfig()
+            sampling = dict(max_new_tokens=defaults.max_new_tokens, temperature=defaults.temperature, top_p=defaults.top_p,
+                            max_prompt_length=defaults.max_prompt_length, device=defaults.device,
+                            precision=defaults.precision, trust_remote_code=False)
+        origin = policy_origin(sides[0][0], sides[1][0])
+        heldout = project.store.heldout_prompt_ids()
+        ids = heldout or [prompt_id for prompt_id, _ in project.store.prompt_ids_for_comparison(None, origin)]
+        if not ids:
+            raise WorkbenchError("There are no prompts in this project to compare on")
+        rng = random.Random(seed)
+        ids = list(ids)
+        rng.shuffle(ids)
+        chosen = ids[:n_prompts]
+        messages = project.store.prompt_messages(chosen)
+        prompts = [conversation_from_json(messages[i]) for i in chosen]
+
+    total = 2 * len(prompts)
+    responses = []
+    for k, (label, spec) in enumerate(sides):
+        report(k * len(prompts), total, f"Loading {label}…")
+        responses.append(_sample(label, spec, prompts, sampling, seed, lambda done, k=k, label=label: report(
+            k * len(prompts) + done, total, f"Sampling {label}: {done} of {len(prompts)}"), stopped))
+    kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
+    if stopped():
+        raise Stopped("The comparison was cancelled; nothing was added")
+    report(total, total, "Adding the pairs…")
+    with Project.open(project_path) as project:
+        store = project.store
+        with store.transaction():
+            writer = BulkWriter(store, import_id=None, source="model", source_name=f"{sides[0][0]} vs {sides[1][0]}")
+            for prompt, a, b in kept:
+                writer.add_pair(prompt, a, b, origin=origin,
+                                meta={"a": sides[0][0], "b": sides[1][0], "a_spec": sides[0][1], "b_spec": sides[1][1]})
+            writer.flush()
+    return {
+        "origin": origin,
+        "a": sides[0][0],
+        "b": sides[1][0],
+        "heldout": bool(heldout),
+        "prompts": len(prompts),
+        "pairs_added": writer.counts.pairs_added,
+        "pairs_existing": writer.counts.pairs_existing,
+        "identical": len(prompts) - len(kept),
+    }

@@ -37,7 +37,8 @@ the last number. Politeness prompts: a polite phrase, no rude one, and on topic.
 on topic and not rude. "On topic" means mentioning the prompt's topic and no other demo topic.
 Which kind a prompt is comes from its wording (`prompt_rule`): the politeness and the topic
 prompts use different templates. In every demo pair the better response follows its rule and
-the worse one does not. `demo_prompts` lists the prompts PPO practises on.
+the worse one does not. `demo_prompts` lists the demo's prompts; RL practises on those the project
+does not hold out (`DEMO_HELDOUT_PROMPTS` of the unjudged pairs' prompts, kept for Evaluate).
 
 How learnable: in a check while this was written, a 2-layer transformer (width 64, word-level
 tokens) trained from scratch on the judged pairs for under a minute on two CPU cores ranked
@@ -68,6 +69,8 @@ DEMO_ORIGIN = "demo"
 DEMO_PROJECT_NAME = "Demo"
 DEMO_PAIRS_PER_RULE = 120
 DEMO_JUDGED_SHARE = 0.6  # of each rule's pairs, judged by DEMO_ANNOTATOR; the rest await a person
+# Prompts the demo holds out for Evaluate (store.hold_out_prompts), all from unjudged pairs.
+DEMO_HELDOUT_PROMPTS = 36
 
 RULE_ARITHMETIC = "arithmetic"
 RULE_POLITENESS = "politeness"
@@ -462,6 +465,9 @@ def create_demo_project(path: str | Path, *, seed: int = 0) -> Project:
                     annotator=record.annotator,
                 )
             writer.flush()
+        # Prompts for Evaluate that no run trains on, from pairs the dataset left unjudged (so the
+        # ready-made labels all still train).
+        store.hold_out_prompts(DEMO_HELDOUT_PROMPTS, seed=seed)
     except BaseException:
         # The database was made a moment ago by us and holds nothing else: remove it, so that
         # the next start tries again instead of finding an empty "demo".

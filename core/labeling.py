@@ -25,9 +25,10 @@ The queues (walked in pair-id order unless said otherwise)
   agreement.
 - "disagreement": pairs whose dataset label and people's verdict both exist and differ, and
   that I have not judged.
-- "policy_vs_reference": pairs that "Compare with reference" made for a PPO run (origin
+- "policy_vs_reference": pairs that "Compare with reference" made for a policy run (origin
   `ppo-vs-ref:<run id>`, A the policy's response, B the reference's; shown on random sides like
-  any pair) that I have not judged; the newest run's pairs first, a run's pairs in id order. In
+  any pair), and that "Compare two policies" made (origin `policies:<a> vs <b>`), that I have not
+  judged; the newest run's pairs first, a run's pairs in id order. In
   "unlabelled" they would wait behind every older pair.
 - "least_sure": active learning. Pairs a reward model has scored (`pair_scores`: p, its
   probability that A is better) that I have not judged, the ones it is least sure of first:
@@ -66,7 +67,7 @@ QUEUE_TITLES: dict[str, str] = {
     "generated": "Generated responses, newest first",
     "others_not_me": "Labelled by others, not by me",
     "disagreement": "Dataset label and people disagree",
-    "policy_vs_reference": "Policy vs reference (PPO runs)",
+    "policy_vs_reference": "Policies compared (with reference or each other)",
     "least_sure": "Reward model least sure",
 }
 # What a labeller can say, in screen terms; `verdict_for` turns sides into the stored a/b.

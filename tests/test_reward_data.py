@@ -42,7 +42,7 @@ def test_settled_a_b_verdicts_train_and_the_rest_do_not(make_project):
     )
     _, data = _pairs_of(path)
     assert sorted((p[0][0].content, p[1], p[2]) for p in data.train) == [("q1", "good", "bad"), ("q2", "good", "bad")]
-    assert data.counts == {"pairs": 5, "decisive": 2, "ties": 1, "both_bad": 1, "unsettled": 1}
+    assert data.counts == {"pairs": 5, "decisive": 2, "ties": 1, "both_bad": 1, "unsettled": 1, "held_out": 0}
 
 
 def test_ties_train_in_both_orders_when_asked_and_never_validate(make_project):

@@ -107,6 +107,7 @@ def _data_line(counts: dict[str, int], n_train: int, n_val: int) -> str:
         f"{n_train:,} training and {n_val:,} validation pairs (split by prompt) out of {counts['pairs']:,}: "
         f"{counts['decisive']:,} decisive, {counts['ties']:,} ties, {counts['both_bad']:,} both bad, "
         f"{counts['unsettled']:,} without a settled verdict"
+        + (f"; {counts['held_out']:,} on held-out prompts left out" if counts.get("held_out") else "")
     )
 
 

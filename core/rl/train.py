@@ -155,8 +155,10 @@ def _pin_reward_model(config: RLConfig, project, ctx: RunContext, sink: Sink) ->
 
 
 def project_prompts(store, origin_prefix: str | None) -> list[list[dict[str, str]]]:
-    """Every prompt of the project (or of its pairs with this origin prefix) as chat messages, in id order."""
-    ids = [prompt_id for prompt_id, _ in store.prompt_ids_for_comparison(origin_prefix, "")]
+    """Every prompt of the project (or of its pairs with this origin prefix) as chat messages, in id
+    order, less the held-out ones (Evaluate samples there: no run trains on them)."""
+    heldout = set(store.heldout_prompt_ids())
+    ids = [prompt_id for prompt_id, _ in store.prompt_ids_for_comparison(origin_prefix, "") if prompt_id not in heldout]
     messages = store.prompt_messages(ids)
     return [json.loads(messages[i]) for i in ids]
 

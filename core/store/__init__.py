@@ -3,7 +3,7 @@
 Split by what the statements are about: `schema` (tables and migrations), `connection` (opening,
 transactions), `pairs` (reading pairs and prompts), `labeling` (verdicts and queues), `model_pairs`
 (pairs models made: compare with reference, generate), `runs`
-(runs, metrics, samples). `Store` is all of them on one connection.
+(runs, metrics, samples), `evaluations` (held-out prompts, evaluations, policies judged by people). `Store` is all of them on one connection.
 
 Every import is idempotent through content hashes (computed in bulk.py, kept unique here).
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ProjectError
 from .connection import APPLICATION_ID, BUSY_TIMEOUT_MS, PAGE_SIZE, configure, inspect_database, now_iso
+from .evaluations import POLICY_VS_POLICY, EvaluationQueries
 from .labeling import LabelQueries
 from .model_pairs import ModelPairQueries
 from .pairs import PairQueries, settle_verdict
@@ -24,6 +25,7 @@ from .schema import MIGRATIONS, SCHEMA_VERSION
 __all__ = [
     "APPLICATION_ID",
     "BUSY_TIMEOUT_MS",
+    "POLICY_VS_POLICY",
     "SCHEMA_VERSION",
     "Store",
     "inspect_database",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries):
+class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries, EvaluationQueries):
     """One connection to a project's database. Use one Store per thread."""
 
     @classmethod

@@ -14,6 +14,9 @@ from .labeling import _PERSON, _mine, _pass, _prefix_range
 
 # The origin of the pairs "Compare with reference" makes for a run (named when PPO was the only method): this, then the run's id.
 POLICY_VS_REFERENCE = "ppo-vs-ref:"
+# The origin of the pairs "Compare two policies" makes (core/compare.py): this, then "<a> vs <b>";
+# who is who is in each pair's meta ("a", "b").
+POLICY_VS_POLICY = "policies:"
 # The origin of the pairs core/generate.py samples: this, then the model's short name.
 GENERATED = "generated:"
 
@@ -22,13 +25,18 @@ class ModelPairQueries(Connection):
     # -- the policy-vs-reference queue -----------------------------------------------------------
 
     def policy_vs_reference_origins(self) -> list[tuple[str, str]]:
-        """(run's creation time, origin) of every `ppo-vs-ref:*` origin, newest run first. A run
-        whose record is gone sorts last, with '' for its time."""
+        """(time, origin) of every origin where policies meet, newest first: each `ppo-vs-ref:*`
+        origin at its run's creation time (a run whose record is gone sorts last, with ''), each
+        `policies:*` origin (Compare two policies) at its newest pair's."""
         return self.conn.execute(
-            """SELECT coalesce((SELECT r.created_at FROM runs r WHERE r.id = substr(o.origin, :skip)), ''), o.origin
-               FROM (SELECT DISTINCT origin FROM pairs WHERE origin >= :low AND origin < :high) o
+            """SELECT * FROM (
+                   SELECT coalesce((SELECT r.created_at FROM runs r WHERE r.id = substr(o.origin, :skip)), ''), o.origin
+                   FROM (SELECT DISTINCT origin FROM pairs WHERE origin >= :low AND origin < :high) o
+                   UNION ALL
+                   SELECT max(created_at), origin FROM pairs WHERE origin >= :low2 AND origin < :high2 GROUP BY origin)
                ORDER BY 1 DESC, 2 DESC""",
-            {**_prefix_range(POLICY_VS_REFERENCE), "skip": len(POLICY_VS_REFERENCE) + 1},
+            {**_prefix_range(POLICY_VS_REFERENCE), "skip": len(POLICY_VS_REFERENCE) + 1,
+             **{f"{k}2": v for k, v in _prefix_range(POLICY_VS_POLICY).items()}},
         ).fetchall()
 
     def next_policy_vs_reference_pair(
@@ -42,8 +50,8 @@ class ModelPairQueries(Connection):
         return self._next_by_origin(self.policy_vs_reference_origins(), annotator, after, skipped_by_me)
 
     def policy_vs_reference_left(self, annotator: str) -> int:
-        """Policy-vs-reference pairs with no verdict by `annotator` (skipped ones included)."""
-        return self._left_with_prefix(POLICY_VS_REFERENCE, annotator)
+        """Pairs where policies meet with no verdict by `annotator` (skipped ones included)."""
+        return self._left_with_prefix(POLICY_VS_REFERENCE, annotator) + self._left_with_prefix(POLICY_VS_POLICY, annotator)
 
     # -- the generated queue ---------------------------------------------------------------------
 

@@ -205,11 +205,32 @@ def _lead_hash_indexes_with_the_parent_id(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _add_heldout_prompts_and_evaluations(conn: sqlite3.Connection) -> None:
+    # Prompts kept out of every run's training, for Evaluate to sample on (core/evaluation.py), with
+    # when each was held out: a run started before that may have trained on it, and Evaluate says so.
+    # An evaluation's figures and responses are one JSON document: read whole, never queried inside.
+    conn.execute(
+        """CREATE TABLE heldout_prompts (
+               prompt_id INTEGER PRIMARY KEY REFERENCES prompts(id),
+               held_at   TEXT NOT NULL
+           )"""
+    )
+    conn.execute(
+        """CREATE TABLE evaluations (
+               id         TEXT PRIMARY KEY,
+               created_at TEXT NOT NULL,
+               config     TEXT NOT NULL,
+               results    TEXT NOT NULL
+           )"""
+    )
+
+
 # MIGRATIONS[i] takes a database from version i to version i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_0_to_1,
     _add_run_summaries_and_checkpoints,
     _add_pair_scores,
     _lead_hash_indexes_with_the_parent_id,
+    _add_heldout_prompts_and_evaluations,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,8 @@ the split, tokens, batches. How one prompt and response become tokens is text.py
 
 Which pairs train
 -----------------
+Pairs whose prompt the project holds out (store.heldout_prompt_ids: Evaluate samples there) never
+train, and are counted apart (`held_out`).
 A pair trains when its active judgments settle on `a` or `b` under `store.settle_verdict`'s rule:
 undone judgments are ignored, skips say nothing, one judgment stands on its own, and several
 need a strict majority (two of three, three of four...; a 1-1 split leaves the pair out). Ties,
@@ -73,9 +75,13 @@ class ProjectPairs:
 
 def load_project_pairs(store, *, validation_fraction: float, seed: int, include_ties: bool = False) -> ProjectPairs:
     """Settled pairs from a store, split by prompt. See the module docstring for the rules."""
-    counts = {"pairs": 0, "decisive": 0, "ties": 0, "both_bad": 0, "unsettled": 0}
+    counts = {"pairs": 0, "decisive": 0, "ties": 0, "both_bad": 0, "unsettled": 0, "held_out": 0}
     usable = []  # (prompt, pair id, its TextPairs, is a tie)
+    heldout = store.heldout_prompt_keys()
     for pair in store.iter_export_pairs():
+        if heldout and _conversation_key(pair.prompt) in heldout:
+            counts["held_out"] += 1  # Evaluate samples on these prompts: nothing trains on them
+            continue
         counts["pairs"] += 1
         kind = {"a": "decisive", "b": "decisive", "tie": "ties", "both_bad": "both_bad"}.get(pair.verdict, "unsettled")
         counts[kind] += 1
@@ -139,6 +145,13 @@ def split_by_prompt(prompts: Sequence[Any], fraction: float, seed: int) -> tuple
     val_set = set(val)
     train = [i for i in range(len(prompts)) if i not in val_set]
     return train, sorted(val)
+
+
+def _conversation_key(prompt: Prompt) -> tuple:
+    """A prompt as a tuple of (role, content), as store.heldout_prompt_keys gives them."""
+    if isinstance(prompt, str):
+        return (("user", prompt),)
+    return _prompt_key(prompt)
 
 
 def _prompt_key(prompt: Prompt) -> Any:
