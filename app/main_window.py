@@ -1,7 +1,7 @@
 """The main window: a project at a time, tabs that follow the user's loop, menus, a status bar.
 
     no project open → the start page (demo / open / new / recent)
-    a project open  → tabs: Data, Label, Reward model, SFT / DPO, RL, Runs   (Ctrl+1 … Ctrl+6)
+    a project open  → tabs: Data, Label, Reward model, SFT / DPO, RL, Evaluate, Runs   (Ctrl+1 … Ctrl+7)
 
 Every view has `set_project(project | None)`; the window owns the open `Project` and hands it to
 the views whenever it changes. Errors the core raises on purpose (`WorkbenchError`) end up in
@@ -41,6 +41,7 @@ from .jobs import JobController
 from .resources import app_icon
 from .text import count, display_path
 from .views.data_view import DataView
+from .views.evaluate_view import EvaluateView
 from .views.label_view import LabelView
 from .views.offline_view import OfflineView
 from .views.reward_view import RewardView
@@ -98,7 +99,7 @@ class MainWindow(QMainWindow):
     project_changed = Signal(object)  # the new Project, or None
     error_shown = Signal(str)  # the message of every error dialog, for tests and logging
 
-    TAB_TITLES = ("Data", "Label", "Reward model", "SFT / DPO", "RL", "Runs")
+    TAB_TITLES = ("Data", "Label", "Reward model", "SFT / DPO", "RL", "Evaluate", "Runs")
 
     def __init__(self, annotator: str | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -130,16 +131,24 @@ class MainWindow(QMainWindow):
         self.rl_view = RLView(self.jobs)
         self.rl_view.error.connect(self.show_error)
         self.rl_view.pairs_added.connect(lambda _: self.refresh())
+        self.evaluate_view = EvaluateView()
+        self.evaluate_view.error.connect(self.show_error)
+        self.evaluate_view.pairs_added.connect(lambda _: self.refresh())
         self.runs_view = RunsView()
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
+        self.jobs.finished.connect(lambda _: self.evaluate_view.refresh())  # a new policy to evaluate
         self.runs_view.run_deleted.connect(self._run_deleted)
         self.jobs.failed.connect(self._job_failed)
-        self.views = [self.data_view, self.label_view, self.reward_view, self.offline_view, self.rl_view, self.runs_view]
+        self.views = [self.data_view, self.label_view, self.reward_view, self.offline_view, self.rl_view,
+                      self.evaluate_view, self.runs_view]
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for view, title in zip(self.views, self.TAB_TITLES):
             self.tabs.addTab(view, title)
+        # The ranking counts verdicts given in the Label tab: read again whenever the tab is shown.
+        self.tabs.currentChanged.connect(
+            lambda index: self.evaluate_view.refresh() if self.tabs.widget(index) is self.evaluate_view else None)
 
         self.start_page = StartPage()
         self.start_page.panel.demo_requested.connect(self.open_demo_project)

@@ -11,6 +11,11 @@ next to the dataset's. The window grabs itself once the event loop has painted i
 or a reward model and then PPO, RLOO and GRPO against it), then selects them (all but the RL
 runs' reward model) in the Runs tab, presses Compare… and shoots the Compare window instead
 (`--axis` picks its x axis).
+
+`--evaluate` trains the `--compare rl` runs, evaluates them on the demo's held-out prompts
+(`rlhf-workbench evaluate`), has each meet the reference and PPO meet GRPO (`compare-policies`), lets
+a stand-in person judge those pairs by the demo's own rules (demo.rule_verdict), and shoots the
+Evaluate tab: the table of figures and the people's ranking.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="the PNG to write")
     parser.add_argument(
         "--tab", type=int, default=0,
-        help="which tab to show: 0 Data, 1 Label, 2 Reward model, 3 SFT / DPO, 4 RL, 5 Runs",
+        help="which tab to show: 0 Data, 1 Label, 2 Reward model, 3 SFT / DPO, 4 RL, 5 Evaluate, 6 Runs",
     )
     parser.add_argument("--row", type=int, default=3, help="which pair to select in the Data tab")
     parser.add_argument("--diff", action="store_true", help="Label tab: highlight where the responses differ")
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "Compare window of the Runs tab",
     )
     parser.add_argument("--axis", default="step", help="--compare: the x axis (step, samples, wall_time, kl, sqrt_kl)")
+    parser.add_argument("--evaluate", action="store_true",
+                        help="train PPO, RLOO and GRPO, evaluate and rank them, and shoot the Evaluate tab")
     args = parser.parse_args(argv)
 
     home = tempfile.mkdtemp(prefix="rlhf-workbench-shot-")
@@ -95,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = project.store.pairs_page(0, max(r for r, _ in SAMPLE_VERDICTS) + 1)
         for row, verdict in SAMPLE_VERDICTS:
             project.store.add_judgment(pairs[row]["id"], "you", verdict, shown_left="a", seconds=4.0)
-    compared = _train_runs(demo_project_path(), COMPARE_RUNS[args.compare]) if args.compare else []
+    compared = _train_runs(demo_project_path(), COMPARE_RUNS[args.compare or "rl"]) if args.compare or args.evaluate else []
+    if args.evaluate:
+        _evaluate_and_judge(demo_project_path(), compared)
 
     app = QApplication(sys.argv[:1])
     configure_application(app)
@@ -178,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(700, grab)
 
-    if args.compare:
-        window.show_tab(5)
+    if args.evaluate:
+        window.show_tab(window.tabs.indexOf(window.evaluate_view))
+        QTimer.singleShot(700, shoot)
+    elif args.compare:
+        window.show_tab(window.tabs.indexOf(window.runs_view))
         QTimer.singleShot(500, shoot_compare)
     elif args.mid_training:
         shown = window.tabs.widget(args.tab)
@@ -213,6 +225,34 @@ def _train_runs(project: Path, runs: list[tuple[str, str, list[str], bool]]) -> 
         if compare:
             compared.append(ids[-1])
     return compared
+
+
+def _cli(*args: str) -> None:
+    code = "import sys; from rlhf_workbench.core.cli import main; sys.exit(main(sys.argv[1:]))"
+    subprocess.run([sys.executable, "-c", code, *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def _evaluate_and_judge(project: Path, runs: list[str]) -> None:
+    """Evaluate the runs, make pairs where policies meet, and judge them by the demo's rules as "you"."""
+    import json
+
+    from rlhf_workbench.core.demo import rule_verdict
+    from rlhf_workbench.core.project import Project
+
+    _cli("evaluate", str(project), *[arg for run in runs for arg in ("--policy", run)])
+    for run in runs:
+        _cli("compare-policies", str(project), run, "demo", "--prompts", "36")
+    _cli("compare-policies", str(project), runs[0], runs[-1], "--prompts", "36", "--seed", "1")
+    with Project.open(project) as opened:
+        store = opened.store
+        rows = store.conn.execute(
+            """SELECT p.id, pr.messages, ra.text, rb.text FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
+               JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id
+               WHERE p.origin LIKE 'policies:%'"""
+        ).fetchall()
+        for pair_id, messages, a, b in rows:
+            verdict = rule_verdict(json.loads(messages)[-1]["content"], a, b)
+            store.add_judgment(pair_id, "you", verdict, shown_left="a", seconds=3.0)
 
 
 def _first_row_of_a_spread_group(samples) -> int:

@@ -56,13 +56,14 @@ def test_window_opens_on_a_project_and_shows_its_name_and_counts(start, make_pro
     qtbot.waitUntil(lambda: window.data_view.overview.values["pairs"].text() == "3")
 
 
-def test_ctrl_1_to_6_switch_tabs(start, make_project, qtbot):
+def test_ctrl_1_to_7_switch_tabs(start, make_project, qtbot):
     window = start(make_project("p", PAIRS))
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow)
-    assert window.tabs.count() == 6
-    assert [window.tabs.tabText(i) for i in range(6)] == ["Data", "Label", "Reward model", "SFT / DPO", "RL", "Runs"]
-    for n in (2, 6, 3, 5, 4, 1):
+    assert window.tabs.count() == 7
+    assert [window.tabs.tabText(i) for i in range(7)] == [
+        "Data", "Label", "Reward model", "SFT / DPO", "RL", "Evaluate", "Runs"]
+    for n in (2, 7, 6, 3, 5, 4, 1):
         qtbot.keyClick(window, getattr(Qt.Key, f"Key_{n}"), Qt.KeyboardModifier.ControlModifier)
         assert window.tabs.currentIndex() == n - 1
 
@@ -249,7 +250,7 @@ def test_main_opens_the_window_without_importing_torch_or_transformers(make_proj
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "project: p 6" in result.stdout  # six tabs
+    assert "project: p 7" in result.stdout  # seven tabs
     assert "heavy: []" in result.stdout
 
 
