@@ -14,7 +14,8 @@ What a comparison holds, and why each part is what it is:
     keeps, for "how much compute". A resumed run's pause between stop and resume counts too;
   - `kl`: the run's `objective/kl` (KL from the reference) at the same step: the price paid for a
     reward; `sqrt_kl`, its square root, the distance Gao et al. plot over-optimisation against
-    (the proxy score and, on the demo, the gold score `objective/gold_score`, one line per run). Only runs that log it (RL) have this axis. KL
+    (the proxy score and, on the demo, the gold score `objective/gold_score`, one line per run;
+    those and the response length come first on these axes). Only runs that log it (RL) have this axis. KL
     wanders up and down as a run goes, so the points are put in KL order: a line then reads as
     the figure against KL (smoothing gives its trend), not as the run's path scribbled back and forth.
 - **Final figures**: each run's summary (what its job returned), the union of their names; a run
@@ -57,6 +58,10 @@ X_AXES: dict[str, str] = {
 }
 KL_AXES = ("kl", "sqrt_kl")
 KL_FIGURE = "objective/kl"
+# On a KL axis these come first: the proxy and the gold against the distance from the reference (Gao
+# et al.'s over-optimisation plot), and the length of the answers, the commonest way a policy games a
+# reward model.
+OVEROPTIMISATION_FIGURES = ("objective/scores", "objective/gold_score", "val/response_length")
 # Figures read first in the final-figures table: what decides between reward models and DPO
 # policies (validation accuracy and loss), then the rest in the order the runs report them.
 HEADLINE_FIGURES = ("eval/accuracy", "eval/loss", "eval/mean_token_accuracy", "scores", "gold_score", "rlhf_reward", "kl")
@@ -325,6 +330,8 @@ class Comparison:
         names = {name for run in runs for name, points in run.figures.items() if points}
         if axis in KL_AXES:
             names.discard(KL_FIGURE)  # against itself it is the diagonal
+        if axis in KL_AXES:
+            priority = [*OVEROPTIMISATION_FIGURES, *priority]  # Gao et al.'s plot first
         rank = {name: i for i, name in enumerate(dict.fromkeys(priority))}
         return sorted(names, key=lambda n: (-sum(bool(r.figures.get(n)) for r in runs), rank.get(n, len(rank)), n))
 

@@ -110,6 +110,18 @@ def test_curves_on_each_x_axis_against_worked_values(project, runs):
     ]
 
 
+def test_on_a_kl_axis_proxy_gold_and_length_come_first(project):
+    figures = [(step, name, 0.1 * step, float(step)) for step in (1, 2)
+               for name in ("objective/kl", "policy/entropy_avg", "val/response_length", "objective/gold_score",
+                            "objective/scores", "aaa/first by name")]
+    ids = [_run(project, "grpo", f"grpo {i}", RLConfig(method="grpo"), figures=figures) for i in range(2)]
+    c = compare_runs(project, ids)
+    assert c.figure_names(["policy/entropy_avg"], axis="sqrt_kl") == [
+        "objective/scores", "objective/gold_score", "val/response_length", "policy/entropy_avg", "aaa/first by name"]
+    # On other axes the app's own order stands.
+    assert c.figure_names(["policy/entropy_avg"], axis="step")[:2] == ["policy/entropy_avg", "aaa/first by name"]
+
+
 def test_final_figures_are_the_union_of_summaries_with_blanks(project, runs):
     c = compare_runs(project, [runs["rm"], runs["dpo"]])
     assert c.final == [
