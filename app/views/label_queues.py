@@ -151,8 +151,8 @@ def empty_queue_text(project: Project | None, queue_name: str) -> str:
         )
     if queue_name == "policy_vs_reference":
         return (
-            "No policy-vs-reference pairs left for you.\n\n"
-            "“Compare with reference” in the RL tab makes them from an RL run."
+            "No pairs of policies left for you.\n\n"
+            "“Compare with reference” in a policy's tab, and “Compare two policies” in the Evaluate tab, make them."
         )
     return "Nothing left in this queue.\n\nPick another queue above, or import more pairs in the Data tab."
 

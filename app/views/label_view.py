@@ -9,8 +9,8 @@
     │ [← 1 Left better] [2 → Right better] [3 T Tie] [4 X Both bad] [Space S Skip]   [Ctrl+Z Undo]  │
     └───────────────────────────────────────────────────────────────────────────────────────────────┘
 
-Two queues are fed from other tabs: "Policy vs reference" (pairs the RL tab's "Compare with
-reference" made) and "Reward model least sure", which a button beside the queue fills by scoring
+Two queues are fed from other tabs: "Policies compared" (pairs that "Compare with reference" and
+the Evaluate tab's "Compare two policies" made) and "Reward model least sure", which a button beside the queue fills by scoring
 the unjudged pairs with the latest reward model in a child process (label_queues.py).
 
 The keys live on the view itself (its keyPressEvent), not in global shortcuts, so that typing a
