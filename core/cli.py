@@ -26,6 +26,7 @@ from pathlib import Path
 from . import __version__
 from .errors import WorkbenchError
 from .methods import METHODS
+from .terminal import for_terminal
 from .training.method import TrainingMethod
 
 
@@ -216,7 +217,7 @@ def _run_subcommand(argv: list[str]) -> int:
         return _COMMANDS[args.command](args)
     except WorkbenchError as exc:
         # One write per line: under torchrun every rank may refuse at once, into the same stream.
-        sys.stderr.write(f"error: {_rank_prefix()}{exc}\n")
+        sys.stderr.write(f"error: {_rank_prefix()}{for_terminal(exc, keep_newlines=True)}\n")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)
@@ -270,9 +271,9 @@ def _cmd_import(args) -> int:
                 )
             reports.append(report)
             if not args.json:
-                print(report.summary())
+                print(for_terminal(report.summary()))
                 for rejected in report.rejected:
-                    print(f"  rejected {rejected}", file=sys.stderr)
+                    print(f"  rejected {for_terminal(rejected)}", file=sys.stderr)
                 if report.rejected_count > len(report.rejected):
                     print(f"  ... and {report.rejected_count - len(report.rejected):,} more", file=sys.stderr)
     if args.json:
@@ -286,7 +287,7 @@ def _cmd_export(args) -> int:
 
     with Project.open(args.project) as project:
         report = export_file(project, args.file, format=args.format, annotators=args.annotators)
-    print(report.summary())
+    print(for_terminal(report.summary()))
     return 0
 
 
@@ -307,7 +308,7 @@ def _cmd_stats(args) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     counts = stats["counts"]
-    print(f"{stats['project']} ({stats['path']})")
+    print(for_terminal(f"{stats['project']} ({stats['path']})"))
     print(
         f"  {counts['prompts']:,} prompts, {counts['responses']:,} responses, {counts['pairs']:,} pairs, "
         f"{counts['judgments']:,} verdicts, {counts['runs']:,} runs"
@@ -316,12 +317,12 @@ def _cmd_stats(args) -> int:
     if stats["pairs_by_origin"]:
         print("pairs by origin:")
         for origin, n in stats["pairs_by_origin"].items():
-            print(f"  {origin:<28} {n:>9,}")
+            print(f"  {for_terminal(origin):<28} {n:>9,}")
     if stats["judgments_by_annotator"]:
         print("verdicts by annotator:")
         for annotator, verdicts in stats["judgments_by_annotator"].items():
-            detail = ", ".join(f"{v} {n:,}" for v, n in verdicts.items())
-            print(f"  {annotator:<28} {sum(verdicts.values()):>9,}  ({detail})")
+            detail = for_terminal(", ".join(f"{v} {n:,}" for v, n in verdicts.items()))
+            print(f"  {for_terminal(annotator):<28} {sum(verdicts.values()):>9,}  ({detail})")
     return 0
 
 
@@ -350,7 +351,7 @@ def _cmd_generate(args) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    print(summary(counts))
+    print(for_terminal(summary(counts)))
     return 0
 
 
@@ -415,7 +416,7 @@ def _cmd_export_model(args) -> int:
     from .model_export import export_model
 
     result = export_model(args.checkpoint, args.out, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                          sink=lambda event: print(event.message, file=sys.stderr))
+                          sink=lambda event: print(for_terminal(event.message), file=sys.stderr))
     merged = "LoRA adapter merged, " if result["merged"] else ""
     print(f"{result['out']}: {result['kind']} model, {merged}{result['parameters']:,} parameters in {result['dtype']}, "
           f"outputs within {result['max_difference']:.2g} of the checkpoint's")
@@ -428,8 +429,8 @@ def _cmd_score_pairs(args) -> int:
 
     with Project.open(args.project) as project:
         result = score_unjudged_pairs(project, args.run, device=args.device)
-    print(f"scored {result['scored']:,} pairs with run {result['run_id']} ({result['run_name']}); "
-          f"{result['total']:,} pairs have its scores")
+    print(for_terminal(f"scored {result['scored']:,} pairs with run {result['run_id']} ({result['run_name']}); "
+                       f"{result['total']:,} pairs have its scores"))
     return 0
 
 

@@ -108,3 +108,29 @@ def test_formats_lists_readers_and_writers():
     out = run("formats").stdout
     for name in ("hh-rlhf", "trl", "oasst", "arena", "pairs", "mapped"):
         assert name in out
+
+
+def test_names_from_data_reach_the_terminal_escaped(tmp_path):
+    """An annotator named with a terminal escape (from a file) turned the terminal red in `stats`;
+    the import summary printed a file name holding one as it was."""
+    project = tmp_path / "p"
+    run("init", project)
+    data = tmp_path / "red\x1b[31m.jsonl"
+    data.write_text(json.dumps({"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon.",
+                                "annotator": "\x1b[31mbob\u202e\r"}) + "\n")
+    imported = run("import", project, data, "-q")
+    stats = run("stats", project)
+    for output in (imported.stdout + imported.stderr, stats.stdout):
+        assert "\x1b" not in output and "\u202e" not in output and "\r" not in output
+    assert "\\x1b[31mbob\\u202e\\r" in stats.stdout
+    assert "red\\x1b[31m.jsonl" in imported.stdout
+    # JSON keeps the name exactly (json escapes it), for programs that read it.
+    assert "\x1b[31mbob\u202e\r" in json.loads(run("stats", project, "--json").stdout)["judgments_by_annotator"]
+
+
+def test_for_terminal_leaves_ordinary_text_alone():
+    from rlhf_workbench.core.terminal import for_terminal
+
+    assert for_terminal("dataset:hh-rlhf  ünïcode 中文") == "dataset:hh-rlhf  ünïcode 中文"
+    assert for_terminal("a\nb\tc\x07") == "a\\nb\\tc\\x07"
+    assert for_terminal("line 1\nline 2\x1b", keep_newlines=True) == "line 1\nline 2\\x1b"
