@@ -13,7 +13,7 @@ from .bulk import BulkWriter
 from .errors import FieldError, InputError
 from .formats import Format, ReadOptions
 from .formats.rows import Row, RowSource, lone_surrogate
-from .records import ROLES, VERDICTS, PairRecord, PromptRecord
+from .records import MAX_MARGIN, ROLES, VERDICTS, PairRecord, PromptRecord
 
 # Rows per prepared batch: how often progress is reported and stop() looked at, and what one message from
 # the reading process carries (a few MB of text).
@@ -155,3 +155,7 @@ def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
             raise FieldError("annotator", f"contains a lone surrogate ({surrogate}), which is not valid text")
     if record.margin is not None and not math.isfinite(record.margin):
         raise FieldError("margin", f"is {record.margin}; expected a finite number")
+    if record.margin is not None and abs(record.margin) > MAX_MARGIN:
+        raise FieldError(
+            "margin", f"is {record.margin:g}; a margin beyond ±{MAX_MARGIN:g} is almost certainly a mistake in the data"
+        )
