@@ -137,6 +137,9 @@ def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
         if not record.prompt or not any(m.content.strip() for m in record.prompt):
             raise FieldError("prompt", "is empty")
         return
+    if not record.prompt:
+        # A pair is an answer to something: an empty prompt is a column the format did not find.
+        raise FieldError("prompt", "is empty; a pair needs the prompt its two responses answer")
     for name, text in (("response_a", record.response_a), ("response_b", record.response_b)):
         if not isinstance(text, str):
             raise FieldError(name, "is not text")

@@ -22,7 +22,7 @@ from . import import_rows
 from .bulk import BulkWriter
 from .errors import ConfigError, FieldError, InputError, Stopped, WorkbenchError
 from .events import Progress, Sink, StopFlag
-from .formats import Format, ReadOptions, detect, get_format
+from .formats import Format, ReadOptions, detect, get_format, ignored_columns
 from .formats.rows import RowSource
 from .import_pipeline import READER_NAME, PipelineReader, ReadTask, spawn_is_safe
 from .import_rows import Batch, prepared_batches
@@ -62,6 +62,8 @@ class ImportReport:
     judgments_existing: int = 0
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # Columns of the file (seen in its first rows) that the format does not read.
+    ignored_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
     import_id: int | None = None
 
@@ -75,7 +77,11 @@ class ImportReport:
             parts.append(f"{self.prompts_added:,} prompts added")
         if self.rejected_count:
             parts.append(f"{self.rejected_count:,} rows rejected")
-        return f"{Path(self.path).name} ({self.format}): " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        text = f"{Path(self.path).name} ({self.format}): " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.ignored_columns:
+            names = ", ".join(self.ignored_columns[:12]) + (", …" if len(self.ignored_columns) > 12 else "")
+            text += f"; columns not read by the {self.format} format: {names}"
+        return text
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -141,6 +147,7 @@ def import_file(
             raise InputError(str(exc), path=path) from None
 
     report = ImportReport(path=str(path), format=fmt.name)
+    report.ignored_columns = ignored_columns(fmt, options, source.sample().columns)
     # Started before the transaction, so that its start-up overlaps with ours.
     mode = _pipeline_mode(pipeline, source)
     reader = _start_reader(mode, fmt, source, options, skip_bad) if mode else None

@@ -61,6 +61,19 @@ class Format:
     # items: tests/test_import_speed_paths.py checks them against each other.
     pair_row: Callable[[dict[str, Any], int], tuple[bytes, bytes, bytes] | None] | None = None
     pair_row_verdict: str | None = None
+    # The top-level columns the format reads (given the options: the mapped format reads what its
+    # mapping names), so that an import can name the ones it ignores: a column that was meant to be
+    # read and was not (a misspelt name, a verdict the format has no place for) must not go unseen.
+    # None where the format does not say (nested formats such as OpenAssistant trees).
+    columns: Callable[[ReadOptions], Iterable[str]] | None = None
+
+
+def ignored_columns(fmt: Format, options: ReadOptions, columns: Iterable[str]) -> list[str]:
+    """The columns among `columns` (a file's) that `fmt` does not read, in the file's order."""
+    if fmt.columns is None:
+        return []
+    read = set(fmt.columns(options))
+    return [str(c) for c in columns if c not in read]
 
 
 FORMATS: dict[str, Format] = {}

@@ -50,6 +50,11 @@ _WINNERS: dict[str, str] = {
     "both-bad": "both_bad",
 }
 _ONE_HOT = (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie"))
+_META = ("id", "question_id", "model_a", "model_b", "judge", "language", "turn")
+COLUMNS = (
+    "prompt", "response_a", "response_b", "conversation_a", "conversation_b", "winner",
+    *(column for column, _ in _ONE_HOT), *_META,
+)
 _LABELS = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
@@ -189,7 +194,7 @@ def _flag(row: dict[str, Any], column: str) -> bool:
 
 def _meta(row: dict[str, Any]) -> dict[str, Any]:
     meta = {}
-    for key in ("id", "question_id", "model_a", "model_b", "judge", "language", "turn"):
+    for key in _META:
         value = row.get(key)
         if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
             meta[key] = value
@@ -203,5 +208,6 @@ FORMAT = register(
         detect=detect,
         parse_row=parse_row,
         annotator=ANNOTATOR,
+        columns=lambda options: COLUMNS,
     )
 )

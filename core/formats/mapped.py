@@ -145,5 +145,6 @@ FORMAT = register(
         parse_row=parse_row,
         annotator=ANNOTATOR,
         check=_check_before_reading,
+        columns=lambda options: options.mapping.values(),
     )
 )

@@ -62,6 +62,7 @@ class RowSource:
             raise InputError("is a folder; choose a file", path=self.path)
         self.total_bytes = self.path.stat().st_size
         self.bytes_read = 0
+        self._samples: dict[int, Sample] = {}
         self.container = container or self._sniff_container()
         if self.container not in CONTAINERS:
             raise InputError(f"unknown container {self.container!r}; use one of {', '.join(CONTAINERS)}", path=self.path)
@@ -100,7 +101,12 @@ class RowSource:
         return "csv"
 
     def sample(self, n: int = 50) -> Sample:
-        sample = Sample(self.path, self.container)
+        # Kept: detection, a format's check and the import's report each look at it, and reading
+        # it again costs a whole read for a JSON array.
+        cached = self._samples.get(n)
+        if cached is not None:
+            return cached
+        sample = self._samples[n] = Sample(self.path, self.container)
         columns: dict[str, None] = {}
         for item in self.rows():
             if isinstance(item, Row):
