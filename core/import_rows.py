@@ -11,15 +11,16 @@ from collections.abc import Callable, Iterator
 
 from .bulk import BulkWriter
 from .errors import FieldError, InputError
-from .formats import Format, ReadOptions
+from .formats import Format, ReadOptions, SkipRow
 from .formats.rows import Row, RowSource, lone_surrogate
 from .records import MAX_MARGIN, ROLES, VERDICTS, PairRecord, PromptRecord
 
 # Rows per prepared batch: how often progress is reported and stop() looked at, and what one message from
 # the reading process carries (a few MB of text).
 BATCH_ROWS = 2048
-# (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far)
-Batch = tuple[list[tuple], list[tuple], int, int, int]
+# (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far,
+# rows skipped by reason (counted in the good rows too: SkipRow))
+Batch = tuple[list[tuple], list[tuple], int, int, int, dict[str, int]]
 
 
 def prepared_batches(
@@ -35,9 +36,9 @@ def prepared_batches(
     """Everything an import does that needs no database: rows read, parsed, validated, and
     prepared for `BulkWriter.write_prepared` (canonical JSON, content hashes).
 
-    Yields batches `(items, rejected, rows, records, bytes_read)`: prepared items, rejected rows
-    as (line, field, reason), how many good rows and records the batch holds, and how far into
-    the file reading has got. Without `skip_bad`, the first bad row raises InputError naming the
+    Yields batches `(items, rejected, rows, records, bytes_read, skipped)`: prepared items, rejected
+    rows as (line, field, reason), how many good rows and records the batch holds, how far into
+    the file reading has got, and how many of its rows the format skipped (SkipRow), by reason. Without `skip_bad`, the first bad row raises InputError naming the
     file, line and field. `skip` rows (good or bad) are passed over first: the reading process
     starts where this process stopped. `hash_here`, asked before each batch, says whether to
     compute the content hashes (True without it) or leave them to `BulkWriter.write_prepared`.
@@ -56,6 +57,7 @@ def prepared_batches(
     items: list[tuple] = []
     append = items.append
     rejected: list[tuple] = []
+    skipped: dict[str, int] = {}
     rows = records = seen = 0
     hashed = hash_here() if hash_here is not None else True
     for item in source.rows(skip):
@@ -86,6 +88,9 @@ def prepared_batches(
                     raise InputError(exc.reason, path=source.path, line=item.line, field=exc.field) from None
                 rejected.append((item.line, exc.field, exc.reason))
                 parsed = ()
+            except SkipRow as exc:
+                skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+                parsed = ()
             for record in parsed:
                 records += 1
                 if isinstance(record, PairRecord):
@@ -108,13 +113,13 @@ def prepared_batches(
                 else:
                     items.append(prepare_prompt(record.prompt, hashed=hashed))
         if seen >= batch_rows:
-            yield items, rejected, rows, records, source.bytes_read
-            items, rejected, rows, records, seen = [], [], 0, 0, 0
+            yield items, rejected, rows, records, source.bytes_read, skipped
+            items, rejected, rows, records, seen, skipped = [], [], 0, 0, 0, {}
             append = items.append
             if hash_here is not None:
                 hashed = hash_here()
     if seen:
-        yield items, rejected, rows, records, source.bytes_read
+        yield items, rejected, rows, records, source.bytes_read, skipped
 
 
 def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:

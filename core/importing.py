@@ -62,6 +62,8 @@ class ImportReport:
     judgments_existing: int = 0
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # Rows that were fine but held nothing to import, by reason (an Arena tie of identical answers).
+    skipped: dict[str, int] = field(default_factory=dict)
     # Columns of the file (seen in its first rows) that the format does not read.
     ignored_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -77,6 +79,7 @@ class ImportReport:
             parts.append(f"{self.prompts_added:,} prompts added")
         if self.rejected_count:
             parts.append(f"{self.rejected_count:,} rows rejected")
+        parts.extend(f"{n:,} rows skipped ({reason})" for reason, n in self.skipped.items())
         text = f"{Path(self.path).name} ({self.format}): " + ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.ignored_columns:
             names = ", ".join(self.ignored_columns[:12]) + (", …" if len(self.ignored_columns) > 12 else "")
@@ -243,7 +246,7 @@ def _read_into(
         raise stopped
     if sink is not None:
         sink(Progress(0, total, message))
-    for items, rejected, rows, records, bytes_read in batches:
+    for items, rejected, rows, records, bytes_read, skipped in batches:
         if stop is not None and stop():
             raise stopped
         if sink is not None:
@@ -251,6 +254,8 @@ def _read_into(
         writer.write_prepared(items)
         report.rows += rows
         report.records += records
+        for reason, n in skipped.items():
+            report.skipped[reason] = report.skipped.get(reason, 0) + n
         if rejected:
             report.rejected_count += len(rejected)
             room = _REJECTED_KEPT - len(report.rejected)

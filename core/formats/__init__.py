@@ -22,6 +22,16 @@ from .rows import RowSource, Sample
 MAX_TEXT_CHARS = 1_000_000
 
 
+class SkipRow(Exception):
+    """Raised by `parse_row` for a row that is fine data but holds nothing to import (an Arena
+    battle whose two models answered the same): the import skips it and counts it by `reason`,
+    rather than refuse the file as it does a bad row."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class ReadOptions:
     mapping: dict[str, str] = field(default_factory=dict)  # target field -> column (the `mapped` format)

@@ -27,11 +27,12 @@ from typing import Any
 
 from ..errors import FieldError
 from ..records import Message, PairRecord
-from . import Format, ReadOptions, _kind, register, text_field
+from . import Format, ReadOptions, SkipRow, _kind, register, text_field
 from .pairs import decode_json_list, is_message_list, parse_messages, require_columns
 from .rows import Sample
 
 ANNOTATOR = "dataset:arena"
+IDENTICAL = "the two responses are identical"
 
 _WINNERS: dict[str, str] = {
     "model_a": "a",
@@ -82,6 +83,10 @@ def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterator[PairRecord]
         side_b = _interleave(prompts, _turns(row, "response_b"), "response_b")
     prompt, response_a, response_b = _split(side_a, side_b)
     verdict = _verdict(row)
+    if response_a == response_b:
+        # Two models that answered alike: real Arena exports have many, mostly marked ties. Not
+        # bad data, but no pair either (nothing to prefer), so skipped and counted, not refused.
+        raise SkipRow(IDENTICAL)
     yield PairRecord(prompt, response_a, response_b, verdict=verdict, annotator=ANNOTATOR, meta=_meta(row))
 
 
