@@ -113,13 +113,13 @@ def prepared_batches(
                 else:
                     items.append(prepare_prompt(record.prompt, hashed=hashed))
         if seen >= batch_rows:
-            yield items, rejected, rows, records, source.bytes_read, skipped
+            yield items, rejected, rows, records, source.progress(), skipped
             items, rejected, rows, records, seen, skipped = [], [], 0, 0, 0, {}
             append = items.append
             if hash_here is not None:
                 hashed = hash_here()
     if seen:
-        yield items, rejected, rows, records, source.bytes_read, skipped
+        yield items, rejected, rows, records, source.progress(), skipped
 
 
 def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
