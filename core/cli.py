@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_parse_mapping,
         help="column mapping for any CSV/JSONL, e.g. prompt=question,chosen=good,rejected=bad",
     )
+    p.add_argument(
+        "--verdict-values",
+        type=_parse_verdict_values,
+        metavar="VALUE=VERDICT,...",
+        help="with --map ...,verdict=COLUMN: what the verdict column's values mean, e.g. 0=tie,1=a,2=b or -1=b,1=a "
+        "or gut=a,schlecht=b (verdicts: a, b, tie, both_bad, none). verdict=COL1+COL2+COL3 reads several columns, "
+        "each as its own annotator (dataset:mapped:COL1, or ANNOTATOR:COL1 with --annotator)",
+    )
     p.add_argument("--annotator", help="attribute the data's own verdicts to this name (default: dataset:FORMAT)")
     p.add_argument("--skip-bad", action="store_true", help="import the good rows and report every rejected row")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -211,6 +219,16 @@ def _parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+def _parse_verdict_values(text: str) -> dict[str, str]:
+    from .errors import ConfigError
+    from .formats.mapped import parse_verdict_values
+
+    try:
+        return parse_verdict_values(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--verdict-values: ")) from None
+
+
 def _run_subcommand(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -266,6 +284,7 @@ def _cmd_import(args) -> int:
                     format=args.format,
                     mapping=args.mapping,
                     annotator=args.annotator,
+                    verdict_values=args.verdict_values,
                     skip_bad=args.skip_bad,
                     sink=bar.sink,
                 )

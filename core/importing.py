@@ -62,6 +62,8 @@ class ImportReport:
     judgments_existing: int = 0
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # Records that gave their row's pair again, with another annotator's verdict (not in the summary).
+    repeated_pairs: int = 0
     # Rows that were fine but held nothing to import, by reason (an Arena tie of identical answers).
     skipped: dict[str, int] = field(default_factory=dict)
     # Columns of the file (seen in its first rows) that the format does not read.
@@ -99,6 +101,7 @@ def import_file(
     format: str | None = None,
     mapping: dict[str, str] | None = None,
     annotator: str | None = None,
+    verdict_values: dict[str, str] | None = None,
     skip_bad: bool = False,
     sink: Sink | None = None,
     stop: StopFlag | None = None,
@@ -137,7 +140,12 @@ def import_file(
         fmt, source = detection.format, detection.source
     if fmt.parse_row is None:
         raise InputError(f"the {fmt.name} format can be exported but not imported", path=path)
-    options = ReadOptions(mapping=dict(mapping or {}), annotator=annotator)
+    options = ReadOptions(mapping=dict(mapping or {}), annotator=annotator, verdict_values=dict(verdict_values or {}))
+    if options.verdict_values and fmt.name != "mapped":
+        raise InputError(
+            f"--verdict-values is for the mapped format (--map ...,verdict=COLUMN); the {fmt.name} format "
+            "knows what its verdicts mean", path=path,
+        )
     if fmt.name == "mapped" and not options.mapping:
         raise InputError("the mapped format needs --map, e.g. --map prompt=question,chosen=good,rejected=bad", path=path)
 
@@ -170,6 +178,8 @@ def import_file(
             writer.flush()
             for name, value in asdict(writer.counts).items():
                 setattr(report, name, value)
+            # A pair judged by several annotators of the file is one pair, not one already there.
+            report.pairs_existing -= report.repeated_pairs
             report.import_id = import_id
             report.seconds = time.perf_counter() - started
             store.conn.execute(
@@ -221,6 +231,7 @@ def _start_reader(
         max_chars=options.max_chars,
         skip_bad=skip_bad,
         batch_rows=import_rows.BATCH_ROWS,  # read at each call, so that tests can make batches small
+        verdict_values=dict(options.verdict_values),
     )
     try:
         return PipelineReader(task)
@@ -246,7 +257,7 @@ def _read_into(
         raise stopped
     if sink is not None:
         sink(Progress(0, total, message))
-    for items, rejected, rows, records, bytes_read, skipped in batches:
+    for items, rejected, rows, records, bytes_read, skipped, repeats in batches:
         if stop is not None and stop():
             raise stopped
         if sink is not None:
@@ -254,6 +265,7 @@ def _read_into(
         writer.write_prepared(items)
         report.rows += rows
         report.records += records
+        report.repeated_pairs += repeats
         for reason, n in skipped.items():
             report.skipped[reason] = report.skipped.get(reason, 0) + n
         if rejected:

@@ -134,3 +134,19 @@ def test_for_terminal_leaves_ordinary_text_alone():
     assert for_terminal("dataset:hh-rlhf  ünïcode 中文") == "dataset:hh-rlhf  ünïcode 中文"
     assert for_terminal("a\nb\tc\x07") == "a\\nb\\tc\\x07"
     assert for_terminal("line 1\nline 2\x1b", keep_newlines=True) == "line 1\nline 2\\x1b"
+
+
+def test_import_reads_verdict_values_and_several_annotator_columns(tmp_path):
+    project = tmp_path / "p"
+    run("init", project)
+    data = tmp_path / "pandalm.csv"
+    data.write_text("instruction,output_1,output_2,annotator1,annotator2\nQ1,x1,y1,1,0\nQ2,x2,y2,2,2\n")
+    mapping = "prompt=instruction,response_a=output_1,response_b=output_2,verdict=annotator1+annotator2"
+    bad = run("import", project, data, "--map", mapping, "--verdict-values", "0=tie,1=a,2=c", check=False)
+    assert bad.returncode == 2 and "argument --verdict-values: '2=c': 'c' is not a verdict" in bad.stderr
+    unmapped = run("import", project, data, "--map", mapping, "--verdict-values", "1=a,2=b", check=False)
+    assert unmapped.returncode == 1 and "line 2, field 'annotator2': is '0', which --verdict-values" in unmapped.stderr
+    result = run("import", project, data, "-q", "--map", mapping, "--verdict-values", "0=tie,1=a,2=b")
+    assert "2 pairs added, 4 verdicts added" in result.stdout
+    stats = json.loads(run("stats", project, "--json").stdout)["judgments_by_annotator"]
+    assert stats == {"dataset:mapped:annotator1": {"a": 1, "b": 1}, "dataset:mapped:annotator2": {"b": 1, "tie": 1}}

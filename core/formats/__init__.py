@@ -36,6 +36,9 @@ class SkipRow(Exception):
 class ReadOptions:
     mapping: dict[str, str] = field(default_factory=dict)  # target field -> column (the `mapped` format)
     annotator: str | None = None  # overrides who the data's own verdicts are attributed to
+    # What the values of a verdict column mean (the `mapped` format): a cell value as
+    # mapped.value_key writes it -> a verdict, or "" for none; empty: the usual spellings.
+    verdict_values: dict[str, str] = field(default_factory=dict)
     max_chars: int = MAX_TEXT_CHARS
 
 
@@ -76,6 +79,10 @@ class Format:
     # read and was not (a misspelt name, a verdict the format has no place for) must not go unseen.
     # None where the format does not say (nested formats such as OpenAssistant trees).
     columns: Callable[[ReadOptions], Iterable[str]] | None = None
+    # The format names each verdict's annotator itself, `ReadOptions.annotator` included (the
+    # mapped format's several verdict columns, one annotator each); otherwise the import puts
+    # `ReadOptions.annotator` in place of whatever the data says.
+    names_annotators: bool = False
 
 
 def ignored_columns(fmt: Format, options: ReadOptions, columns: Iterable[str]) -> list[str]:
