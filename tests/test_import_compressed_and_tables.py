@@ -133,6 +133,8 @@ def test_an_arrow_file_saved_by_datasets_imports(hh_plain, hh_table, tmp_path):
     datasets = pytest.importorskip("datasets")
     datasets.Dataset(hh_table).save_to_disk(str(tmp_path / "saved"))
     [path] = (tmp_path / "saved").glob("*.arrow")
+    with pytest.raises(InputError, match=f"is a folder; choose one of its Arrow files: {path.name}"):
+        detect(tmp_path / "saved")
     report, pairs = _import(path, tmp_path / "p")
     assert (report.format, pairs) == ("hh-rlhf", hh_plain[1])
 

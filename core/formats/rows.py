@@ -87,6 +87,9 @@ class RowSource:
         if not self.path.exists():
             raise InputError("no such file", path=self.path)
         if self.path.is_dir():
+            saved = sorted(p.name for p in self.path.glob("*.arrow"))
+            if saved:  # a dataset saved by `datasets` (save_to_disk): its rows are in these files
+                raise InputError(f"is a folder; choose one of its Arrow files: {', '.join(saved[:5])}", path=self.path)
             raise InputError("is a folder; choose a file", path=self.path)
         self.total_bytes = self.path.stat().st_size
         self.bytes_read = 0
