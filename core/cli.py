@@ -494,7 +494,7 @@ class _ProgressBar:
     """A progress bar on stderr (of bytes, unless told another unit), shown only when stderr is a terminal."""
 
     def __init__(self, label: str, *, disabled: bool, unit: str = "B"):
-        self.label, self.unit = label, unit
+        self.label, self.unit = for_terminal(label), unit
         self.disabled = disabled or not sys.stderr.isatty()
         self.bar = None
 

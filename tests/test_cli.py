@@ -127,6 +127,15 @@ def test_names_from_data_reach_the_terminal_escaped(tmp_path):
     # JSON keeps the name exactly (json escapes it), for programs that read it.
     assert "\x1b[31mbob\u202e\r" in json.loads(run("stats", project, "--json").stdout)["judgments_by_annotator"]
 
+    from rlhf_workbench.core.project import Project
+    from rlhf_workbench.core.reward.config import RewardConfig
+    from rlhf_workbench.core.runs.records import start_run
+
+    with Project.open(project) as opened:
+        start_run(opened, kind="reward", name="\x1b]0;owned\x07run", config=RewardConfig())
+    listed = run("runs", project).stdout
+    assert "\x1b" not in listed and "\x07" not in listed and "\\x1b]0;owned\\x07run" in listed
+
 
 def test_for_terminal_leaves_ordinary_text_alone():
     from rlhf_workbench.core.terminal import for_terminal
