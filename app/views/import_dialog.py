@@ -177,8 +177,7 @@ class MappingForm(QGroupBox):
         mapping = {t: c.currentData() for t, c in self.combos.items() if c.currentData() is not None}
         more = [c.strip() for c in self.more_verdicts.text().split("+") if c.strip()]
         if more:
-            # Without a first verdict column, the others still need one: the mapping's check says so.
-            mapping["verdict"] = "+".join([mapping.get("verdict", ""), *more])
+            mapping["verdict"] = "+".join([mapping["verdict"], *more] if "verdict" in mapping else more)
         return mapping
 
     def values(self) -> dict[str, str]:
