@@ -170,3 +170,27 @@ def test_a_damaged_parquet_file_is_refused_naming_it(tmp_path):
     path.write_bytes(b"PAR1" + b"\x00" * 100)
     with pytest.raises(InputError, match="is not a readable Parquet file"):
         detect(path)
+
+
+def test_a_compressed_file_handed_over_to_the_reading_process_mid_file_stores_the_same(hh_plain, tmp_path, monkeypatch):
+    """Chosen by size, the importing process reads the first batches and the reading process goes
+    on after them: both must count the content's rows, and progress ends at the file's size."""
+    import time
+
+    from rlhf_workbench.core import import_rows, importing
+
+    monkeypatch.setattr(importing, "PIPELINE_MIN_BYTES", 0)
+    monkeypatch.setattr(import_rows, "BATCH_ROWS", 32)
+    monkeypatch.delenv(importing.PIPELINE_ENV, raising=False)
+    path = tmp_path / "test.jsonl.xz"
+    path.write_bytes(lzma.compress(HH_FILE.read_bytes()))
+    calls = []
+
+    def progress(event):
+        calls.append(event.step)
+        time.sleep(0.01)  # slow enough here that the reading process usually takes over
+
+    with Project.create(tmp_path / "p") as project:
+        import_file(project, path, sink=progress)
+        assert _stored(project) == hh_plain[1]
+    assert calls == sorted(calls) and calls[-1] == path.stat().st_size
