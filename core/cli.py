@@ -26,6 +26,7 @@ from pathlib import Path
 from . import __version__
 from .errors import WorkbenchError
 from .methods import METHODS
+from .terminal import for_terminal
 from .training.method import TrainingMethod
 
 
@@ -91,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         dest="mapping",
         type=_parse_mapping,
         help="column mapping for any CSV/JSONL, e.g. prompt=question,chosen=good,rejected=bad",
+    )
+    p.add_argument(
+        "--verdict-values",
+        type=_parse_verdict_values,
+        metavar="VALUE=VERDICT,...",
+        help="with --map ...,verdict=COLUMN: what the verdict column's values mean, e.g. 0=tie,1=a,2=b or -1=b,1=a "
+        "or gut=a,schlecht=b (verdicts: a, b, tie, both_bad, none). verdict=COL1+COL2+COL3 reads several columns, "
+        "each as its own annotator (dataset:mapped:COL1, or ANNOTATOR:COL1 with --annotator)",
     )
     p.add_argument("--annotator", help="attribute the data's own verdicts to this name (default: dataset:FORMAT)")
     p.add_argument("--skip-bad", action="store_true", help="import the good rows and report every rejected row")
@@ -251,13 +260,23 @@ def _parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+def _parse_verdict_values(text: str) -> dict[str, str]:
+    from .errors import ConfigError
+    from .formats.mapped import parse_verdict_values
+
+    try:
+        return parse_verdict_values(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--verdict-values: ")) from None
+
+
 def _run_subcommand(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
     except WorkbenchError as exc:
         # One write per line: under torchrun every rank may refuse at once, into the same stream.
-        sys.stderr.write(f"error: {_rank_prefix()}{exc}\n")
+        sys.stderr.write(f"error: {_rank_prefix()}{for_terminal(exc, keep_newlines=True)}\n")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)
@@ -306,14 +325,15 @@ def _cmd_import(args) -> int:
                     format=args.format,
                     mapping=args.mapping,
                     annotator=args.annotator,
+                    verdict_values=args.verdict_values,
                     skip_bad=args.skip_bad,
                     sink=bar.sink,
                 )
             reports.append(report)
             if not args.json:
-                print(report.summary())
+                print(for_terminal(report.summary()))
                 for rejected in report.rejected:
-                    print(f"  rejected {rejected}", file=sys.stderr)
+                    print(f"  rejected {for_terminal(rejected)}", file=sys.stderr)
                 if report.rejected_count > len(report.rejected):
                     print(f"  ... and {report.rejected_count - len(report.rejected):,} more", file=sys.stderr)
     if args.json:
@@ -327,7 +347,7 @@ def _cmd_export(args) -> int:
 
     with Project.open(args.project) as project:
         report = export_file(project, args.file, format=args.format, annotators=args.annotators)
-    print(report.summary())
+    print(for_terminal(report.summary()))
     return 0
 
 
@@ -348,7 +368,7 @@ def _cmd_stats(args) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     counts = stats["counts"]
-    print(f"{stats['project']} ({stats['path']})")
+    print(for_terminal(f"{stats['project']} ({stats['path']})"))
     print(
         f"  {counts['prompts']:,} prompts, {counts['responses']:,} responses, {counts['pairs']:,} pairs, "
         f"{counts['judgments']:,} verdicts, {counts['runs']:,} runs"
@@ -357,12 +377,12 @@ def _cmd_stats(args) -> int:
     if stats["pairs_by_origin"]:
         print("pairs by origin:")
         for origin, n in stats["pairs_by_origin"].items():
-            print(f"  {origin:<28} {n:>9,}")
+            print(f"  {for_terminal(origin):<28} {n:>9,}")
     if stats["judgments_by_annotator"]:
         print("verdicts by annotator:")
         for annotator, verdicts in stats["judgments_by_annotator"].items():
-            detail = ", ".join(f"{v} {n:,}" for v, n in verdicts.items())
-            print(f"  {annotator:<28} {sum(verdicts.values()):>9,}  ({detail})")
+            detail = for_terminal(", ".join(f"{v} {n:,}" for v, n in verdicts.items()))
+            print(f"  {for_terminal(annotator):<28} {sum(verdicts.values()):>9,}  ({detail})")
     return 0
 
 
@@ -391,7 +411,7 @@ def _cmd_generate(args) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    print(summary(counts))
+    print(for_terminal(summary(counts)))
     return 0
 
 
@@ -456,7 +476,7 @@ def _cmd_export_model(args) -> int:
     from .model_export import export_model
 
     result = export_model(args.checkpoint, args.out, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                          sink=lambda event: print(event.message, file=sys.stderr))
+                          sink=lambda event: print(for_terminal(event.message), file=sys.stderr))
     merged = "LoRA adapter merged, " if result["merged"] else ""
     print(f"{result['out']}: {result['kind']} model, {merged}{result['parameters']:,} parameters in {result['dtype']}, "
           f"outputs within {result['max_difference']:.2g} of the checkpoint's")
@@ -469,8 +489,8 @@ def _cmd_score_pairs(args) -> int:
 
     with Project.open(args.project) as project:
         result = score_unjudged_pairs(project, args.run, device=args.device)
-    print(f"scored {result['scored']:,} pairs with run {result['run_id']} ({result['run_name']}); "
-          f"{result['total']:,} pairs have its scores")
+    print(for_terminal(f"scored {result['scored']:,} pairs with run {result['run_id']} ({result['run_name']}); "
+                       f"{result['total']:,} pairs have its scores"))
     return 0
 
 
@@ -540,7 +560,7 @@ class _ProgressBar:
     """A progress bar on stderr (of bytes, unless told another unit), shown only when stderr is a terminal."""
 
     def __init__(self, label: str, *, disabled: bool, unit: str = "B"):
-        self.label, self.unit = label, unit
+        self.label, self.unit = for_terminal(label), unit
         self.disabled = disabled or not sys.stderr.isatty()
         self.bar = None
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import WorkbenchError
 from .formats import WriteReport, get_format
 from .project import Project
+from .records import ExportPair
 from .store import Store
+
+EMPTY_PROMPT_SKIP = "with an empty prompt, which no format reads back (imported before such pairs were refused)"
 
 
 @dataclass
@@ -50,14 +53,29 @@ def export_file(
         raise WorkbenchError(f"{path}: is a folder; give a file name to export to")
     if not path.parent.exists():
         raise WorkbenchError(f"{path.parent}: no such folder")
+    empty_prompts = 0
+
+    def with_a_prompt(pairs: Iterable[ExportPair]) -> Iterator[ExportPair]:
+        # Imports once let pairs with an empty prompt in (a misspelt prompt column); no format
+        # reads such a pair back now, so a file holding one could not be imported again.
+        nonlocal empty_prompts
+        for pair in pairs:
+            if pair.prompt:
+                yield pair
+            else:
+                empty_prompts += 1
+
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            report: WriteReport = fmt.write(store.iter_export_pairs(annotators=annotators), out)
+            report: WriteReport = fmt.write(with_a_prompt(store.iter_export_pairs(annotators=annotators)), out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return ExportReport(str(path), fmt.name, report.written, dict(report.skipped))
+    skipped = dict(report.skipped)
+    if empty_prompts:
+        skipped[EMPTY_PROMPT_SKIP] = empty_prompts
+    return ExportReport(str(path), fmt.name, report.written, skipped)

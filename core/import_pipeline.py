@@ -57,7 +57,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
@@ -93,6 +93,7 @@ class ReadTask:
     max_chars: int
     skip_bad: bool
     batch_rows: int
+    verdict_values: dict[str, str] = field(default_factory=dict)
 
 
 def spawn_is_safe() -> bool:
@@ -327,7 +328,10 @@ def _child_main(conn, task: ReadTask) -> None:
 
             fmt = get_format(task.format)
             source = RowSource(task.path, task.container)
-            options = ReadOptions(mapping=dict(task.mapping), annotator=task.annotator, max_chars=task.max_chars)
+            options = ReadOptions(
+                mapping=dict(task.mapping), annotator=task.annotator, max_chars=task.max_chars,
+                verdict_values=dict(task.verdict_values),
+            )
             conn.send_bytes(marshal.dumps(("ready",)))
             ready = time.perf_counter()
             try:

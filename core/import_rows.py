@@ -11,15 +11,17 @@ from collections.abc import Callable, Iterator
 
 from .bulk import BulkWriter
 from .errors import FieldError, InputError
-from .formats import Format, ReadOptions
+from .formats import Format, ReadOptions, SkipRow
 from .formats.rows import Row, RowSource, lone_surrogate
-from .records import ROLES, VERDICTS, PairRecord, PromptRecord
+from .records import MAX_MARGIN, ROLES, VERDICTS, PairRecord, PromptRecord
 
 # Rows per prepared batch: how often progress is reported and stop() looked at, and what one message from
 # the reading process carries (a few MB of text).
 BATCH_ROWS = 2048
-# (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far)
-Batch = tuple[list[tuple], list[tuple], int, int, int]
+# (prepared items, rejected rows as (line, field, reason), good rows, records, bytes read so far,
+# rows skipped by reason (counted in the good rows too: SkipRow), records that repeat their row's
+# pair with another annotator's verdict (the mapped format's several verdict columns))
+Batch = tuple[list[tuple], list[tuple], int, int, int, dict[str, int], int]
 
 
 def prepared_batches(
@@ -35,9 +37,11 @@ def prepared_batches(
     """Everything an import does that needs no database: rows read, parsed, validated, and
     prepared for `BulkWriter.write_prepared` (canonical JSON, content hashes).
 
-    Yields batches `(items, rejected, rows, records, bytes_read)`: prepared items, rejected rows
-    as (line, field, reason), how many good rows and records the batch holds, and how far into
-    the file reading has got. Without `skip_bad`, the first bad row raises InputError naming the
+    Yields batches `(items, rejected, rows, records, bytes_read, skipped, repeats)`: prepared items,
+    rejected rows as (line, field, reason), how many good rows and records the batch holds, how far
+    into the file reading has got, how many of its rows the format skipped (SkipRow), by reason,
+    and how many records repeat their row's pair (one pair judged by several annotators: the
+    writer counts each repeat as a pair already there, which the report takes back). Without `skip_bad`, the first bad row raises InputError naming the
     file, line and field. `skip` rows (good or bad) are passed over first: the reading process
     starts where this process stopped. `hash_here`, asked before each batch, says whether to
     compute the content hashes (True without it) or leave them to `BulkWriter.write_prepared`.
@@ -51,12 +55,14 @@ def prepared_batches(
     # The format's fast path for its usual rows (Format.pair_row); other rows take the general one.
     pair_row, hash_pair = fmt.pair_row, BulkWriter.hash_pair
     fast_verdict = fmt.pair_row_verdict
+    names_annotators = fmt.names_annotators
     # What the general path gives a record whose verdict is by the format's own annotator.
     fast_annotator = default_annotator if fast_verdict is not None else None
     items: list[tuple] = []
     append = items.append
     rejected: list[tuple] = []
-    rows = records = seen = 0
+    skipped: dict[str, int] = {}
+    rows = records = seen = repeats = 0
     hashed = hash_here() if hash_here is not None else True
     for item in source.rows(skip):
         seen += 1
@@ -86,11 +92,20 @@ def prepared_batches(
                     raise InputError(exc.reason, path=source.path, line=item.line, field=exc.field) from None
                 rejected.append((item.line, exc.field, exc.reason))
                 parsed = ()
+            except SkipRow as exc:
+                skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+                parsed = ()
+            if len(parsed) > 1 and isinstance(parsed[0], PairRecord):
+                first = parsed[0]
+                repeats += sum(
+                    1 for r in parsed[1:]
+                    if (r.prompt, r.response_a, r.response_b) == (first.prompt, first.response_a, first.response_b)
+                )
             for record in parsed:
                 records += 1
                 if isinstance(record, PairRecord):
                     verdict_annotator = record.annotator or default_annotator if record.verdict else None
-                    if options.annotator and record.verdict:
+                    if options.annotator and record.verdict and not names_annotators:
                         verdict_annotator = options.annotator
                     items.append(
                         prepare_pair(
@@ -108,13 +123,13 @@ def prepared_batches(
                 else:
                     items.append(prepare_prompt(record.prompt, hashed=hashed))
         if seen >= batch_rows:
-            yield items, rejected, rows, records, source.bytes_read
-            items, rejected, rows, records, seen = [], [], 0, 0, 0
+            yield items, rejected, rows, records, source.progress(), skipped, repeats
+            items, rejected, rows, records, seen, skipped, repeats = [], [], 0, 0, 0, {}, 0
             append = items.append
             if hash_here is not None:
                 hashed = hash_here()
     if seen:
-        yield items, rejected, rows, records, source.bytes_read
+        yield items, rejected, rows, records, source.progress(), skipped, repeats
 
 
 def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
@@ -137,6 +152,9 @@ def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
         if not record.prompt or not any(m.content.strip() for m in record.prompt):
             raise FieldError("prompt", "is empty")
         return
+    if not record.prompt:
+        # A pair is an answer to something: an empty prompt is a column the format did not find.
+        raise FieldError("prompt", "is empty; a pair needs the prompt its two responses answer")
     for name, text in (("response_a", record.response_a), ("response_b", record.response_b)):
         if not isinstance(text, str):
             raise FieldError(name, "is not text")
@@ -155,3 +173,7 @@ def validate_record(record: PairRecord | PromptRecord, max_chars: int) -> None:
             raise FieldError("annotator", f"contains a lone surrogate ({surrogate}), which is not valid text")
     if record.margin is not None and not math.isfinite(record.margin):
         raise FieldError("margin", f"is {record.margin}; expected a finite number")
+    if record.margin is not None and abs(record.margin) > MAX_MARGIN:
+        raise FieldError(
+            "margin", f"is {record.margin:g}; a margin beyond ±{MAX_MARGIN:g} is almost certainly a mistake in the data"
+        )

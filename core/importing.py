@@ -22,7 +22,7 @@ from . import import_rows
 from .bulk import BulkWriter
 from .errors import ConfigError, FieldError, InputError, Stopped, WorkbenchError
 from .events import Progress, Sink, StopFlag
-from .formats import Format, ReadOptions, detect, get_format
+from .formats import Format, ReadOptions, detect, get_format, ignored_columns
 from .formats.rows import RowSource
 from .import_pipeline import READER_NAME, PipelineReader, ReadTask, spawn_is_safe
 from .import_rows import Batch, prepared_batches
@@ -62,6 +62,12 @@ class ImportReport:
     judgments_existing: int = 0
     rejected_count: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    # Records that gave their row's pair again, with another annotator's verdict (not in the summary).
+    repeated_pairs: int = 0
+    # Rows that were fine but held nothing to import, by reason (an Arena tie of identical answers).
+    skipped: dict[str, int] = field(default_factory=dict)
+    # Columns of the file (seen in its first rows) that the format does not read.
+    ignored_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
     import_id: int | None = None
 
@@ -75,7 +81,12 @@ class ImportReport:
             parts.append(f"{self.prompts_added:,} prompts added")
         if self.rejected_count:
             parts.append(f"{self.rejected_count:,} rows rejected")
-        return f"{Path(self.path).name} ({self.format}): " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        parts.extend(f"{n:,} rows skipped ({reason})" for reason, n in self.skipped.items())
+        text = f"{Path(self.path).name} ({self.format}): " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        if self.ignored_columns:
+            names = ", ".join(self.ignored_columns[:12]) + (", …" if len(self.ignored_columns) > 12 else "")
+            text += f"; columns not read by the {self.format} format: {names}"
+        return text
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -90,6 +101,7 @@ def import_file(
     format: str | None = None,
     mapping: dict[str, str] | None = None,
     annotator: str | None = None,
+    verdict_values: dict[str, str] | None = None,
     skip_bad: bool = False,
     sink: Sink | None = None,
     stop: StopFlag | None = None,
@@ -128,7 +140,12 @@ def import_file(
         fmt, source = detection.format, detection.source
     if fmt.parse_row is None:
         raise InputError(f"the {fmt.name} format can be exported but not imported", path=path)
-    options = ReadOptions(mapping=dict(mapping or {}), annotator=annotator)
+    options = ReadOptions(mapping=dict(mapping or {}), annotator=annotator, verdict_values=dict(verdict_values or {}))
+    if options.verdict_values and fmt.name != "mapped":
+        raise InputError(
+            f"--verdict-values is for the mapped format (--map ...,verdict=COLUMN); the {fmt.name} format "
+            "knows what its verdicts mean", path=path,
+        )
     if fmt.name == "mapped" and not options.mapping:
         raise InputError("the mapped format needs --map, e.g. --map prompt=question,chosen=good,rejected=bad", path=path)
 
@@ -141,6 +158,7 @@ def import_file(
             raise InputError(str(exc), path=path) from None
 
     report = ImportReport(path=str(path), format=fmt.name)
+    report.ignored_columns = ignored_columns(fmt, options, source.sample().columns)
     # Started before the transaction, so that its start-up overlaps with ours.
     mode = _pipeline_mode(pipeline, source)
     reader = _start_reader(mode, fmt, source, options, skip_bad) if mode else None
@@ -160,6 +178,8 @@ def import_file(
             writer.flush()
             for name, value in asdict(writer.counts).items():
                 setattr(report, name, value)
+            # A pair judged by several annotators of the file is one pair, not one already there.
+            report.pairs_existing -= report.repeated_pairs
             report.import_id = import_id
             report.seconds = time.perf_counter() - started
             store.conn.execute(
@@ -211,6 +231,7 @@ def _start_reader(
         max_chars=options.max_chars,
         skip_bad=skip_bad,
         batch_rows=import_rows.BATCH_ROWS,  # read at each call, so that tests can make batches small
+        verdict_values=dict(options.verdict_values),
     )
     try:
         return PipelineReader(task)
@@ -236,7 +257,7 @@ def _read_into(
         raise stopped
     if sink is not None:
         sink(Progress(0, total, message))
-    for items, rejected, rows, records, bytes_read in batches:
+    for items, rejected, rows, records, bytes_read, skipped, repeats in batches:
         if stop is not None and stop():
             raise stopped
         if sink is not None:
@@ -244,6 +265,9 @@ def _read_into(
         writer.write_prepared(items)
         report.rows += rows
         report.records += records
+        report.repeated_pairs += repeats
+        for reason, n in skipped.items():
+            report.skipped[reason] = report.skipped.get(reason, 0) + n
         if rejected:
             report.rejected_count += len(rejected)
             room = _REJECTED_KEPT - len(report.rejected)

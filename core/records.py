@@ -26,6 +26,13 @@ SWAPPED_VERDICT: dict[str, str] = {"a": "b", "b": "a", "tie": "tie", "both_bad":
 # Annotators whose name starts with this are labels that came with imported data, not people.
 DATASET_ANNOTATOR_PREFIX = "dataset:"
 
+# The largest margin accepted. A margin is subtracted from a reward difference of a few units
+# inside logsigmoid: past ~100 the pair's loss is already linear in it and outweighs every other
+# pair in its batch, and past fp16's largest number (65,504) it becomes infinite in a mixed
+# precision run (1e300 does even in fp32). 1e4 leaves any sane scale (ratings, score gaps of
+# hundreds) room while refusing the values that can only be a unit or parsing mistake.
+MAX_MARGIN = 1e4
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

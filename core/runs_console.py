@@ -12,6 +12,7 @@ from .experiments import ABSENT, Comparison, compare_runs, comparison_text
 from .project import Project
 from .run_deletion import delete_run, plan_deletion
 from .run_export import FORMATS, export_runs
+from .terminal import for_terminal
 
 
 def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: bool,
@@ -29,13 +30,14 @@ def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: 
                     run_id: {"values": report.values[run_id], "files": [str(path) for path in files]}
                     for run_id, files in report.files.items()}}, indent=2))
             else:
-                print("\n".join(report.lines()))
+                print(for_terminal("\n".join(report.lines()), keep_newlines=True))
                 if "tensorboard" in formats:
                     print(f"view them with: tensorboard --logdir {shlex.quote(str(report.folder))}")
             return 0
         if compare is not None:
             comparison = compare_runs(project, compare)
-            print(json.dumps(_comparison_json(comparison), indent=2) if as_json else comparison_text(comparison))
+            print(json.dumps(_comparison_json(comparison), indent=2) if as_json
+                  else for_terminal(comparison_text(comparison), keep_newlines=True))
             return 0
         if delete is None:
             return _list(project, as_json)
@@ -46,7 +48,7 @@ def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: 
             "folder_bytes": plan.folder_bytes, "dependents": plan.dependents, "compare_pairs": plan.compare_pairs,
         }, indent=2))
     else:
-        print(plan.describe())
+        print(for_terminal(plan.describe(), keep_newlines=True))
         print(f"deleted run {plan.run['id']}" if yes else "nothing deleted yet: add --yes to delete it")
     return 0
 
@@ -61,8 +63,9 @@ def _list(project: Project, as_json: bool) -> int:
         print(f"{project.name}: no runs yet")
     for run in runs:
         error = (run.get("error") or "").splitlines()
-        print(f"{run['id']:<26} {run['kind']:<8} {run['status']:<9} {run['created_at'][:19]}  {run['name']}"
-              + (f"  ({error[0]})" if error else ""))
+        # Run names are typed by people and errors quote data: neither may drive the terminal.
+        print(for_terminal(f"{run['id']:<26} {run['kind']:<8} {run['status']:<9} {run['created_at'][:19]}  {run['name']}"
+                           + (f"  ({error[0]})" if error else "")))
     return 0
 
 

@@ -114,6 +114,45 @@ def test_an_undetected_file_gets_a_column_mapping_and_an_annotator(view, qtbot):
     assert view.overview_data["by_annotator"]["alice"] == {"a": 1, "b": 2, "tie": 1, "both_bad": 1}
 
 
+def test_the_mapping_page_takes_verdict_values_and_several_annotator_columns(view, qtbot, tmp_path):
+    rows = [
+        {"instruction": "Q1", "output_1": "x1", "output_2": "y1", "annotator1": 1, "annotator2": 0, "annotator3": 2},
+        {"instruction": "Q2", "output_1": "x2", "output_2": "y2", "annotator1": 2, "annotator2": 2, "annotator3": 2},
+    ]
+    path = tmp_path / "pandalm.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dialog = opened_dialog(qtbot, view, path)
+    assert dialog.format.currentData() == "mapped"
+    for target, column in (("prompt", "instruction"), ("response_a", "output_1"), ("response_b", "output_2"),
+                           ("verdict", "annotator1")):
+        dialog.mapping.set_target(target, column)
+    dialog.mapping.verdict_values.setText("0=tie,1=a,2=c")
+    assert not dialog.import_button.isEnabled()
+    assert "verdict values: '2=c': 'c' is not a verdict" in dialog.problem.text()
+    dialog.mapping.verdict_values.setText("0=tie,1=a,2=b")
+    dialog.mapping.more_verdicts.setText("annotator2+annotator3")
+    assert dialog.import_button.isEnabled() and dialog.problem.text() == ""
+    assert dialog.choice().mapping["verdict"] == "annotator1+annotator2+annotator3"
+    dialog.accept()
+    finish_import(qtbot, view)
+    assert (view.last_import.pairs_added, view.last_import.pairs_existing, view.last_import.judgments_added) == (2, 0, 6)
+    assert view.overview_data["by_annotator"]["dataset:mapped:annotator2"] == {"tie": 1, "b": 1}
+
+
+def test_the_summary_shows_skipped_rows_and_columns_not_read(view, qtbot, tmp_path):
+    rows = [
+        {"prompt": "Hi", "response_a": "Hello", "response_b": "Go away", "winner": "model_a", "extra": 1},
+        {"prompt": "2+2?", "response_a": "4", "response_b": "4", "winner": "tie", "extra": 2},
+    ]
+    path = tmp_path / "arena.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    opened_dialog(qtbot, view, path).accept()
+    finish_import(qtbot, view)
+    summary = visible(view, ImportSummary)[-1]
+    assert summary.values["Rows skipped"] == "1" and summary.values["Columns not read"] == "extra"
+    assert "1 rows skipped (the two responses are identical)" in summary.headline.text()
+
+
 def test_a_forced_format_and_the_mapping_guess(view, qtbot):
     assert guess_mapping(["Question", "good", "bad", "score"]) == {"prompt": "Question", "chosen": "good", "rejected": "bad"}
     assert guess_mapping(["prompt", "response_a", "response_b", "winner"]) == {

@@ -63,6 +63,11 @@ CASES = [
     ("trl_identical.jsonl", {}, 4, None, "identical"),
     ("trl_null_rejected.jsonl", {}, 4, "rejected", "is null"),
     ("trl_number_chosen.jsonl", {}, 4, "chosen", "a number (42)"),
+    # A margin of 1e300 was accepted and made the reward model's loss infinite in training.
+    ("trl_absurd_margin.jsonl", {}, 2, "margin", "is 1e+300; a margin beyond ±10000"),
+    ("trl_infinite_margin.jsonl", {}, 3, "margin", "expected a finite number"),
+    ("mapped_absurd_margin.csv", {"mapping": {"prompt": "question", "chosen": "good", "rejected": "bad",
+                                              "margin": "how_much"}}, 3, "margin", "is -20000"),
 ]
 
 

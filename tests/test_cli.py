@@ -108,3 +108,54 @@ def test_formats_lists_readers_and_writers():
     out = run("formats").stdout
     for name in ("hh-rlhf", "trl", "oasst", "arena", "pairs", "mapped"):
         assert name in out
+
+
+def test_names_from_data_reach_the_terminal_escaped(tmp_path):
+    """An annotator named with a terminal escape (from a file) turned the terminal red in `stats`;
+    the import summary printed a file name holding one as it was."""
+    project = tmp_path / "p"
+    run("init", project)
+    data = tmp_path / "red\x1b[31m.jsonl"
+    data.write_text(json.dumps({"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon.",
+                                "annotator": "\x1b[31mbob\u202e\r"}) + "\n")
+    imported = run("import", project, data, "-q")
+    stats = run("stats", project)
+    for output in (imported.stdout + imported.stderr, stats.stdout):
+        assert "\x1b" not in output and "\u202e" not in output and "\r" not in output
+    assert "\\x1b[31mbob\\u202e\\r" in stats.stdout
+    assert "red\\x1b[31m.jsonl" in imported.stdout
+    # JSON keeps the name exactly (json escapes it), for programs that read it.
+    assert "\x1b[31mbob\u202e\r" in json.loads(run("stats", project, "--json").stdout)["judgments_by_annotator"]
+
+    from rlhf_workbench.core.project import Project
+    from rlhf_workbench.core.reward.config import RewardConfig
+    from rlhf_workbench.core.runs.records import start_run
+
+    with Project.open(project) as opened:
+        start_run(opened, kind="reward", name="\x1b]0;owned\x07run", config=RewardConfig())
+    listed = run("runs", project).stdout
+    assert "\x1b" not in listed and "\x07" not in listed and "\\x1b]0;owned\\x07run" in listed
+
+
+def test_for_terminal_leaves_ordinary_text_alone():
+    from rlhf_workbench.core.terminal import for_terminal
+
+    assert for_terminal("dataset:hh-rlhf  ünïcode 中文") == "dataset:hh-rlhf  ünïcode 中文"
+    assert for_terminal("a\nb\tc\x07") == "a\\nb\\tc\\x07"
+    assert for_terminal("line 1\nline 2\x1b", keep_newlines=True) == "line 1\nline 2\\x1b"
+
+
+def test_import_reads_verdict_values_and_several_annotator_columns(tmp_path):
+    project = tmp_path / "p"
+    run("init", project)
+    data = tmp_path / "pandalm.csv"
+    data.write_text("instruction,output_1,output_2,annotator1,annotator2\nQ1,x1,y1,1,0\nQ2,x2,y2,2,2\n")
+    mapping = "prompt=instruction,response_a=output_1,response_b=output_2,verdict=annotator1+annotator2"
+    bad = run("import", project, data, "--map", mapping, "--verdict-values", "0=tie,1=a,2=c", check=False)
+    assert bad.returncode == 2 and "argument --verdict-values: '2=c': 'c' is not a verdict" in bad.stderr
+    unmapped = run("import", project, data, "--map", mapping, "--verdict-values", "1=a,2=b", check=False)
+    assert unmapped.returncode == 1 and "line 2, field 'annotator2': is '0', which --verdict-values" in unmapped.stderr
+    result = run("import", project, data, "-q", "--map", mapping, "--verdict-values", "0=tie,1=a,2=b")
+    assert "2 pairs added, 4 verdicts added" in result.stdout
+    stats = json.loads(run("stats", project, "--json").stdout)["judgments_by_annotator"]
+    assert stats == {"dataset:mapped:annotator1": {"a": 1, "b": 1}, "dataset:mapped:annotator2": {"b": 1, "tie": 1}}

@@ -143,3 +143,25 @@ def test_conversations_that_start_differently_are_refused(project, tmp_path):
     with pytest.raises(InputError) as caught:
         import_file(project, path)
     assert caught.value.field == "conversation_b" and "starts differently" in caught.value.reason
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_battles_whose_two_answers_are_identical_are_skipped_and_counted(project, tmp_path, pipeline):
+    """Real Arena exports hold many ties of identical answers; one stopped the whole file's import."""
+    rows = [
+        {"prompt": "Hi", "response_a": "Hello", "response_b": "Go away", "winner": "model_a"},
+        {"prompt": "2+2?", "response_a": "4", "response_b": "4", "winner": "tie"},
+        {"prompt": "Sky?", "response_a": "Blue.", "response_b": "Green.", "winner": "model_a"},
+        {"prompt": "Name?", "response_a": '["I am a model."]', "response_b": '["I am a model."]', "winner": "model_b"},
+    ]
+    path = tmp_path / "arena.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = import_file(project, path, pipeline=pipeline)
+    assert (report.pairs_added, report.rows, report.rejected_count) == (2, 4, 0)
+    assert report.skipped == {"the two responses are identical": 2}
+    assert "2 rows skipped (the two responses are identical)" in report.summary()
+    assert project.store.counts()["pairs"] == 2
+    # A bad row is still refused: skipping is for good data that holds no pair.
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {**rows[0], "winner": "model_c"}]))
+    with pytest.raises(InputError, match="line 5"):
+        import_file(project, path, pipeline=pipeline)

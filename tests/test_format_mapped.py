@@ -109,3 +109,82 @@ def test_a_mapping_naming_a_missing_column_is_refused_once_even_with_skip_bad(tm
     message = str(caught.value)
     assert "qa.csv" in message and "'gud'" in message and "question, good, bad" in message
     assert project.store.counts()["pairs"] == 0
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+PANDALM = [
+    {"instruction": "Q1", "output_1": "x1", "output_2": "y1", "annotator1": 1, "annotator2": 1, "annotator3": 0},
+    {"instruction": "Q2", "output_1": "x2", "output_2": "y2", "annotator1": 2, "annotator2": 0, "annotator3": 2},
+    {"instruction": "Q3", "output_1": "x3", "output_2": "y3", "annotator1": "0", "annotator2": 2.0, "annotator3": None},
+]
+PANDALM_MAP = {"prompt": "instruction", "response_a": "output_1", "response_b": "output_2"}
+
+
+def test_verdict_values_say_what_a_columns_values_mean(project, tmp_path):
+    """PandaLM writes 0 = tie, 1 = A, 2 = B: the built-in spellings read 2 as B but 0 as an error."""
+    from rlhf_workbench.core.formats.mapped import parse_verdict_values
+
+    path = _jsonl(tmp_path / "pandalm.jsonl", PANDALM)
+    mapping = {**PANDALM_MAP, "verdict": "annotator1"}
+    with pytest.raises(InputError, match="is 2, which --verdict-values does not give a verdict; --verdict-values maps -1=b, 1=a"):
+        import_file(project, path, mapping=mapping, verdict_values=parse_verdict_values("-1=b,1=a"))
+    report = import_file(project, path, mapping=mapping, verdict_values=parse_verdict_values("0=tie,1=a,2=b"))
+    assert report.judgments_added == 3
+    assert {a: p.verdict for a, p in _pairs(project).items()} == {"x1": "a", "x2": "b", "x3": "tie"}
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_several_annotator_columns_are_each_their_own_annotator(project, tmp_path, pipeline):
+    from rlhf_workbench.core.formats.mapped import parse_verdict_values
+
+    path = _jsonl(tmp_path / "pandalm.jsonl", PANDALM)
+    values = parse_verdict_values("0=tie,1=A,2=B")
+    report = import_file(project, path, mapping={**PANDALM_MAP, "verdict": "annotator1+annotator2+annotator3"},
+                         verdict_values=values, pipeline=pipeline)  # True: read in a second process
+    assert (report.pairs_added, report.judgments_added, report.ignored_columns) == (3, 8, [])  # one empty cell
+    assert project.store.judgments_by_annotator_and_verdict() == {
+        "dataset:mapped:annotator1": {"a": 1, "b": 1, "tie": 1},
+        "dataset:mapped:annotator2": {"a": 1, "b": 1, "tie": 1},
+        "dataset:mapped:annotator3": {"b": 1, "tie": 1},
+    }
+    # --annotator names the group; importing again adds nothing.
+    again = import_file(project, path, mapping={**PANDALM_MAP, "verdict": "annotator1+annotator2"},
+                        verdict_values=values, annotator="pandalm")
+    assert (again.pairs_added, again.judgments_added) == (0, 6)
+    assert {"pandalm:annotator1", "pandalm:annotator2"} <= set(project.store.judgments_by_annotator_and_verdict())
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("0=tie,1=c", "--verdict-values: '1=c': 'c' is not a verdict; use a, b, tie, both_bad, none"),
+    ("0tie", "--verdict-values: '0tie' is not VALUE=VERDICT"),
+    ("1=a,1.0=b", "the value '1.0' is given two verdicts"),
+    ("", "--verdict-values is empty"),
+])
+def test_unusable_verdict_values_name_the_setting_and_the_item(text, words):
+    from rlhf_workbench.core.formats.mapped import parse_verdict_values
+
+    with pytest.raises(ConfigError) as caught:
+        parse_verdict_values(text)
+    assert words in str(caught.value)
+
+
+def test_words_in_another_language_and_bad_mappings_of_verdict_columns(project, tmp_path):
+    from rlhf_workbench.core.formats.mapped import parse_verdict_values
+
+    rows = [{"frage": "F1", "a": "x1", "b": "y1", "urteil": "Links"}, {"frage": "F2", "a": "x2", "b": "y2", "urteil": "gleich"}]
+    path = _jsonl(tmp_path / "de.jsonl", rows)
+    mapping = {"prompt": "frage", "response_a": "a", "response_b": "b", "verdict": "urteil"}
+    import_file(project, path, mapping=mapping, verdict_values=parse_verdict_values("links=a,rechts=b,gleich=tie"))
+    assert {a: p.verdict for a, p in _pairs(project).items()} == {"x1": "a", "x2": "tie"}
+    with pytest.raises(InputError, match="no column 'urteil3' \\(mapped to verdict\\)"):
+        import_file(project, path, mapping={**mapping, "verdict": "urteil+urteil3"})
+    with pytest.raises(InputError, match="--verdict-values says what a verdict column's values mean, but no column"):
+        import_file(project, path, mapping={"prompt": "frage", "response_a": "a", "response_b": "b"},
+                    verdict_values={"1": "a"})
+    with pytest.raises(InputError, match="--verdict-values is for the mapped format"):
+        import_file(project, FIXTURES / "pairs.jsonl", verdict_values={"1": "a"})
+    assert project.store.counts()["pairs"] == 2

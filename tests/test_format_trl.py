@@ -62,15 +62,65 @@ def test_explicit_prompt_that_is_an_hh_transcript_becomes_messages(tmp_path):
 
 
 def test_implicit_string_prompt_is_the_common_prefix(tmp_path):
-    rows = [
-        {"chosen": "The sky is blue.", "rejected": "The sky is green."},
-        {"chosen": "Yes", "rejected": "No"},
-    ]
-    _, pairs = _import(tmp_path, _jsonl(tmp_path / "d.jsonl", rows))
-    by_prompt = {p.prompt: (p.response_a, p.response_b) for p in pairs}
+    rows = [{"chosen": "The sky is blue.", "rejected": "The sky is green."}]
+    _, (pair,) = _import(tmp_path, _jsonl(tmp_path / "d.jsonl", rows))
     # As TRL's extract_prompt: the space before the point where they differ goes with the responses.
-    assert by_prompt[_conversation((USER, "The sky is"))] == (" blue.", " green.")
-    assert by_prompt[()] == ("Yes", "No")
+    assert pair.prompt == _conversation((USER, "The sky is"))
+    assert (pair.response_a, pair.response_b) == (" blue.", " green.")
+
+
+GOOD_ROW = {"prompt": "What is the capital of Italy?", "chosen": "Rome.", "rejected": "Milan."}
+
+
+@pytest.mark.parametrize(("column", "suggested"), [
+    ("promt", "promt"), ("Prompt", "Prompt"), ("question", "question"), (None, None),
+])
+def test_a_row_whose_prompt_comes_out_empty_is_refused_naming_the_columns_and_the_likely_one(
+        tmp_path, column, suggested):
+    """A misspelt prompt column was read as the implicit-prompt form: an empty prompt, exit 0."""
+    row = {"chosen": "Paris.", "rejected": "Lyon."}
+    if column is not None:
+        row = {column: "What is the capital of France?", **row}
+    path = _jsonl(tmp_path / "d.jsonl", [GOOD_ROW, row])
+    with Project.create(tmp_path / "p") as project:
+        with pytest.raises(InputError) as caught:
+            import_file(project, path)
+        assert project.store.counts()["pairs"] == 0  # all or nothing
+    error = caught.value
+    assert (error.path, error.line, error.field) == (path, 2, "prompt")
+    assert error.reason.startswith("is missing")
+    if column in (None, "question"):  # a misspelling is refused before the responses are looked at
+        assert "the prompt would be empty" in error.reason
+    assert f"the columns are: {', '.join(row)}" in error.reason
+    if suggested:
+        assert f"did you mean 'prompt' (the column '{suggested}')?" in error.reason
+        assert f"--map prompt={suggested},chosen=chosen,rejected=rejected" in error.reason
+
+
+def test_a_column_spelt_like_prompt_is_refused_even_where_the_responses_share_a_beginning(tmp_path):
+    # Read implicitly, "The capital is" would have become the prompt and the question been lost.
+    row = {"Prompt": "What is the capital of France?", "chosen": "The capital is Paris.", "rejected": "The capital is Lyon."}
+    with pytest.raises(InputError, match="did you mean 'prompt' \\(the column 'Prompt'\\)"):
+        _import(tmp_path, _jsonl(tmp_path / "d.jsonl", [row]))
+
+
+def test_an_empty_explicit_or_conversational_prompt_is_refused(tmp_path):
+    for i, row in enumerate([
+        {"prompt": "  ", "chosen": "Paris.", "rejected": "Lyon."},
+        {"chosen": [said(USER, "Hi"), said(ASSISTANT, "Hello.")], "rejected": [said(USER, "Yo"), said(ASSISTANT, "Hey.")]},
+    ]):
+        with pytest.raises(InputError) as caught:
+            _import(tmp_path / str(i), _jsonl(tmp_path / f"{i}.jsonl", [row]), format="trl")
+        assert caught.value.field == "prompt" and "empty" in caught.value.reason
+
+
+def test_the_summary_names_the_columns_a_format_does_not_read(tmp_path):
+    rows = [{**GOOD_ROW, "id": 7, "source": "web", "score_chosen": 9.0}]
+    report, _ = _import(tmp_path, _jsonl(tmp_path / "d.jsonl", rows))
+    assert report.ignored_columns == ["id", "source", "score_chosen"]
+    assert report.summary().endswith("; columns not read by the trl format: id, source, score_chosen")
+    report, _ = _import(tmp_path / "2", _jsonl(tmp_path / "e.jsonl", [GOOD_ROW]))
+    assert report.ignored_columns == [] and "not read" not in report.summary()
 
 
 def test_implicit_hh_transcripts_split_at_the_turn(tmp_path):

@@ -116,10 +116,10 @@ def test_the_handover_mid_file_yields_the_same_items_as_one_process(monkeypatch)
         reader.close()
     assert reader.stats["skipped_rows"] == 7 * 64
     assert len(got) == len(expected)
-    for (items, rejected, rows, records, bytes_read), (e_items, e_rejected, e_rows, e_records, e_bytes) in zip(got, expected):
+    for (items, *rest), (e_items, *e_rest) in zip(got, expected):
         # The reading process may leave the hashes to the importing one: compare them computed.
         assert BulkWriter.hash_items(items) == e_items
-        assert (rejected, rows, records, bytes_read) == (e_rejected, e_rows, e_records, e_bytes)
+        assert rest == e_rest  # rejected, rows, records, bytes read, skipped
 
 
 @needs_shared

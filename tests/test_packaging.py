@@ -106,6 +106,17 @@ def test_the_package_extra_is_pinned_and_build_outputs_are_ignored():
     assert ignored.stdout.split() == ["build/x", "dist/x"]
 
 
+def test_pyarrow_is_a_pinned_dependency_the_bundle_keeps():
+    """Parquet, Arrow and zstd files are read through pyarrow: the app needs it, not only the tests."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert any(r.startswith("pyarrow") for r in project["project"]["dependencies"])
+    assert any(p.startswith("pyarrow==") for p in (ROOT / "constraints.txt").read_text().splitlines())
+    spec = (ROOT / "packaging" / "rlhf-workbench.spec").read_text()
+    excludes = spec[spec.index("excludes = ["):]
+    excludes = excludes[: excludes.index("]")]
+    assert '"pyarrow"' not in excludes and '"pyarrow.parquet"' in spec
+
+
 # -- the built app -------------------------------------------------------------------------------
 
 

@@ -109,6 +109,8 @@ def test_an_infinite_loss_fails_with_its_step_and_keeps_the_last_good_checkpoint
     with pytest.raises(JobFailed) as err:
         train(model, tokenizer, pairs, [], config, sink=lambda e: None, stop=lambda: False, run_dir=tmp_path)
     assert err.value.step == bad_step and f"step {bad_step}" in err.value.message and "inf" in err.value.message
+    # The data is named first: no learning rate makes that pair's loss finite.
+    assert err.value.hint.startswith("most likely the data: 1 training pairs have a margin beyond ±10000 (e.g. inf)")
     assert "learning_rate" in err.value.hint and "fp32" in err.value.hint
     steps = sorted(int(p.name[5:]) for p in (tmp_path / "checkpoints").glob("step-*"))
     assert steps[-1] == bad_step - 1 if bad_step > 1 else steps == []

@@ -15,7 +15,7 @@ from rlhf_workbench.core.exporting import export_file
 from rlhf_workbench.core.formats import detect
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
-from rlhf_workbench.core.records import DECISIVE_VERDICTS
+from rlhf_workbench.core.records import DECISIVE_VERDICTS, Message
 
 HH_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless" / "pairs.jsonl"
 
@@ -82,7 +82,7 @@ def mixed_project(tmp_path):
         {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                     {"role": "user", "content": "Sun?"}],
          "chosen": [{"role": "assistant", "content": "Hot."}], "rejected": [{"role": "assistant", "content": "Cold."}]},
-        {"chosen": "No prompt at all: good", "rejected": "Bad", "annotator": "bob"},
+        {"chosen": "An implicit prompt: good", "rejected": "An implicit prompt: bad", "annotator": "bob"},
         {"prompt": "Tied?", "chosen": "One", "rejected": "Two"},
         {"prompt": "Flipped?", "chosen": "Left", "rejected": "Right"},
     ]
@@ -134,3 +134,23 @@ def test_exporting_a_reimported_file_gives_the_same_file(mixed_project, tmp_path
             export_file(again, second, format=format)
         assert second.read_bytes() == first.read_bytes()
 
+
+
+def test_a_pair_with_an_empty_prompt_from_an_older_import_is_skipped_on_export(tmp_path):
+    """Imports once let empty prompts in; written out, such a pair made a file no import takes."""
+    from rlhf_workbench.core.bulk import BulkWriter
+    from rlhf_workbench.core.exporting import EMPTY_PROMPT_SKIP
+
+    with Project.create(tmp_path / "p") as project:
+        with project.store.transaction(foreign_keys=False):
+            writer = BulkWriter(project.store, import_id=None, source="dataset", source_name="old.jsonl")
+            writer.add_pair((), "Yes", "No", origin="trl", verdict="a", annotator="dataset:trl")
+            writer.add_pair((Message("user", "Sky?"),), "Blue.", "Green.", origin="trl", verdict="a",
+                            annotator="dataset:trl")
+            writer.flush()
+        for format in ("trl", "trl-conversational", "pairs", "hh-rlhf"):
+            out = tmp_path / f"out.{format}.jsonl"
+            report = export_file(project, out, format=format)
+            assert (report.written, report.skipped) == (1, {EMPTY_PROMPT_SKIP: 1}), format
+            with reimport(out, tmp_path / f"again-{format}", format if format != "trl-conversational" else "trl") as again:
+                assert again.store.counts()["pairs"] == 1

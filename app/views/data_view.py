@@ -52,7 +52,9 @@ from .import_dialog import ImportChoice, ImportDialog, ImportSummary, run_import
 from .pair_filters import FilterBar
 from .table_models import pairs_model, prompts_model
 
-IMPORT_FILE_TYPES = "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.txt);;All files (*)"
+IMPORT_FILE_TYPES = (
+    "Data files (*.jsonl *.ndjson *.json *.csv *.tsv *.txt *.parquet *.arrow *.gz *.bz2 *.xz *.zst);;All files (*)"
+)
 
 
 def read_overview(store: Store, sink: Sink, stop: StopFlag) -> dict[str, Any]:

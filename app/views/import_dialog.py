@@ -36,10 +36,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.errors import ConfigError, WorkbenchError
 from rlhf_workbench.core.events import Sink, StopFlag
 from rlhf_workbench.core.formats import detect, get_format, readable_formats
-from rlhf_workbench.core.formats.mapped import TARGETS, mapping_problem
+from rlhf_workbench.core.formats.mapped import TARGETS, mapping_problem, parse_verdict_values
 from rlhf_workbench.core.formats.rows import RowSource
 from rlhf_workbench.core.importing import ImportReport, import_file
 from rlhf_workbench.core.project import Project
@@ -124,6 +124,7 @@ class ImportChoice:
     mapping: dict[str, str] | None = None
     annotator: str | None = None
     skip_bad: bool = False
+    verdict_values: dict[str, str] | None = None  # what the verdict column's values mean (mapped)
 
 
 class MappingForm(QGroupBox):
@@ -147,6 +148,15 @@ class MappingForm(QGroupBox):
             combo.currentIndexChanged.connect(self.changed)
             self.combos[target] = combo
             form.addRow(target, combo)
+        # What the command line says with verdict=COL1+COL2 and --verdict-values.
+        self.more_verdicts = QLineEdit()
+        self.more_verdicts.setPlaceholderText("other annotators' verdict columns, e.g. annotator2+annotator3")
+        self.more_verdicts.textChanged.connect(self.changed)
+        form.addRow("more verdicts", self.more_verdicts)
+        self.verdict_values = QLineEdit()
+        self.verdict_values.setPlaceholderText("what the verdicts' values mean, e.g. 0=tie,1=a,2=b (empty: a/b/tie, 1/2, model_a…)")
+        self.verdict_values.textChanged.connect(self.changed)
+        form.addRow("verdict values", self.verdict_values)
 
     def set_columns(self, columns: list[str], mapping: dict[str, str]) -> None:
         for target, combo in self.combos.items():
@@ -164,7 +174,24 @@ class MappingForm(QGroupBox):
         combo.setCurrentIndex(max(0, combo.findData(column)) if column is not None else 0)
 
     def mapping(self) -> dict[str, str]:
-        return {t: c.currentData() for t, c in self.combos.items() if c.currentData() is not None}
+        mapping = {t: c.currentData() for t, c in self.combos.items() if c.currentData() is not None}
+        more = [c.strip() for c in self.more_verdicts.text().split("+") if c.strip()]
+        if more:
+            mapping["verdict"] = "+".join([mapping["verdict"], *more] if "verdict" in mapping else more)
+        return mapping
+
+    def values(self) -> dict[str, str]:
+        """The verdict values typed, {} for none; ConfigError naming the item when unusable."""
+        text = self.verdict_values.text().strip()
+        return parse_verdict_values(text) if text else {}
+
+    def problem(self) -> str | None:
+        try:
+            values = self.values()
+        except ConfigError as exc:
+            return str(exc).replace("--verdict-values", "verdict values")
+        problem = mapping_problem(self.mapping(), values)
+        return problem.replace("--verdict-values", "verdict values") if problem else None
 
 
 def _cell_text(value: Any) -> str:
@@ -241,6 +268,7 @@ class ImportDialog(QDialog):
             mapping=self.mapping.mapping() if name == MAPPED else None,
             annotator=(self.annotator.text().strip() or None) if fmt.annotator else None,
             skip_bad=self.skip_bad.isChecked(),
+            verdict_values=(self.mapping.values() or None) if name == MAPPED else None,
         )
 
     def set_format(self, name: str) -> None:
@@ -253,7 +281,7 @@ class ImportDialog(QDialog):
         if not self.look.readable:
             return self.look.problem
         if self.format.currentData() == MAPPED:
-            return mapping_problem(self.mapping.mapping())
+            return self.mapping.problem()
         return None
 
     def accept(self) -> None:
@@ -324,6 +352,7 @@ def run_import(
             format=choice.format,
             mapping=choice.mapping,
             annotator=choice.annotator,
+            verdict_values=choice.verdict_values,
             skip_bad=choice.skip_bad,
             sink=sink,
             stop=stop,
@@ -359,6 +388,10 @@ class ImportSummary(QDialog):
             "Prompts added": f"{report.prompts_added:,}",
             "Rows rejected": f"{report.rejected_count:,}",
         }
+        if report.skipped:
+            self.values["Rows skipped"] = f"{sum(report.skipped.values()):,}"
+        if report.ignored_columns:
+            self.values["Columns not read"] = ", ".join(report.ignored_columns)
         for title, value in self.values.items():
             label = plain_label(value)
             label.setAlignment(Qt.AlignmentFlag.AlignRight)

@@ -22,10 +22,23 @@ from .rows import RowSource, Sample
 MAX_TEXT_CHARS = 1_000_000
 
 
+class SkipRow(Exception):
+    """Raised by `parse_row` for a row that is fine data but holds nothing to import (an Arena
+    battle whose two models answered the same): the import skips it and counts it by `reason`,
+    rather than refuse the file as it does a bad row."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class ReadOptions:
     mapping: dict[str, str] = field(default_factory=dict)  # target field -> column (the `mapped` format)
     annotator: str | None = None  # overrides who the data's own verdicts are attributed to
+    # What the values of a verdict column mean (the `mapped` format): a cell value as
+    # mapped.value_key writes it -> a verdict, or "" for none; empty: the usual spellings.
+    verdict_values: dict[str, str] = field(default_factory=dict)
     max_chars: int = MAX_TEXT_CHARS
 
 
@@ -61,6 +74,23 @@ class Format:
     # items: tests/test_import_speed_paths.py checks them against each other.
     pair_row: Callable[[dict[str, Any], int], tuple[bytes, bytes, bytes] | None] | None = None
     pair_row_verdict: str | None = None
+    # The top-level columns the format reads (given the options: the mapped format reads what its
+    # mapping names), so that an import can name the ones it ignores: a column that was meant to be
+    # read and was not (a misspelt name, a verdict the format has no place for) must not go unseen.
+    # None where the format does not say (nested formats such as OpenAssistant trees).
+    columns: Callable[[ReadOptions], Iterable[str]] | None = None
+    # The format names each verdict's annotator itself, `ReadOptions.annotator` included (the
+    # mapped format's several verdict columns, one annotator each); otherwise the import puts
+    # `ReadOptions.annotator` in place of whatever the data says.
+    names_annotators: bool = False
+
+
+def ignored_columns(fmt: Format, options: ReadOptions, columns: Iterable[str]) -> list[str]:
+    """The columns among `columns` (a file's) that `fmt` does not read, in the file's order."""
+    if fmt.columns is None:
+        return []
+    read = set(fmt.columns(options))
+    return [str(c) for c in columns if c not in read]
 
 
 FORMATS: dict[str, Format] = {}

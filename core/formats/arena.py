@@ -27,11 +27,12 @@ from typing import Any
 
 from ..errors import FieldError
 from ..records import Message, PairRecord
-from . import Format, ReadOptions, _kind, register, text_field
+from . import Format, ReadOptions, SkipRow, _kind, register, text_field
 from .pairs import decode_json_list, is_message_list, parse_messages, require_columns
 from .rows import Sample
 
 ANNOTATOR = "dataset:arena"
+IDENTICAL = "the two responses are identical"
 
 _WINNERS: dict[str, str] = {
     "model_a": "a",
@@ -50,6 +51,11 @@ _WINNERS: dict[str, str] = {
     "both-bad": "both_bad",
 }
 _ONE_HOT = (("winner_model_a", "a"), ("winner_model_b", "b"), ("winner_tie", "tie"))
+_META = ("id", "question_id", "model_a", "model_b", "judge", "language", "turn")
+COLUMNS = (
+    "prompt", "response_a", "response_b", "conversation_a", "conversation_b", "winner",
+    *(column for column, _ in _ONE_HOT), *_META,
+)
 _LABELS = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
@@ -77,6 +83,10 @@ def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterator[PairRecord]
         side_b = _interleave(prompts, _turns(row, "response_b"), "response_b")
     prompt, response_a, response_b = _split(side_a, side_b)
     verdict = _verdict(row)
+    if response_a == response_b:
+        # Two models that answered alike: real Arena exports have many, mostly marked ties. Not
+        # bad data, but no pair either (nothing to prefer), so skipped and counted, not refused.
+        raise SkipRow(IDENTICAL)
     yield PairRecord(prompt, response_a, response_b, verdict=verdict, annotator=ANNOTATOR, meta=_meta(row))
 
 
@@ -189,7 +199,7 @@ def _flag(row: dict[str, Any], column: str) -> bool:
 
 def _meta(row: dict[str, Any]) -> dict[str, Any]:
     meta = {}
-    for key in ("id", "question_id", "model_a", "model_b", "judge", "language", "turn"):
+    for key in _META:
         value = row.get(key)
         if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
             meta[key] = value
@@ -203,5 +213,6 @@ FORMAT = register(
         detect=detect,
         parse_row=parse_row,
         annotator=ANNOTATOR,
+        columns=lambda options: COLUMNS,
     )
 )

@@ -230,5 +230,6 @@ FORMAT = register(
         annotator=ANNOTATOR,
         pair_row=pair_row,
         pair_row_verdict="a",
+        columns=lambda options: ("chosen", "rejected"),
     )
 )

@@ -165,5 +165,6 @@ FORMAT = register(
         detect=detect,
         parse_row=parse_row,
         write=write,
+        columns=lambda options: ("prompt", "response_a", "response_b"),
     )
 )

@@ -39,5 +39,6 @@ FORMAT = register(
         description="Prompt lists: a .txt file with one prompt per line, or CSV/JSON lines with a prompt column",
         detect=detect,
         parse_row=parse_row,
+        columns=lambda options: ("prompt",),
     )
 )

@@ -1,4 +1,5 @@
-"""Reading rows out of outside files: JSON lines, a JSON array, CSV/TSV, or plain text lines.
+"""Reading rows out of outside files: JSON lines, a JSON array, CSV/TSV, plain text lines, Parquet
+or Arrow; any of the text ones compressed with gzip, bzip2, xz or zstd.
 
 Formats never open files themselves: they receive rows (dicts) from here, with line numbers, so
 that every error names the file and the line, and so that each format is only a mapping from a
@@ -12,14 +13,28 @@ valid JSON text. Whatever orjson refuses is read again with `json`, which is slo
 messages a person can act on (the column of a syntax error, the byte that is not UTF-8) and
 accepts what orjson refuses without cause (a number too large for a double, such as 1e400).
 A row holding NaN/Infinity or a lone surrogate is then rejected naming its field.
+
+Data is published compressed (HH-RLHF's own files are `*.jsonl.gz`) and as Parquet (the Hugging
+Face hub serves preference datasets so; `datasets` saves Arrow files). A compressed file is
+recognised by its first bytes, whatever its name, and read as its content: its container is
+sniffed from the content (and the name without `.gz`), line numbers are the content's, and
+progress is the position in the compressed file. zstd is read through pyarrow's codec, so it
+needs no package of its own. Parquet and Arrow files are read through pyarrow, one record batch
+at a time; their rows are numbered from 1 as the lines of a JSON lines file are, and formats
+detect them by their columns as for any other file.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
+import gzip
 import io
 import itertools
 import json
+import lzma
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +45,20 @@ import orjson
 from ..errors import InputError
 from ..records import Rejected
 
-CONTAINERS = ("jsonl", "json", "csv", "tsv", "text")
+CONTAINERS = ("jsonl", "json", "csv", "tsv", "text", "parquet", "arrow")
+# Containers pyarrow reads (binary, never compressed on the outside).
+TABLE_CONTAINERS = ("parquet", "arrow")
+# The first bytes of each compression's stream. bzip2's "BZh" is followed by the block size and
+# a block's (or the empty stream's) magic, so that a text starting "BZh" is not taken for one.
+_COMPRESSIONS = (
+    ("gzip", (b"\x1f\x8b",)),
+    ("bz2", tuple(b"BZh" + size + block for size in b"1 2 3 4 5 6 7 8 9".split() for block in (b"1AY&SY", b"\x17rE8P\x90"))),
+    ("xz", (b"\xfd7zXZ\x00",)),
+    ("zstd", (b"\x28\xb5\x2f\xfd",)),
+)
+_COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd")
+# Rows per record batch read from a Parquet or Arrow file.
+_TABLE_BATCH_ROWS = 1024
 _SNIFF_BYTES = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
 
@@ -59,16 +87,49 @@ class RowSource:
         if not self.path.exists():
             raise InputError("no such file", path=self.path)
         if self.path.is_dir():
+            saved = sorted(p.name for p in self.path.glob("*.arrow"))
+            if saved:  # a dataset saved by `datasets` (save_to_disk): its rows are in these files
+                raise InputError(f"is a folder; choose one of its Arrow files: {', '.join(saved[:5])}", path=self.path)
             raise InputError("is a folder; choose a file", path=self.path)
         self.total_bytes = self.path.stat().st_size
         self.bytes_read = 0
-        self.container = container or self._sniff_container()
+        self._samples: dict[int, Sample] = {}
+        self._raw = None  # the compressed file being read, for progress()
+        with open(self.path, "rb") as f:
+            magic = f.read(16)
+        self.compression = _compression_of(magic)  # "gzip", "bz2", "xz", "zstd" or None
+        self.container = container or self._sniff_container(magic)
         if self.container not in CONTAINERS:
             raise InputError(f"unknown container {self.container!r}; use one of {', '.join(CONTAINERS)}", path=self.path)
+        if self.compression is not None and self.container in TABLE_CONTAINERS:
+            raise InputError(f"a {self.container} file inside {self.compression} compression cannot be read; "
+                             "decompress it first", path=self.path)
 
-    def _sniff_container(self) -> str:
-        with open(self.path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
+    def progress(self) -> int:
+        """How far into the file reading has got, in the file's bytes (out of total_bytes)."""
+        raw = self._raw
+        if raw is None:
+            return self.bytes_read
+        try:
+            return raw.tell()  # a compressed file: bytes_read counts its content
+        except (ValueError, OSError):
+            return self.total_bytes  # closed: read to the end
+
+    def _sniff_container(self, magic: bytes) -> str:
+        suffix = self.path.suffix.lower()
+        if self.compression is None:
+            if magic.startswith(b"PAR1"):
+                return "parquet"
+            if magic.startswith(b"ARROW1") or suffix in (".arrow", ".feather"):
+                return "arrow"
+        else:
+            # "pairs.jsonl.gz" is a JSON lines file.
+            suffix = Path(self.path.stem).suffix.lower() if suffix in _COMPRESSED_SUFFIXES else ""
+        try:
+            with self._content() as f:
+                head = f.read(_SNIFF_BYTES)
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._damaged(exc, None) from None
         if not head.strip():
             raise InputError("the file is empty", path=self.path)
         if b"\x00" in head:
@@ -83,7 +144,6 @@ class RowSource:
                 raise InputError(
                     "looks like a binary file, not text; expected JSON lines, JSON or CSV", path=self.path
                 ) from None
-        suffix = self.path.suffix.lower()
         first = head.lstrip()[:1]
         if first == b"[":
             return "json"
@@ -100,7 +160,12 @@ class RowSource:
         return "csv"
 
     def sample(self, n: int = 50) -> Sample:
-        sample = Sample(self.path, self.container)
+        # Kept: detection, a format's check and the import's report each look at it, and reading
+        # it again costs a whole read for a JSON array.
+        cached = self._samples.get(n)
+        if cached is not None:
+            return cached
+        sample = self._samples[n] = Sample(self.path, self.container)
         columns: dict[str, None] = {}
         for item in self.rows():
             if isinstance(item, Row):
@@ -110,6 +175,7 @@ class RowSource:
                     break
         sample.columns = list(columns)
         self.bytes_read = 0
+        self._raw = None
         return sample
 
     def rows(self, skip: int = 0) -> Iterator[Row | Rejected]:
@@ -117,20 +183,93 @@ class RowSource:
         (an import's reading process starts where the importing one stopped): for JSON lines
         without parsing them, since every line that is not blank is one row."""
         if self.container == "jsonl":
-            return self._jsonl_rows(skip)
-        reader = {
-            "json": self._json_rows,
-            "csv": self._csv_rows,
-            "tsv": self._csv_rows,
-            "text": self._text_rows,
-        }[self.container]
-        return itertools.islice(reader(), skip, None)
+            rows = self._jsonl_rows(skip)
+        else:
+            reader = {
+                "json": self._json_rows,
+                "csv": self._csv_rows,
+                "tsv": self._csv_rows,
+                "text": self._text_rows,
+                "parquet": self._table_rows,
+                "arrow": self._table_rows,
+            }[self.container]
+            rows = itertools.islice(reader(), skip, None)
+        return rows if self.compression is None else self._guarded(rows)
+
+    # -- compressed files -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _content(self) -> Iterator[io.BufferedIOBase]:
+        """The file's content as a binary file: itself, or decompressed as it is read."""
+        raw = open(self.path, "rb")  # noqa: SIM115 -- closed below, after what wraps it
+        try:
+            if self.compression is None:
+                yield raw
+                return
+            self._raw = raw
+            with _decompressing(self.compression, raw, self.path) as content:
+                yield content
+        finally:
+            raw.close()
+
+    def _read_content(self) -> bytes:
+        if self.compression is None:
+            return self.path.read_bytes()
+        try:
+            with self._content() as f:
+                return f.read()
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._damaged(exc, None) from None
+
+    def _guarded(self, rows: Iterator[Row | Rejected]) -> Iterator[Row | Rejected]:
+        """Rows of a compressed file, a damaged or truncated stream reported as bad input."""
+        line = None
+        try:
+            for item in rows:
+                line = item.line
+                yield item
+        except _DECOMPRESSION_ERRORS as exc:
+            raise self._damaged(exc, line) from None
+
+    def _damaged(self, exc: BaseException, line: int | None) -> InputError:
+        after = f" after line {line} of its content" if line is not None else ""
+        return InputError(
+            f"the {self.compression} data is damaged or cut short{after} ({exc or type(exc).__name__}); "
+            "nothing was imported", path=self.path,
+        )
+
+    # -- Parquet and Arrow --------------------------------------------------------------------------
+
+    def _table_rows(self) -> Iterator[Row | Rejected]:
+        pa = _pyarrow(self.path, f"reading {self.container} files")
+        try:
+            if self.container == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.ParquetFile(self.path)
+                total_rows = table.metadata.num_rows
+                batches = table.iter_batches(batch_size=_TABLE_BATCH_ROWS)
+            else:
+                table = _arrow_table(pa, self.path)
+                total_rows = table.num_rows
+                batches = iter(table.to_batches(max_chunksize=_TABLE_BATCH_ROWS))
+            if total_rows == 0:
+                raise InputError("has no rows", path=self.path)
+            index = 0
+            for batch in batches:
+                for data in batch.to_pylist():
+                    index += 1
+                    yield Row(index, data)
+                self.bytes_read = self.total_bytes * index // total_rows
+        except (pa.ArrowException, OSError) as exc:
+            kind = "Parquet" if self.container == "parquet" else "Arrow"
+            raise InputError(f"is not a readable {kind} file ({exc})", path=self.path) from None
 
     # -- containers -------------------------------------------------------------------------------
 
     def _jsonl_rows(self, skip: int = 0) -> Iterator[Row | Rejected]:
         seen_content = False
-        with open(self.path, "rb") as f:
+        with self._content() as f:
             lines = enumerate(f, start=1)
             if skip > 0:
                 for number, raw in lines:
@@ -174,7 +313,7 @@ class RowSource:
             raise InputError("the file is empty", path=self.path)
 
     def _json_rows(self) -> Iterator[Row | Rejected]:
-        raw = self.path.read_bytes()
+        raw = self._read_content()
         self.bytes_read = len(raw)
         if raw.startswith(_BOM):
             raw = raw[len(_BOM):]
@@ -218,7 +357,7 @@ class RowSource:
         return document
 
     def _decoded_text(self) -> str:
-        raw = self.path.read_bytes()
+        raw = self._read_content()
         self.bytes_read = len(raw)
         try:
             return raw.decode("utf-8-sig")
@@ -415,3 +554,58 @@ def _json_kind(value: Any) -> str:
     return {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
         type(value), type(value).__name__
     )
+
+
+# -- compression and pyarrow ------------------------------------------------------------------------
+
+# What a damaged or truncated compressed stream raises: gzip.BadGzipFile is an OSError, a cut-short
+# stream an EOFError, pyarrow's zstd errors OSError or ArrowInvalid (a ValueError). Caught only
+# around reading a compressed file's bytes, where a ValueError can come from nothing else.
+_DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, ValueError, zlib.error, lzma.LZMAError)
+
+
+def _compression_of(magic: bytes) -> str | None:
+    for name, starts in _COMPRESSIONS:
+        if magic.startswith(starts):
+            return name
+    return None
+
+
+@contextlib.contextmanager
+def _decompressing(compression: str, raw, path: Path) -> Iterator[io.BufferedIOBase]:
+    if compression == "gzip":
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")  # every member, as zcat reads them
+    elif compression == "bz2":
+        stream = bz2.BZ2File(raw, mode="rb")
+    elif compression == "xz":
+        stream = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 -- closed below
+    else:
+        # zstd through pyarrow's codec (the app already needs pyarrow for Parquet): no package of its own.
+        pa = _pyarrow(path, "reading zstd-compressed files")
+        if not pa.Codec.is_available("zstd"):
+            raise InputError("this pyarrow was built without zstd; decompress the file first (zstd -d)", path=path)
+        stream = io.BufferedReader(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"))
+    try:
+        yield stream
+    finally:
+        with contextlib.suppress(*_DECOMPRESSION_ERRORS, ValueError):
+            stream.close()
+
+
+def _pyarrow(path: Path, what: str):
+    try:
+        import pyarrow
+    except ImportError:
+        raise InputError(f"{what} needs pyarrow, which is not installed (pip install pyarrow)", path=path) from None
+    return pyarrow
+
+
+def _arrow_table(pa, path: Path):
+    """An Arrow IPC file: the file form (Feather v2), or the stream form that `datasets` saves
+    (save_to_disk's data-*.arrow, its cache files). Memory-mapped, so reading it whole copies nothing."""
+    source = pa.memory_map(str(path))
+    try:
+        return pa.ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source).read_all()

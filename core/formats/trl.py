@@ -30,6 +30,7 @@ rejected, so pairs without a decisive verdict (a or b) are skipped and counted.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -49,6 +50,7 @@ from .hh_rlhf import (
 from .rows import Sample
 
 ANNOTATOR = "dataset:trl"
+COLUMNS = ("prompt", "chosen", "rejected", "margin", "annotator")
 
 # -- reading ---------------------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ def parse_row(row: dict[str, Any], options: ReadOptions) -> Iterable[PairRecord]
 
 def _string_pair(row: dict[str, Any], chosen: str, rejected: str) -> tuple[Conversation, str, str]:
     if "prompt" not in row:
+        _refuse_misspelt_prompt(row)
         if looks_like_transcript(chosen) and looks_like_transcript(rejected):
             # Whole HH dialogues: cut at the turn, not at the first differing character.
             return split_pair(chosen, rejected)
@@ -103,10 +106,14 @@ def _string_pair(row: dict[str, Any], chosen: str, rejected: str) -> tuple[Conve
             cut -= 1  # as TRL: "The sky is| blue." rather than "The sky is |blue."
         prompt_text, chosen, rejected = chosen[:cut], chosen[cut:], rejected[cut:]
         prompt, cue_space = _prompt_from_text(prompt_text, "chosen")
+        if not prompt:
+            raise _no_prompt(row)
     else:
         value = _text_or_messages(row, "prompt")
         if isinstance(value, list):
             return _messages(value, "prompt"), chosen, rejected
+        if not value.strip():
+            raise FieldError("prompt", "is empty; expected the prompt's text")
         prompt, cue_space = _prompt_from_text(value, "prompt")
     if cue_space:
         chosen, rejected = _strip_one_space(chosen), _strip_one_space(rejected)
@@ -133,11 +140,14 @@ def _conversational_pair(row: dict[str, Any], chosen: list, rejected: list) -> t
     if chosen_messages == rejected_messages:
         raise FieldError(None, "chosen and rejected are the same conversation; a pair needs two different responses")
     if "prompt" not in row:
+        _refuse_misspelt_prompt(row)
         # Implicit prompt: the messages both conversations share.
         n = 0
         while n < min(len(chosen_messages), len(rejected_messages)) and chosen_messages[n] == rejected_messages[n]:
             n += 1
         prompt = chosen_messages[:n]
+        if not prompt:
+            raise _no_prompt(row)
     else:
         value = _text_or_messages(row, "prompt")
         prompt = _messages(value, "prompt") if isinstance(value, list) else _prompt_from_text(value, "prompt")[0]
@@ -146,6 +156,43 @@ def _conversational_pair(row: dict[str, Any], chosen: list, rejected: list) -> t
             n = 0  # the usual explicit form: chosen and rejected hold only the responses
     chosen_text = _one_assistant_message(chosen_messages[n:], "chosen")
     return prompt, chosen_text, _one_assistant_message(rejected_messages[n:], "rejected")
+
+
+# Columns that often hold the prompt in other people's files: named when a row has no prompt.
+_PROMPT_LIKE = ("question", "instruction", "query", "input", "context", "text", "history", "conversation", "messages")
+
+
+def _prompt_column_guess(row: dict[str, Any]) -> str | None:
+    """The row's column that was most likely meant as `prompt`: a near-miss spelling first, then
+    a name that usually holds prompts."""
+    others = [k for k in row if isinstance(k, str) and k not in COLUMNS]
+    by_lower = {k.strip().lower(): k for k in others}
+    close = difflib.get_close_matches("prompt", list(by_lower), n=1, cutoff=0.75)
+    if close:
+        return by_lower[close[0]]
+    return next((by_lower[name] for name in _PROMPT_LIKE if name in by_lower), None)
+
+
+def _refuse_misspelt_prompt(row: dict[str, Any]) -> None:
+    """A column spelt like `prompt` ("promt", "Prompt") is a prompt the implicit-prompt reading
+    would silently drop, making the shared beginning of the responses (often nothing) the prompt."""
+    guess = _prompt_column_guess(row)
+    if guess is not None and difflib.get_close_matches("prompt", [guess.strip().lower()], n=1, cutoff=0.75):
+        raise _no_prompt(row, "is missing")
+
+
+def _no_prompt(row: dict[str, Any], what: str = "is missing, and chosen and rejected share no beginning to take "
+               "it from (the implicit-prompt form), so the prompt would be empty") -> FieldError:
+    columns = ", ".join(str(k) for k in list(row)[:12]) + (", …" if len(row) > 12 else "")
+    guess = _prompt_column_guess(row)
+    if guess is not None:
+        hint = (
+            f"; did you mean 'prompt' (the column '{guess}')? Rename the column, or import with "
+            f"--map prompt={guess},chosen=chosen,rejected=rejected"
+        )
+    else:
+        hint = "; expected a 'prompt' column, or chosen and rejected that both begin with the prompt"
+    return FieldError("prompt", f"{what} (the columns are: {columns}){hint}")
 
 
 def _one_assistant_message(messages: Conversation, field: str) -> str:
@@ -276,6 +323,7 @@ FORMAT = register(
         parse_row=parse_row,
         write=write,
         annotator=ANNOTATOR,
+        columns=lambda options: COLUMNS,
     )
 )
 
@@ -289,5 +337,6 @@ CONVERSATIONAL = register(
         parse_row=parse_row,
         write=write_conversational,
         annotator=ANNOTATOR,
+        columns=lambda options: COLUMNS,
     )
 )

@@ -18,6 +18,7 @@ eval/mean_reward) plus perf/pairs_per_s, perf/tokens_per_s and perf/peak_memory_
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +29,12 @@ import torch
 from ..errors import JobFailed
 from ..events import Log, Sink, StopFlag
 from ..models import LoraSettings, ModelError, load_reward_model
+from ..records import MAX_MARGIN
 from ..runs.records import RunContext
 from ..training import distributed
 from ..training.config import config_from_dict
 from ..training.device import check_precision, cpu_threads, freed_memory_kept, resolve_device
-from ..training.loop import Pass, fit
+from ..training.loop import NAN_HINT, Pass, fit
 from ..training.pairs import SPLIT_FILE, encode_pair, load_project_pairs, pairs_by_id
 from ..training.prefix import pair_row_length
 from .config import RewardConfig
@@ -173,6 +175,19 @@ class _BradleyTerry:
         # Every pair tokenized once.
         self.train_enc = [encode_pair(tokenizer, p, config.max_length) for p in train_pairs]
         self.val_enc = [encode_pair(tokenizer, p, config.max_length) for p in val_pairs]
+
+    @property
+    def nan_hint(self) -> str:
+        # Pairs from before imports refused absurd margins, or added by code: their loss is
+        # infinite whatever the learning rate, so they are named first when there are any.
+        extreme = [m for _, _, m in self.train_enc if m is not None and not abs(m) <= MAX_MARGIN]
+        if not extreme:
+            return NAN_HINT
+        largest = max(extreme, key=lambda m: abs(m) if m == m else math.inf)
+        return (
+            f"most likely the data: {len(extreme):,} training pairs have a margin beyond ±{MAX_MARGIN:g} (e.g. "
+            f"{largest:g}), which makes their loss infinite; re-import them without it. Otherwise: " + NAN_HINT
+        )
 
     def wrap(self, model):
         self.scorer = PairRewards(model)

@@ -29,7 +29,12 @@ from .config import RLConfig
 from .models import RLModels
 from .objectives import Objective, Part, Targets
 
-NAN_HINT = "lower learning_rate, keep max_grad_norm on (e.g. 1.0), train in fp32; the last good checkpoint is kept"
+# In the order they are met (as core/training/loop.py's): the learning rate far more often than the rest.
+NAN_HINT = (
+    "likely causes, most likely first: (1) learning_rate too high for this policy (try a tenth of it); "
+    "(2) fp16/bf16 overflow (train in fp32); (3) max_grad_norm off (set it, e.g. 1.0); (4) rewards far out of "
+    "scale from the reward model. The last good checkpoint is kept"
+)
 
 
 class Learner:

@@ -40,8 +40,13 @@ from .optim import adamw, loss_scaler, lr_schedule
 from .pairs import batches_per_epoch, epoch_batches
 
 PROGRESS_EVERY_S = 0.5
+# The causes in the order they are met: a NaN is a learning rate too high far more often than
+# anything else, then half precision overflowing, then unclipped gradients; bad data last (a
+# method whose data can say so puts it first: Objective.nan_hint).
 NAN_HINT = (
-    "lower learning_rate, train in fp32, and keep max_grad_norm on (e.g. 1.0); the last good checkpoint is kept"
+    "likely causes, most likely first: (1) learning_rate too high for this model (try a tenth of it); "
+    "(2) fp16/bf16 overflow (train in fp32); (3) max_grad_norm off (set it, e.g. 1.0); (4) extreme values in "
+    "the data, such as a huge margin. The last good checkpoint is kept"
 )
 
 
@@ -61,6 +66,9 @@ class Objective(Protocol):
 
     noun: str  # what one training example is, plural ("pairs", "sequences"): in logs and perf/<noun>_per_s
     oom_hint: str  # what to change when a step runs out of memory
+    # Optional: what to try when the loss or gradients stop being numbers, where the method's data
+    # can tell more than NAN_HINT (read with getattr; NAN_HINT without it).
+    # nan_hint: str
 
     def lengths(self) -> Sequence[int]:
         """Each training example's length in tokens (batches are grouped by it)."""
@@ -105,6 +113,7 @@ def fit(
     save_model: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Trains `model` on the objective's examples; returns the run's summary."""
+    nan_hint = getattr(objective, "nan_hint", None) or NAN_HINT
     # 1. The model, and what the method calls on it (which may decide how it batches).
     model.to(device)
     model.train()
@@ -217,7 +226,7 @@ def fit(
                 names = list(result.figures)
                 values = torch.stack([result.loss.detach().float(), *(result.figures[k].float() for k in names)]).tolist()
                 if counted:
-                    check_finite(values[0], "the loss", at=f"step {step}", step=step, hint=NAN_HINT)
+                    check_finite(values[0], "the loss", at=f"step {step}", step=step, hint=nan_hint)
                     window.add({"train/loss": values[0], **dict(zip(names, values[1:]))}, result.examples, result.tokens)
             if scaler is not None:
                 scaler.unscale_(optimizer)
@@ -232,7 +241,7 @@ def fit(
             grad_norm = grad_norm.item()
             if scaler is None:
                 # The weights in memory are spoilt now, but no checkpoint is written from them.
-                check_finite(grad_norm, "the gradient norm", at=f"step {step}", step=step, hint=NAN_HINT)
+                check_finite(grad_norm, "the gradient norm", at=f"step {step}", step=step, hint=nan_hint)
 
         state["step"] = step
         state["batch"] += len(group)
