@@ -16,6 +16,7 @@ Every subcommand exits 0 on success and non-zero with a one-line reason on failu
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import multiprocessing
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import WorkbenchError
+from .errors import WorkbenchError, disk_full_error, is_disk_full_os_error
 from .methods import METHODS
 from .training.method import TrainingMethod
 
@@ -217,6 +218,17 @@ def _run_subcommand(argv: list[str]) -> int:
     except WorkbenchError as exc:
         # One write per line: under torchrun every rank may refuse at once, into the same stream.
         sys.stderr.write(f"error: {_rank_prefix()}{exc}\n")
+        return 1
+    except OSError as exc:
+        # The disk or the folder, not the workbench: a full disk or a folder that cannot be
+        # written is said in one line wherever it is met (a run's config, an export's file).
+        if is_disk_full_os_error(exc):
+            message = disk_full_error(exc.filename or Path.cwd(), cause=exc).message
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
+            message = f"{exc.filename}: cannot be written ({exc.strerror})"
+        else:
+            raise
+        sys.stderr.write(f"error: {_rank_prefix()}{message}\n")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)

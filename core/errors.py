@@ -132,20 +132,35 @@ def is_disk_full_os_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
-def disk_full_error(path: str | Path, what: str | None = None) -> DiskFull:
-    """"the disk is full (12.3 MB free on /mnt/data)", for a write at `path` that ran out of room."""
+def disk_full_error(path: str | Path, what: str | None = None, *, cause: BaseException | None = None) -> DiskFull:
+    """"the disk is full (12.3 MB free on /mnt/data)", for a write at `path` that ran out of room.
+    `cause`: the OSError, where there is one (a file-size limit is not a full disk)."""
     where = Path(path)
     while not where.exists() and where != where.parent:
         where = where.parent
     try:
-        free = f"{_size(shutil.disk_usage(where).free)} free on {where}"
+        free = f"{_size(shutil.disk_usage(where).free)} free on {_mount_point(where)}"
     except OSError:
         free = f"on {where}"
     tail = f"; {what}" if what else ""
+    if getattr(cause, "errno", None) == errno.EFBIG:
+        return DiskFull(
+            f"{path}: a file reached the largest size this system lets the workbench write{tail}",
+            hint="Raise the file-size limit (ulimit -f) or use a file system that takes larger files.",
+        )
     return DiskFull(
         f"{path}: the disk is full ({free}){tail}",
         hint="Free some space on that disk (or move the project to a larger one) and try again.",
     )
+
+
+def _mount_point(path: Path) -> Path:
+    """The disk's own folder (where it is mounted): what a person frees space on."""
+    path = path.absolute()
+    device = path.stat().st_dev
+    while path != path.parent and path.parent.stat().st_dev == device:
+        path = path.parent
+    return path
 
 
 def _size(n: int) -> str:

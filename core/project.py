@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import DiskFull, ProjectError, disk_full_error, is_disk_full_os_error
+from .errors import DiskFull, ProjectError, WorkbenchError, disk_full_error, is_disk_full_os_error
 from .store import Store
 
 APP_NAME = "rlhf-workbench"
@@ -67,6 +67,7 @@ class Project:
         # Built under a temporary name and renamed into place, so an interrupted creation never
         # leaves a project.db that looks real but is not.
         staging = path / f".{DB_NAME}.creating"
+        made_folder = not path.exists()
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / RUNS_DIR).mkdir(exist_ok=True)
@@ -78,8 +79,15 @@ class Project:
             # A full disk (or a cancel) leaves nothing half-made behind: the -wal and -shm too.
             for partial in path.glob(f".{DB_NAME}.creating*"):
                 partial.unlink(missing_ok=True)
+            for folder in ((path / RUNS_DIR, path) if made_folder else ()):
+                try:
+                    folder.rmdir()  # only if still empty: nothing of anyone else's goes
+                except OSError:
+                    pass
             if is_disk_full_os_error(exc) or isinstance(exc, DiskFull):
                 raise disk_full_error(path, "the project was not created") from exc
+            if isinstance(exc, WorkbenchError):  # named after the project, not its staging file
+                raise ProjectError(f"{path}: the project was not created: {exc}".replace(f"{staging}: ", "")) from exc
             if isinstance(exc, PermissionError):
                 raise ProjectError(f"{path}: cannot be written to ({exc.strerror}); choose another folder") from exc
             raise

@@ -31,7 +31,7 @@ from typing import Any
 
 import tomli_w
 
-from ..errors import DatabaseBusy, JobFailed, WorkbenchError
+from ..errors import DatabaseBusy, JobFailed, WorkbenchError, disk_full_error, is_disk_full_os_error
 from ..events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress, Sample, Sink
 from ..project import Project
 
@@ -132,8 +132,10 @@ def start_run(project: Project, *, kind: str, name: str, config: Any) -> RunCont
         project.store.create_run(
             run_id, kind=kind, name=name.strip() or run_id, config=data, output_dir=f"runs/{run_id}"
         )
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if is_disk_full_os_error(exc):
+            raise disk_full_error(run_dir.parent, "the run was not started", cause=exc) from exc
         raise
     return RunContext(project.path, run_id, run_dir)
 

@@ -140,17 +140,27 @@ def _execute_recorded(work: Work, sink: Sink, stop: StopFlag) -> Finished | Fail
 
 def _set_status(store, run_id: str, status: str, **kwargs) -> None:
     """A run's status, however long another program holds the database: a run never fails, nor
-    loses its outcome, because an import is writing."""
+    loses its outcome, because an import is writing. An end that cannot be recorded at all (a
+    full disk) is logged: the run's last event still tells the person, and its row stays
+    'running' with its lock free, which reads as interrupted."""
     while True:
         try:
             store.set_run_status(run_id, status, **kwargs)
             return
         except DatabaseBusy:
             time.sleep(0.2)
+        except WorkbenchError as exc:
+            if status == "running":
+                raise
+            log.warning("could not record run %s as %s: %s", run_id, status, exc)
+            return
 
 
 def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFlag) -> Finished | Failed:
-    _set_status(store, ctx.run_id, "running")
+    try:
+        _set_status(store, ctx.run_id, "running")
+    except WorkbenchError as exc:
+        return Failed(exc.message, hint=exc.hint)
     recorder = Recorder(store, ctx.run_id, sink, ctx.run_dir / LOG_NAME)
     try:
         try:
@@ -166,7 +176,7 @@ def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFl
     except Exception as exc:  # noqa: BLE001 -- a bug in the job: recorded, never raised into the GUI
         if is_disk_full_os_error(exc):
             # Not a bug: the disk ran out (a checkpoint, most often), and the run can resume.
-            full = disk_full_error(getattr(exc, "filename", None) or ctx.run_dir, "the run stopped here")
+            full = disk_full_error(getattr(exc, "filename", None) or ctx.run_dir, "the run stopped here", cause=exc)
             result = Failed(full.message, hint=f"{full.hint} The run can then be resumed from its last checkpoint.",
                             step=recorder.last_step)
             _set_status(store, ctx.run_id, "failed", error=error_text(result))
@@ -181,7 +191,7 @@ def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFl
         _set_status(store, ctx.run_id, "failed", error=error_text(result))
         return result
     except BaseException:
-        store.set_run_status(ctx.run_id, "cancelled", error="Interrupted")
+        _set_status(store, ctx.run_id, "cancelled", error="Interrupted")
         raise
     stopped = bool(summary.get("stopped"))
     _set_status(store, ctx.run_id, "cancelled" if stopped else "finished", summary=summary)

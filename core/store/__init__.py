@@ -14,7 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import ProjectError, ReadOnlyProject, WorkbenchError
+from ..errors import DiskFull, ProjectError, ReadOnlyProject, WorkbenchError
 from .connection import (
     APPLICATION_ID,
     BUSY_TIMEOUT_MS,
@@ -82,9 +82,13 @@ class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries):
                 f"{path}: was written by a newer RLHF Workbench (schema {version}; this version "
                 f"reads up to {SCHEMA_VERSION}). Update the workbench to open it."
             )
-        store = None if _read_only_place(path) else cls._open_writable(path)
-        if store is None:
-            store = cls._open_read_only(path)
+        try:
+            if _read_only_place(path):
+                raise ReadOnlyProject(path)
+            store = cls._open_writable(path)
+        except (ReadOnlyProject, DiskFull) as refusal:
+            # Reading needs no room and no right to write: `stats`, `export`, the app all work.
+            store = cls._open_read_only(path, refusal)
         if version < SCHEMA_VERSION:
             if store.read_only:
                 store.close()
@@ -97,26 +101,22 @@ class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries):
         return store
 
     @classmethod
-    def _open_writable(cls, path: Path) -> "Store | None":
-        """The usual connection, or None where the folder or file turns out not to be writable."""
+    def _open_writable(cls, path: Path) -> "Store":
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise ProjectError(f"{path}: cannot be opened ({exc})") from exc
         try:
             configure(conn, path)
-        except ReadOnlyProject:
-            conn.close()
-            return None
         except WorkbenchError:
             conn.close()
             raise
         return cls(conn, path)
 
     @classmethod
-    def _open_read_only(cls, path: Path) -> "Store":
-        """For a project on a read-only disk or in a folder this user cannot write: reading works,
-        every transaction raises ReadOnlyProject."""
+    def _open_read_only(cls, path: Path, refusal: WorkbenchError) -> "Store":
+        """For a project on a read-only disk, in a folder this user cannot write, or on a disk too
+        full to open it for writing: reading works, every transaction raises `refusal`."""
         uri = path.resolve().as_uri()
         # mode=ro needs the -shm file beside a WAL database, or the right to make one; where
         # neither is there, nobody can be writing it either, so it is read as immutable.
@@ -129,7 +129,7 @@ class Store(PairQueries, LabelQueries, ModelPairQueries, RunQueries):
                 conn.close()
                 last = exc
                 continue
-            return cls(conn, path, read_only=True)
+            return cls(conn, path, refusal=refusal)
         raise ProjectError(f"{path}: cannot be opened, even for reading ({last})") from last
 
     def _migrate(self, from_version: int) -> None:

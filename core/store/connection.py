@@ -6,6 +6,7 @@ foreign keys on and a busy timeout so that a training child process and the GUI 
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import sys
 import time
@@ -45,7 +46,10 @@ PAGE_SIZE = 16_384
 VERDICT_WAIT_S = 300.0
 
 # SQLite's primary result codes (the low byte of sqlite_errorcode).
-_BUSY, _LOCKED, _READONLY, _FULL = 5, 6, 8, 13
+_BUSY, _LOCKED, _READONLY, _IOERR, _FULL = 5, 6, 8, 10, 13
+# Below this much free space, an I/O error is taken for a full disk: SQLite reports a -shm file it
+# cannot extend, or a write the disk took only in part, as "disk I/O error".
+_NEARLY_FULL = 1 << 20
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -69,7 +73,7 @@ def storage_error(exc: sqlite3.Error, path: Path, what: str) -> WorkbenchError |
     or None when it is something else. `what` says what was not done ("nothing was changed")."""
     if is_busy(exc):
         return DatabaseBusy(path)
-    if is_disk_full(exc):
+    if is_disk_full(exc) or (error_code(exc) == _IOERR and _free_bytes(path) < _NEARLY_FULL):
         return disk_full_error(path, what)
     if error_code(exc) == _READONLY:
         return ReadOnlyProject(path)
@@ -78,6 +82,13 @@ def storage_error(exc: sqlite3.Error, path: Path, what: str) -> WorkbenchError |
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return _NEARLY_FULL
+
 
 def configure(conn: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
     try:
@@ -124,11 +135,17 @@ def inspect_database(path: Path) -> tuple[int, int]:
 class Connection:
     """A project's connection and its transactions; the query groups build on it."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, read_only: bool = False):
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, refusal: WorkbenchError | None = None):
         self.conn = conn
         self.path = path
-        self.read_only = read_only
+        # Why this connection was opened for reading only (ReadOnlyProject, DiskFull): what every
+        # transaction raises. None for a writable one.
+        self.refusal = refusal
         self.db = sqlite_utils.Database(conn)
+
+    @property
+    def read_only(self) -> bool:
+        return self.refusal is not None
 
     def close(self) -> None:
         self.conn.close()
@@ -145,8 +162,8 @@ class Connection:
         checking each reference cost ~10% of a large import. (SQLite only lets the setting
         change outside a transaction, hence here.)
         """
-        if self.read_only:
-            raise ReadOnlyProject(self.path.parent)
+        if self.refusal is not None:
+            raise self.refusal
         if not foreign_keys:
             self.conn.execute("PRAGMA foreign_keys = OFF")
         try:

@@ -114,8 +114,9 @@ def save_checkpoint(
         # A half-written checkpoint takes room the disk may not have: it goes now, and the last
         # complete one stays. safetensors reports a full disk in its own words; say it in ours.
         shutil.rmtree(tmp, ignore_errors=True)
-        if not isinstance(exc, OSError) and _out_of_room(exc):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root)) from exc
+        code = None if isinstance(exc, OSError) else _out_of_room(exc)
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(root)) from exc
         raise
     final = root / name
     if final.exists():  # the same step again (a stop right after a scheduled save)
@@ -128,9 +129,14 @@ def save_checkpoint(
     return final
 
 
-def _out_of_room(exc: BaseException) -> bool:
+def _out_of_room(exc: BaseException) -> int | None:
+    """ENOSPC or EFBIG where an error says so only in its text (safetensors' do), else None."""
     text = str(exc)
-    return "No space left" in text or "StorageFull" in text or "File too large" in text or "FileTooLarge" in text
+    if "No space left" in text or "StorageFull" in text:
+        return errno.ENOSPC
+    if "File too large" in text or "FileTooLarge" in text:
+        return errno.EFBIG
+    return None
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:
