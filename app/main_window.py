@@ -386,8 +386,16 @@ class MainWindow(QMainWindow):
             self.counts_label.setText("")
             self.start_page.show_recent(settings.recent_projects())
             return
-        self.setWindowTitle(f"{project.name} — {APP_TITLE}")
-        self.path_label.setText(display_path(project.path))
+        if project.read_only:
+            # Said where it is always in sight: every change would be refused, one dialog each.
+            self.setWindowTitle(f"{project.name} (read-only) — {APP_TITLE}")
+            self.path_label.setText(f"{display_path(project.path)} — read-only: it can be read but not changed")
+            self.path_label.setToolTip(str(project.store.refusal))
+            self.import_action.setEnabled(False)
+        else:
+            self.setWindowTitle(f"{project.name} — {APP_TITLE}")
+            self.path_label.setText(display_path(project.path))
+            self.path_label.setToolTip("")
         # Counting a large project takes tens of milliseconds: done on a worker, shown when ready.
         tasks.run_store_task(
             self,

@@ -271,3 +271,12 @@ def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, mak
         next(button for button in box.buttons() if button.text() == "Delete").click()
     assert [picker.itemData(i) for i in range(picker.count())] == [kept]
     assert window.project.store.run(doomed) is None
+
+
+def test_a_read_only_project_opens_and_says_so_in_the_title_and_the_status_bar(start, read_only_project, qtbot):
+    window = start(read_only_project, "--annotator", "ada")
+    assert window.project is not None and window.project.read_only
+    assert "(read-only)" in window.windowTitle()
+    assert "read-only" in window.path_label.text() and not window.import_action.isEnabled()
+    qtbot.waitUntil(lambda: window.counts_label.text() == "4 prompts · 4 pairs · 2 judgments")
+    assert visible_message_boxes(window) == []

@@ -115,6 +115,8 @@ def run_dir_of(project: Project, run: Mapping[str, Any]) -> Path:
 def start_run(project: Project, *, kind: str, name: str, config: Any) -> RunContext:
     """A new run: its folder with config.toml, and its row (status 'created')."""
     data = config_dict(config)
+    if project.store.refusal is not None:  # read-only, or a disk too full to open for writing
+        raise project.store.refusal
     for _attempt in range(20):
         run_id = new_run_id(kind)
         run_dir = project.runs_dir / run_id
@@ -146,6 +148,8 @@ def resume_run(project: Project, run_id: str) -> RunContext:
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
     run_dir = run_dir_of(project, run)
+    if project.store.refusal is not None:
+        raise project.store.refusal
     if RunLock.held(run_dir):
         raise WorkbenchError(f"Run {run_id} is running; stop it before resuming it")
     # A run still marked 'running' whose lock nobody holds lost its process without a word (a
