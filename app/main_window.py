@@ -174,6 +174,8 @@ class MainWindow(QMainWindow):
         self.demo_action = self._action("Open &Demo Project", self.open_demo_project)
         self.import_action = self._action("&Import Pairs…", lambda: self._in_data_tab(self.data_view.start_import), "Ctrl+I")
         self.export_action = self._action("&Export Pairs…", lambda: self._in_data_tab(self.data_view.start_export), "Ctrl+E")
+        self.check_action = self._action("Chec&k Project…", self.check_project)
+        self.backup_action = self._action("&Back Up Project…", self.choose_backup)
         self.close_action = self._action("&Close Project", self.close_project, "Ctrl+W")
         # Ctrl+Q spelled out: QKeySequence.Quit is empty on Windows.
         self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
@@ -185,6 +187,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.import_action)
         file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.check_action)
+        file_menu.addAction(self.backup_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addSeparator()
@@ -370,6 +375,60 @@ class MainWindow(QMainWindow):
         self.error_shown.emit(message)
         return error_box(self, message, title)
 
+    # -- check and backup --------------------------------------------------------------------
+
+    def check_project(self, *, repair: bool = False) -> None:
+        """File ▸ Check Project: on a worker (integrity_check reads the whole file), then a report."""
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import check_project
+
+        path = self.project.path
+        tasks.run_task(self, lambda sink, stop: check_project(path, repair=repair), on_done=self._show_check_report,
+                       progress_title="Repairing the project" if repair else "Checking the project")
+
+    def _show_check_report(self, report) -> QMessageBox:
+        repairable = [f for f in report.findings if f.repair and not f.repaired]
+        if report.ok:
+            icon, text = QMessageBox.Icon.Information, "\n".join(report.lines())
+        else:
+            icon, text = QMessageBox.Icon.Warning, "\n\n".join(report.lines())
+        box = QMessageBox(icon, "Check project", text, QMessageBox.StandardButton.Close, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if repairable:
+            button = box.addButton(f"Repair ({len(repairable)})", QMessageBox.ButtonRole.AcceptRole)
+            button.setToolTip("Makes only the safe repairs: " + "; ".join(sorted({f.repair for f in repairable})))
+            button.clicked.connect(lambda: self.check_project(repair=True))
+        self.last_check_box = box
+        box.open()
+        return box
+
+    def choose_backup(self) -> None:
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import backup_path
+
+        suggested = backup_path(self.project.path, self.project.path.parent)
+        path, _ = QFileDialog.getSaveFileName(self, "Back up project", str(suggested), "Project database (*.db)")
+        if path:
+            self.back_up_to(Path(path))
+
+    def back_up_to(self, out: Path) -> None:
+        """A consistent copy of the database, taken on a worker while the window (and runs) go on."""
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import backup_project
+
+        path = self.project.path
+        tasks.run_task(
+            self,
+            lambda sink, stop: backup_project(path, out),
+            on_done=lambda target: self.statusBar().showMessage(
+                f"Backed up to {display_path(target)} (run folders not included)", 15_000),
+            progress_title="Backing up the project",
+        )
+
     def show_about(self) -> QMessageBox:
         return about_box(self)
 
@@ -377,7 +436,8 @@ class MainWindow(QMainWindow):
         project = self.project
         has_project = project is not None
         self.stack.setCurrentWidget(self.tabs if has_project else self.start_page)
-        for action in (*self.tab_actions, self.close_action, self.refresh_action, self.import_action, self.export_action):
+        for action in (*self.tab_actions, self.close_action, self.refresh_action, self.import_action, self.export_action,
+                       self.check_action, self.backup_action):
             action.setEnabled(has_project)
         self.annotator_label.setText(f"Annotator: {self.annotator}" if self.annotator else "")
         if project is None:
