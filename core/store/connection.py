@@ -90,7 +90,9 @@ def _free_bytes(path: Path) -> int:
         return _NEARLY_FULL
 
 
-def configure(conn: sqlite3.Connection, path: Path, *, read_only: bool = False) -> None:
+def configure(conn: sqlite3.Connection, path: Path | None = None, *, read_only: bool = False) -> None:
+    """The connection settings every project connection has. `path` names the file in errors."""
+    path = path if path is not None else Path(conn.execute("PRAGMA database_list").fetchone()[2] or "project.db")
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
