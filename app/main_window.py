@@ -280,6 +280,9 @@ class MainWindow(QMainWindow):
 
     def set_project(self, project: Project | None) -> bool:
         """Make `project` the open one (closing the previous), and show it in every view."""
+        if self.project is not None and self.project is not project:
+            with wait_cursor():
+                self.label_view.judge_page.finish_saving()  # a verdict waiting for a busy database
         previous, self.project = self.project, project
         if previous is not None and previous is not project:
             previous.close()

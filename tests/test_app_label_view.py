@@ -237,3 +237,16 @@ def test_a_verdict_given_while_another_process_holds_the_database_shows_saving_a
     assert not page.saving_label.isVisible() and errors == []
     assert [(r[0], r[1]) for r in rows(demo_path)] == [(pair_id, "tie")]
     assert page.session.current.pair_id != pair_id
+
+
+def test_closing_the_project_gives_a_waiting_verdict_a_last_chance_to_be_saved(window, qtbot, demo_path):
+    from test_database_busy import hold_write_lock
+
+    page = window.label_view.judge_page
+    pair_id = page.session.current.pair_id
+    holder = hold_write_lock(demo_path / "project.db", 1.5)
+    qtbot.keyClick(page, Qt.Key.Key_3)
+    assert page.saving
+    window.close_project()  # waits for the holder rather than dropping the verdict
+    holder.wait(10)
+    assert [(r[0], r[1]) for r in rows(demo_path)] == [(pair_id, "tie")]

@@ -61,6 +61,7 @@ from .label_queues import ScorePairsControl, empty_queue_text
 # holds; then "saving…" shows and it is tried again every SAVE_RETRY_MS, with keys held meanwhile.
 FIRST_SAVE_WAIT_S = 0.25
 SAVE_RETRY_MS = 500
+LAST_SAVE_WAIT_S = 30.0  # when the project closes with a verdict still waiting
 SAVING_TEXT = "Saving your verdict… the project's database is busy (another program, an import perhaps, is writing to it)."
 
 _CHOICE_KEYS: dict[int, str] = {
@@ -273,6 +274,19 @@ class JudgePage(QWidget):
     def _retry_save(self) -> None:
         if self._saving is not None:
             self._save(*self._saving)
+
+    def finish_saving(self, wait_s: float = LAST_SAVE_WAIT_S) -> None:
+        """Before the project closes: a verdict still waiting gets one last, longer wait, and if
+        the database is still held, the person is told which verdict was not saved."""
+        if self._saving is None:
+            return
+        session, choice, rationale, decided_at = self._saving
+        self._end_saving()
+        try:
+            session.judge(choice, rationale=rationale, wait_s=wait_s, decided_at=decided_at)
+        except WorkbenchError as exc:
+            pair = session.current.pair_id if session.current is not None else "?"
+            self.error.emit(f"Your verdict on pair {pair} ({choice}) was not saved: {exc}")
 
     def _end_saving(self) -> None:
         was_saving = self._saving is not None
