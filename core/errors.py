@@ -101,10 +101,10 @@ class DatabaseBusy(WorkbenchError):
 
     def __init__(self, path: str | Path, *, waited_s: float | None = None):
         self.path = _project_of(path)
-        waited = f" for {waited_s:g} s" if waited_s else ""
+        waited = f" for over {waited_s:g} s" if waited_s else ""
         super().__init__(
-            f"{self.path}: the project's database is busy{waited}: another program (an import, perhaps) "
-            f"is writing to it; nothing was changed",
+            f"{self.path}: the project's database is busy: another program (an import, perhaps) has been "
+            f"writing to it{waited}; nothing was changed",
             hint="Try again when the other program is done.",
         )
 
