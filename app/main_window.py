@@ -183,6 +183,8 @@ class MainWindow(QMainWindow):
         self.demo_action = self._action("Open &Demo Project", self.open_demo_project)
         self.import_action = self._action("&Import Pairs…", lambda: self._in_data_tab(self.data_view.start_import), "Ctrl+I")
         self.export_action = self._action("&Export Pairs…", lambda: self._in_data_tab(self.data_view.start_export), "Ctrl+E")
+        self.check_action = self._action("Chec&k Project…", self.check_project)
+        self.backup_action = self._action("&Back Up Project…", self.choose_backup)
         self.close_action = self._action("&Close Project", self.close_project, "Ctrl+W")
         # Ctrl+Q spelled out: QKeySequence.Quit is empty on Windows.
         self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
@@ -194,6 +196,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.import_action)
         file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.check_action)
+        file_menu.addAction(self.backup_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addSeparator()
@@ -284,6 +289,9 @@ class MainWindow(QMainWindow):
 
     def set_project(self, project: Project | None) -> bool:
         """Make `project` the open one (closing the previous), and show it in every view."""
+        if self.project is not None and self.project is not project:
+            with wait_cursor():
+                self.label_view.judge_page.finish_saving()  # a verdict waiting for a busy database
         previous, self.project = self.project, project
         if previous is not None and previous is not project:
             previous.close()
@@ -379,6 +387,60 @@ class MainWindow(QMainWindow):
         self.error_shown.emit(message)
         return error_box(self, message, title)
 
+    # -- check and backup --------------------------------------------------------------------
+
+    def check_project(self, *, repair: bool = False) -> None:
+        """File ▸ Check Project: on a worker (integrity_check reads the whole file), then a report."""
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import check_project
+
+        path = self.project.path
+        tasks.run_task(self, lambda sink, stop: check_project(path, repair=repair), on_done=self._show_check_report,
+                       progress_title="Repairing the project" if repair else "Checking the project")
+
+    def _show_check_report(self, report) -> QMessageBox:
+        repairable = [f for f in report.findings if f.repair and not f.repaired]
+        if report.ok:
+            icon, text = QMessageBox.Icon.Information, "\n".join(report.lines())
+        else:
+            icon, text = QMessageBox.Icon.Warning, "\n\n".join(report.lines())
+        box = QMessageBox(icon, "Check project", text, QMessageBox.StandardButton.Close, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if repairable:
+            button = box.addButton(f"Repair ({len(repairable)})", QMessageBox.ButtonRole.AcceptRole)
+            button.setToolTip("Makes only the safe repairs: " + "; ".join(sorted({f.repair for f in repairable})))
+            button.clicked.connect(lambda: self.check_project(repair=True))
+        self.last_check_box = box
+        box.open()
+        return box
+
+    def choose_backup(self) -> None:
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import backup_path
+
+        suggested = backup_path(self.project.path, self.project.path.parent)
+        path, _ = QFileDialog.getSaveFileName(self, "Back up project", str(suggested), "Project database (*.db)")
+        if path:
+            self.back_up_to(Path(path))
+
+    def back_up_to(self, out: Path) -> None:
+        """A consistent copy of the database, taken on a worker while the window (and runs) go on."""
+        if self.project is None:
+            return
+        from rlhf_workbench.core.maintenance import backup_project
+
+        path = self.project.path
+        tasks.run_task(
+            self,
+            lambda sink, stop: backup_project(path, out),
+            on_done=lambda target: self.statusBar().showMessage(
+                f"Backed up to {display_path(target)} (run folders not included)", 15_000),
+            progress_title="Backing up the project",
+        )
+
     def show_about(self) -> QMessageBox:
         return about_box(self)
 
@@ -386,7 +448,8 @@ class MainWindow(QMainWindow):
         project = self.project
         has_project = project is not None
         self.stack.setCurrentWidget(self.tabs if has_project else self.start_page)
-        for action in (*self.tab_actions, self.close_action, self.refresh_action, self.import_action, self.export_action):
+        for action in (*self.tab_actions, self.close_action, self.refresh_action, self.import_action, self.export_action,
+                       self.check_action, self.backup_action):
             action.setEnabled(has_project)
         self.annotator_label.setText(f"Annotator: {self.annotator}" if self.annotator else "")
         if project is None:
@@ -395,8 +458,16 @@ class MainWindow(QMainWindow):
             self.counts_label.setText("")
             self.start_page.show_recent(settings.recent_projects())
             return
-        self.setWindowTitle(f"{project.name} — {APP_TITLE}")
-        self.path_label.setText(display_path(project.path))
+        if project.read_only:
+            # Said where it is always in sight: every change would be refused, one dialog each.
+            self.setWindowTitle(f"{project.name} (read-only) — {APP_TITLE}")
+            self.path_label.setText(f"{display_path(project.path)} — read-only: it can be read but not changed")
+            self.path_label.setToolTip(str(project.store.refusal))
+            self.import_action.setEnabled(False)
+        else:
+            self.setWindowTitle(f"{project.name} — {APP_TITLE}")
+            self.path_label.setText(display_path(project.path))
+            self.path_label.setToolTip("")
         # Counting a large project takes tens of milliseconds: done on a worker, shown when ready.
         tasks.run_store_task(
             self,

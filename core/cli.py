@@ -9,6 +9,8 @@
     rlhf-workbench score MODEL TEXT...
     rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
     rlhf-workbench runs PROJECT [--compare RUN_ID...] [--export RUN_ID... --to DIR] [--delete RUN_ID]
+    rlhf-workbench check PROJECT [--repair]            look for damage; make the safe repairs
+    rlhf-workbench backup PROJECT OUT                  a consistent copy of the database, even in use
 
 Every subcommand exits 0 on success and non-zero with a one-line reason on failure.
 """
@@ -16,6 +18,7 @@ Every subcommand exits 0 on success and non-zero with a one-line reason on failu
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import multiprocessing
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import WorkbenchError
+from .errors import WorkbenchError, disk_full_error, is_disk_full_os_error
 from .methods import METHODS
 from .terminal import for_terminal
 from .training.method import TrainingMethod
@@ -247,6 +250,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path)
     p.add_argument("--rounds", type=int, default=200, help="bootstrap resamples (default 200)")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser(
+        "check",
+        help="look for damage in a project: its database, its run folders, leftover files",
+        description="Check the project's database for damaged pages (SQLite's integrity_check) and broken "
+        "references, compare the run folders with the runs table, and look for leftovers of interrupted work. "
+        "Exits 0 when nothing is wrong, 1 otherwise. Changes nothing unless --repair is given.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("--repair", action="store_true",
+                   help="make the safe repairs: remove leftovers that are nobody's data (half-written checkpoints)")
+
+    p = sub.add_parser(
+        "backup",
+        help="copy a project's database, safely even while the app or a run uses it",
+        description="Copy the project's database as one consistent snapshot (SQLite's backup API), safe while "
+        "the app labels or a run trains. OUT is a new file, or a folder to put a dated file in. The run folders "
+        "(checkpoints) are not included. To restore: a folder with the copy named project.db is the project.",
+    )
+    p.add_argument("project", type=Path)
+    p.add_argument("out", type=Path, help="a new file, or a folder")
     return parser
 
 
@@ -277,6 +301,17 @@ def _run_subcommand(argv: list[str]) -> int:
     except WorkbenchError as exc:
         # One write per line: under torchrun every rank may refuse at once, into the same stream.
         sys.stderr.write(f"error: {_rank_prefix()}{for_terminal(exc, keep_newlines=True)}\n")
+        return 1
+    except OSError as exc:
+        # The disk or the folder, not the workbench: a full disk or a folder that cannot be
+        # written is said in one line wherever it is met (a run's config, an export's file).
+        if is_disk_full_os_error(exc):
+            message = disk_full_error(exc.filename or Path.cwd(), cause=exc).message
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and exc.filename:
+            message = f"{exc.filename}: cannot be written ({exc.strerror})"
+        else:
+            raise
+        sys.stderr.write(f"error: {_rank_prefix()}{message}\n")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; the unfinished step was rolled back", file=sys.stderr)
@@ -537,8 +572,28 @@ def training_config(argv: list[str]) -> tuple[TrainingMethod, object]:
     return method, config_from_options(method, args.config, args.overrides, fixed)
 
 
+def _cmd_check(args) -> int:
+    from .maintenance import check_project
+
+    report = check_project(args.project, repair=args.repair)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def _cmd_backup(args) -> int:
+    from .maintenance import backup_project
+
+    target = backup_project(args.project, args.out)
+    print(f"backed up {args.project / 'project.db'} to {target} ({target.stat().st_size / 1e6:.1f} MB); "
+          "the run folders (checkpoints) are not included")
+    return 0
+
+
 _COMMANDS = {
     "init": _cmd_init,
+    "check": _cmd_check,
+    "backup": _cmd_backup,
     "demo": _cmd_demo,
     "import": _cmd_import,
     "export": _cmd_export,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, disk_full_error, is_disk_full_os_error
 from .formats import WriteReport, get_format
 from .project import Project
 from .records import ExportPair
@@ -72,8 +72,10 @@ def export_file(
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)
+        if is_disk_full_os_error(exc):
+            raise disk_full_error(path, "nothing was exported", cause=exc) from exc
         raise
     skipped = dict(report.skipped)
     if empty_prompts:

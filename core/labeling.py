@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from .agreement import is_person
 from .errors import WorkbenchError
 from .records import DATASET_ANNOTATOR_PREFIX, ExportPair
-from .store import Store, settle_verdict
+from .store import VERDICT_WAIT_S, Store, settle_verdict
 
 QUEUES: tuple[str, ...] = (  # menu order
     "unlabelled", "generated", "others_not_me", "disagreement", "policy_vs_reference", "least_sure",
@@ -275,14 +275,26 @@ class LabelSession:
 
     # -- verdicts ------------------------------------------------------------------------------
 
-    def judge(self, choice: str, *, rationale: str | None = None) -> int:
+    def judge(
+        self,
+        choice: str,
+        *,
+        rationale: str | None = None,
+        wait_s: float = VERDICT_WAIT_S,
+        decided_at: float | None = None,
+    ) -> int:
         """Record the labeller's choice for the current pair, committed before this returns, then
-        move to the next pair. Returns the judgment's id."""
+        move to the next pair. Returns the judgment's id.
+
+        While another program holds the database it waits up to `wait_s`, then raises
+        DatabaseBusy with nothing recorded and the same pair current: the app tries again with a
+        short `wait_s` and the `decided_at` (self.clock()) of its first try, so the seconds spent
+        are the person's, not the wait's."""
         shown = self.current
         if shown is None:
             raise WorkbenchError("there is no pair to judge: the queue is empty")
         verdict = verdict_for(choice, shown.shown_left)
-        now = self.clock()
+        now = self.clock() if decided_at is None else decided_at
         judgment_id = self.store.add_judgment(
             shown.pair_id,
             self.annotator,
@@ -290,6 +302,7 @@ class LabelSession:
             shown_left=shown.shown_left,
             rationale=(rationale or "").strip() or None,
             seconds=max(now - shown.shown_at, 0.0),
+            wait_s=wait_s,
         )
         self._history.append(_Done(judgment_id, verdict, shown))
         self._last_verdict_at = now

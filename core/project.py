@@ -12,7 +12,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import ProjectError
+from .errors import DiskFull, ProjectError, WorkbenchError, disk_full_error, is_disk_full_os_error
 from .store import Store
 
 APP_NAME = "rlhf-workbench"
@@ -64,15 +64,33 @@ class Project:
             raise ProjectError(f"{path}: is a file, not a folder; choose a folder for the project")
         if (path / DB_NAME).exists():
             raise ProjectError(f"{path}: is already a project; open it instead")
-        path.mkdir(parents=True, exist_ok=True)
-        (path / RUNS_DIR).mkdir(exist_ok=True)
         # Built under a temporary name and renamed into place, so an interrupted creation never
         # leaves a project.db that looks real but is not.
         staging = path / f".{DB_NAME}.creating"
-        for leftover in path.glob(f".{DB_NAME}.creating*"):
-            leftover.unlink()
-        Store.create(staging, name=name or path.name).close()
-        os.replace(staging, path / DB_NAME)
+        made_folder = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / RUNS_DIR).mkdir(exist_ok=True)
+            for leftover in path.glob(f".{DB_NAME}.creating*"):
+                leftover.unlink()
+            Store.create(staging, name=name or path.name).close()
+            os.replace(staging, path / DB_NAME)
+        except BaseException as exc:
+            # A full disk (or a cancel) leaves nothing half-made behind: the -wal and -shm too.
+            for partial in path.glob(f".{DB_NAME}.creating*"):
+                partial.unlink(missing_ok=True)
+            for folder in ((path / RUNS_DIR, path) if made_folder else ()):
+                try:
+                    folder.rmdir()  # only if still empty: nothing of anyone else's goes
+                except OSError:
+                    pass
+            if is_disk_full_os_error(exc) or isinstance(exc, DiskFull):
+                raise disk_full_error(path, "the project was not created") from exc
+            if isinstance(exc, WorkbenchError):  # named after the project, not its staging file
+                raise ProjectError(f"{path}: the project was not created: {exc}".replace(f"{staging}: ", "")) from exc
+            if isinstance(exc, PermissionError):
+                raise ProjectError(f"{path}: cannot be written to ({exc.strerror}); choose another folder") from exc
+            raise
         return cls.open(path)
 
     @classmethod
@@ -90,8 +108,17 @@ class Project:
                 f"create one with `rlhf-workbench init {path}`"
             )
         store = Store.open(path / DB_NAME)
-        (path / RUNS_DIR).mkdir(exist_ok=True)
+        if not store.read_only:
+            try:
+                (path / RUNS_DIR).mkdir(exist_ok=True)
+            except OSError:
+                pass  # the runs need it, and say so when they cannot make it; reading does not
         return cls(path, store)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened for reading only (a read-only disk or folder): every change is refused."""
+        return self.store.read_only
 
     def open_store(self) -> Store:
         """A new connection for another thread (SQLite connections are not shared across threads)."""

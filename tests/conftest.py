@@ -118,6 +118,37 @@ def make_project(tmp_path):
     return make
 
 
+
+@pytest.fixture
+def read_only_project(tmp_path, make_project):
+    """A closed project with 4 pairs (2 judged by dataset:tests) that cannot be written: a folder
+    and file without write permission, or, for root (whom permissions do not stop), a small disk
+    mounted read-only. Skipped where neither can be made."""
+    import subprocess
+
+    pairs = [(f"prompt {i}", f"yes {i}", f"no {i}", "tests", "a" if i < 2 else None,
+              "dataset:tests" if i < 2 else None) for i in range(4)]
+    made = make_project("ro", pairs)
+    if os.geteuid() != 0:
+        modes = [(p, p.stat().st_mode) for p in (made, made / "project.db", made / "runs")]
+        for p, mode in modes:
+            p.chmod(mode & ~0o222)
+        yield made
+        for p, mode in reversed(modes):
+            p.chmod(mode)
+        return
+    disk = tmp_path / "ro-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"as root, a read-only project needs a read-only mount, and mounting failed: {mounted.stderr.strip()}")
+    try:
+        shutil.copytree(made, disk / "ro")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        yield disk / "ro"
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
 # The suite ends by leaving the process without the interpreter's final clean-up. Once, after every
 # test had passed, that clean-up crashed (SIGSEGV, exit 139: libraries with native threads and Qt
 # objects being torn down in an order they do not expect), which would fail CI for nothing the

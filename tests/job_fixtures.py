@@ -107,3 +107,33 @@ def nap(seconds: float, *, sink, stop) -> float:
             raise Stopped("woken up; nothing was done")
         time.sleep(0.01)
     return seconds
+
+
+@dataclass
+class BigCheckpointConfig:
+    steps: int = 2
+    weight_bytes: list[int] = field(default_factory=lambda: [1_000, 50_000_000])  # per step
+
+
+def big_checkpoints(config: BigCheckpointConfig, ctx, sink, stop) -> dict:
+    """Writes real checkpoints (core/training/checkpoints.py) whose weights are `weight_bytes` at
+    each step: on a small disk, one of them runs out of room."""
+    import torch
+
+    from rlhf_workbench.core.training.checkpoints import save_checkpoint
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    for step, size in enumerate(config.weight_bytes[: config.steps], start=1):
+        sink(Metric(step, {"train/loss": 1.0 / step}))
+
+        def write_weights(folder: Path, size=size) -> None:
+            with open(folder / "model.safetensors", "wb") as f:
+                for _ in range(0, size, 1 << 16):
+                    f.write(b"\0" * (1 << 16))
+
+        folder = save_checkpoint(ctx.run_dir, write_weights=write_weights, optimizer=optimizer, scheduler=scheduler,
+                                 scaler=None, state={"step": step}, best=False, keep_last=3)
+        sink(Checkpoint(step, str(folder)))
+    return {"steps": config.steps}

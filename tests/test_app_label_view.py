@@ -213,3 +213,40 @@ def test_verdicts_and_agreement_are_there_after_closing_and_reopening(window, qt
     assert table.item(0, 0).text() == report.length_by_annotator[0].group
     assert table.item(table.rowCount() - 1, 0).text() == f"all verdicts on pairs from {report.length_by_origin[-1].group}"
     qtbot.waitUntil(lambda: "Labelled by you: 5 ·" in label_view.judge_page.progress_label.text())
+
+
+def test_a_verdict_given_while_another_process_holds_the_database_shows_saving_and_is_kept(
+    window, qtbot, demo_path
+):
+    from test_database_busy import hold_write_lock
+
+    page = window.label_view.judge_page
+    pair_id = page.session.current.pair_id
+    errors = []
+    page.error.connect(errors.append)
+    holder = hold_write_lock(demo_path / "project.db", 2.0)  # as a long import's transaction does
+    try:
+        qtbot.keyClick(page, Qt.Key.Key_T)
+        assert page.saving and page.saving_label.isVisible()  # at once: the window did not freeze
+        assert "Saving" in page.saving_label.text()
+        assert page.session.current.pair_id == pair_id and rows(demo_path) == []
+        qtbot.keyClick(page, Qt.Key.Key_X)  # held back: no second verdict while the first waits
+    finally:
+        holder.wait(10)
+    qtbot.waitUntil(lambda: not page.saving, timeout=5000)
+    assert not page.saving_label.isVisible() and errors == []
+    assert [(r[0], r[1]) for r in rows(demo_path)] == [(pair_id, "tie")]
+    assert page.session.current.pair_id != pair_id
+
+
+def test_closing_the_project_gives_a_waiting_verdict_a_last_chance_to_be_saved(window, qtbot, demo_path):
+    from test_database_busy import hold_write_lock
+
+    page = window.label_view.judge_page
+    pair_id = page.session.current.pair_id
+    holder = hold_write_lock(demo_path / "project.db", 1.5)
+    qtbot.keyClick(page, Qt.Key.Key_3)
+    assert page.saving
+    window.close_project()  # waits for the holder rather than dropping the verdict
+    holder.wait(10)
+    assert [(r[0], r[1]) for r in rows(demo_path)] == [(pair_id, "tie")]

@@ -1,5 +1,6 @@
 """The main window: opening projects, tabs, menus, errors, recent projects, first start."""
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -272,3 +273,43 @@ def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, mak
         next(button for button in box.buttons() if button.text() == "Delete").click()
     assert [picker.itemData(i) for i in range(picker.count())] == [kept]
     assert window.project.store.run(doomed) is None
+
+
+def test_a_read_only_project_opens_and_says_so_in_the_title_and_the_status_bar(start, read_only_project, qtbot):
+    window = start(read_only_project, "--annotator", "ada")
+    assert window.project is not None and window.project.read_only
+    assert "(read-only)" in window.windowTitle()
+    assert "read-only" in window.path_label.text() and not window.import_action.isEnabled()
+    qtbot.waitUntil(lambda: window.counts_label.text() == "4 prompts · 4 pairs · 2 judgments")
+    assert visible_message_boxes(window) == []
+
+
+def test_file_menu_checks_the_project_and_makes_the_safe_repairs(start, make_project, qtbot):
+    path = make_project("p", PAIRS)
+    window = start(path)
+    assert window.check_action in window.menuBar().actions()[0].menu().actions()
+    leftover = path / "runs" / "rm-1" / "checkpoints" / ".tmp-step-000003"
+    leftover.mkdir(parents=True)
+    window.project.store.create_run("rm-1", kind="reward", name="r", config={}, output_dir="runs/rm-1")
+
+    window.check_action.trigger()
+    qtbot.waitUntil(lambda: getattr(window, "last_check_box", None) is not None and window.last_check_box.isVisible())
+    box = window.last_check_box
+    assert ".tmp-step-000003" in box.text() and "--repair" in box.text()
+    [repair] = [b for b in box.buttons() if b.text().startswith("Repair")]
+    repair.click()
+    qtbot.waitUntil(lambda: window.last_check_box is not box and window.last_check_box.isVisible())
+    assert "repaired:" in window.last_check_box.text() and not leftover.exists()
+
+
+def test_file_menu_backs_the_project_up_while_it_is_open(start, make_project, qtbot, tmp_path):
+    path = make_project("p", PAIRS)
+    window = start(path)
+    out = tmp_path / "backup.db"
+    window.back_up_to(out)
+    qtbot.waitUntil(lambda: "Backed up to" in window.statusBar().currentMessage())
+    conn = sqlite3.connect(out)
+    try:
+        assert conn.execute("SELECT count(*) FROM pairs").fetchone() == (3,)
+    finally:
+        conn.close()

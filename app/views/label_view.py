@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from rlhf_workbench.core.errors import WorkbenchError
+from rlhf_workbench.core.errors import DatabaseBusy, WorkbenchError
 from rlhf_workbench.core.labeling import (
     QUEUE_TITLES,
     QUEUES,
@@ -57,6 +57,13 @@ from .key_help import KEYS, KeyHelpOverlay
 from .label_queues import ScorePairsControl, empty_queue_text
 
 # key → choice. Letters are matched case-insensitively through Qt's key codes.
+# A verdict first waits this long (seconds) in the window's thread for a database another program
+# holds; then "saving…" shows and it is tried again every SAVE_RETRY_MS, with keys held meanwhile.
+FIRST_SAVE_WAIT_S = 0.25
+SAVE_RETRY_MS = 500
+LAST_SAVE_WAIT_S = 30.0  # when the project closes with a verdict still waiting
+SAVING_TEXT = "Saving your verdict… the project's database is busy (another program, an import perhaps, is writing to it)."
+
 _CHOICE_KEYS: dict[int, str] = {
     Qt.Key.Key_1: "left",
     Qt.Key.Key_Left: "left",
@@ -144,6 +151,16 @@ class JudgePage(QWidget):
                 buttons.addStretch(1)
             buttons.addWidget(button)
 
+        self.saving_label = plain_label(SAVING_TEXT)
+        self.saving_label.setWordWrap(True)
+        self.saving_label.hide()
+        # (session, choice, rationale, decided at) of a verdict waiting for the database.
+        self._saving: tuple[LabelSession, str, str | None, float] | None = None
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_RETRY_MS)
+        self._save_timer.timeout.connect(self._retry_save)
+
         self.message = heading_label("")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
@@ -154,6 +171,7 @@ class JudgePage(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.scoring.status)
+        layout.addWidget(self.saving_label)
         layout.addWidget(self.body, 1)
         layout.addWidget(self.rationale)
         layout.addLayout(buttons)
@@ -216,21 +234,71 @@ class JudgePage(QWidget):
 
     # -- actions ---------------------------------------------------------------------------
 
+    @property
+    def saving(self) -> bool:
+        """A verdict is waiting for the database (another program holds it); keys wait too."""
+        return self._saving is not None
+
     def judge(self, choice: str) -> None:
         session = self.session
-        if session is None or session.current is None:
+        if session is None or session.current is None or self.saving:
             return
         rationale = self.rationale.text().strip() or None
-        judgment_id = self._guard(lambda: session.judge(choice, rationale=rationale))
-        if judgment_id is None:
+        self._save(session, choice, rationale, session.clock())
+
+    def _save(self, session: LabelSession, choice: str, rationale: str | None, decided_at: float) -> None:
+        try:
+            judgment_id = session.judge(choice, rationale=rationale, wait_s=FIRST_SAVE_WAIT_S, decided_at=decided_at)
+        except DatabaseBusy:
+            # Never lost and never a dialog: the pair stays, "saving…" shows, and it is tried
+            # again until the other program lets go; the window stays responsive meanwhile.
+            self._saving = (session, choice, rationale, decided_at)
+            self.saving_label.show()
+            self.queue_box.setEnabled(False)  # the verdict is for the pair on screen
+            for button in self.buttons.values():
+                button.setEnabled(False)
+            self._save_timer.start()
+            return
+        except WorkbenchError as exc:
+            self._end_saving()
+            self.error.emit(str(exc))
             return  # not saved: the same pair stays on screen, with its rationale
+        self._end_saving()
+        if session is not self.session:
+            return  # saved for a session the tab has since left (another project was opened)
         self.rationale.clear()
         self.show_current()
         self.verdict_recorded.emit(judgment_id)
         self._progress_timer.start()
 
+    def _retry_save(self) -> None:
+        if self._saving is not None:
+            self._save(*self._saving)
+
+    def finish_saving(self, wait_s: float = LAST_SAVE_WAIT_S) -> None:
+        """Before the project closes: a verdict still waiting gets one last, longer wait, and if
+        the database is still held, the person is told which verdict was not saved."""
+        if self._saving is None:
+            return
+        session, choice, rationale, decided_at = self._saving
+        self._end_saving()
+        try:
+            session.judge(choice, rationale=rationale, wait_s=wait_s, decided_at=decided_at)
+        except WorkbenchError as exc:
+            pair = session.current.pair_id if session.current is not None else "?"
+            self.error.emit(f"Your verdict on pair {pair} ({choice}) was not saved: {exc}")
+
+    def _end_saving(self) -> None:
+        was_saving = self._saving is not None
+        self._saving = None
+        self._save_timer.stop()
+        self.saving_label.hide()
+        self.queue_box.setEnabled(True)
+        if was_saving and self.session is not None:
+            self.show_current()
+
     def undo(self) -> None:
-        if self.session is None:
+        if self.session is None or self.saving:
             return
         self._guard(self.session.undo)
         self.show_current()

@@ -31,7 +31,7 @@ from typing import Any
 
 import tomli_w
 
-from ..errors import JobFailed, WorkbenchError
+from ..errors import DatabaseBusy, JobFailed, WorkbenchError, disk_full_error, is_disk_full_os_error
 from ..events import Checkpoint, Event, Failed, Finished, Log, Metric, Progress, Sample, Sink
 from ..project import Project
 
@@ -43,6 +43,11 @@ LOCK_NAME = ".running.lock"
 # Metrics and samples wait at most this long (seconds) before they are written: one commit a
 # second costs training nothing, and a crash loses at most the last second of figures.
 FLUSH_S = 1.0
+# How long one flush waits for a database another program holds before it keeps its figures for
+# the next one (short: the job's own thread waits this long at a checkpoint), and after how long a
+# busy database is worth a line in the run's log.
+BUSY_WAIT_S = 1.0
+BUSY_LOG_S = 10.0
 _KIND_PREFIX = {"reward": "rm", "ppo": "ppo", "generate": "gen"}
 
 
@@ -110,6 +115,8 @@ def run_dir_of(project: Project, run: Mapping[str, Any]) -> Path:
 def start_run(project: Project, *, kind: str, name: str, config: Any) -> RunContext:
     """A new run: its folder with config.toml, and its row (status 'created')."""
     data = config_dict(config)
+    if project.store.refusal is not None:  # read-only, or a disk too full to open for writing
+        raise project.store.refusal
     for _attempt in range(20):
         run_id = new_run_id(kind)
         run_dir = project.runs_dir / run_id
@@ -127,8 +134,10 @@ def start_run(project: Project, *, kind: str, name: str, config: Any) -> RunCont
         project.store.create_run(
             run_id, kind=kind, name=name.strip() or run_id, config=data, output_dir=f"runs/{run_id}"
         )
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
+        if is_disk_full_os_error(exc):
+            raise disk_full_error(run_dir.parent, "the run was not started", cause=exc) from exc
         raise
     return RunContext(project.path, run_id, run_dir)
 
@@ -139,6 +148,8 @@ def resume_run(project: Project, run_id: str) -> RunContext:
     if run is None:
         raise WorkbenchError(f"{project.path}: has no run {run_id!r}")
     run_dir = run_dir_of(project, run)
+    if project.store.refusal is not None:
+        raise project.store.refusal
     if RunLock.held(run_dir):
         raise WorkbenchError(f"Run {run_id} is running; stop it before resuming it")
     # A run still marked 'running' whose lock nobody holds lost its process without a word (a
@@ -252,14 +263,23 @@ class Recorder:
 
     A timer thread writes the batch once a second, so a job that logs a figure and then computes
     for a minute still has it on disk; a Checkpoint is written at once, in the same transaction
-    as every figure before it. The lock guards the buffers and the connection they share.
+    as every figure before it. `_lock` guards the buffers, `_writing` the connection.
+
+    While another program holds the database (a long import), the figures and checkpoint records
+    wait here, in order, and each flush tries again: a busy database never fails a run. After
+    BUSY_LOG_S the run's log says so, once, and again when they are written.
     """
 
     def __init__(self, store, run_id: str, forward: Sink, log_path: Path):
         self._store, self._run_id, self._forward, self._flush_s = store, run_id, forward, FLUSH_S
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        # (metrics, samples, checkpoint) batches not yet written, oldest first.
+        self._pending: list[tuple[list, list, tuple[int, str, bool] | None]] = []
         self._metrics: list[tuple[int, str, float, float]] = []
         self._samples: list[tuple[int, str, str, float | None, float, dict[str, float]]] = []
+        self._busy_since: float | None = None
+        self._busy_logged = False
         self.error: BaseException | None = None  # why the figures could not be saved
         self._closing = threading.Event()
         self._log = open(log_path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
@@ -284,25 +304,70 @@ class Recorder:
         elif isinstance(event, Checkpoint):
             self.flush(checkpoint=(event.step, event.path, event.best))
         elif isinstance(event, Log):
-            self._log.write(f"{datetime.fromtimestamp(event.time):%Y-%m-%d %H:%M:%S} {event.level}: {event.message}\n")
+            self._write_log(event.time, event.level, event.message)
         elif isinstance(event, (Finished, Failed)):
             raise TypeError("a job returns its summary or raises JobFailed; the runner reports the end")
         self._forward(event)
 
-    def flush(self, checkpoint: tuple[int, str, bool] | None = None) -> None:
+    def _write_log(self, t: float, level: str, message: str) -> None:
+        if not self._log.closed:
+            self._log.write(f"{datetime.fromtimestamp(t):%Y-%m-%d %H:%M:%S} {level}: {message}\n")
+
+    def flush(self, checkpoint: tuple[int, str, bool] | None = None, *, wait_s: float = BUSY_WAIT_S) -> bool:
+        """Write every figure so far (and the checkpoint after them). False when the database is
+        busy: they stay here for the next flush. Other errors (a full disk) are raised."""
         with self._lock:
-            if not (self._metrics or self._samples or checkpoint):
-                return
-            metrics, samples = self._metrics, self._samples
-            self._metrics, self._samples = [], []
-            if checkpoint is not None:
-                step, path, best = checkpoint
-                # Relative to the project where it lies inside it, like the run's folder.
-                project_dir = self._store.path.parent
-                if Path(path).is_absolute() and Path(path).is_relative_to(project_dir):
-                    path = Path(path).relative_to(project_dir).as_posix()
-                checkpoint = (step, str(path), best)
-            self._store.save_run_records(self._run_id, metrics=metrics, samples=samples, checkpoint=checkpoint)
+            if self._metrics or self._samples or checkpoint:
+                if checkpoint is not None:
+                    step, path, best = checkpoint
+                    # Relative to the project where it lies inside it, like the run's folder.
+                    project_dir = self._store.path.parent
+                    if Path(path).is_absolute() and Path(path).is_relative_to(project_dir):
+                        path = Path(path).relative_to(project_dir).as_posix()
+                    checkpoint = (step, str(path), best)
+                self._pending.append((self._metrics, self._samples, checkpoint))
+                self._metrics, self._samples = [], []
+        with self._writing:
+            with self._lock:
+                batches, self._pending = self._pending, []
+            if not batches:
+                return True
+            try:
+                self._store.save_run_records(
+                    self._run_id,
+                    metrics=[row for m, _, _ in batches for row in m],
+                    samples=[row for _, s, _ in batches for row in s],
+                    checkpoints=[c for _, _, c in batches if c is not None],
+                    wait_s=wait_s,
+                )
+            except BaseException as exc:
+                with self._lock:
+                    self._pending[:0] = batches  # nothing was written: keep them, in order
+                if isinstance(exc, DatabaseBusy):
+                    self._note_busy(batches)
+                    return False
+                raise
+        if self._busy_logged:
+            waited = time.monotonic() - self._busy_since
+            self._write_log(time.time(), "info", f"the project's database is free again after {waited:.0f} s; "
+                            "the figures kept meanwhile are saved")
+        self._busy_since, self._busy_logged = None, False
+        return True
+
+    def _note_busy(self, batches) -> None:
+        now = time.monotonic()
+        if self._busy_since is None:
+            self._busy_since = now
+        if not self._busy_logged and now - self._busy_since >= BUSY_LOG_S:
+            self._busy_logged = True
+            n = sum(len(m) + len(s) for m, s, _ in batches)
+            message = (f"the project's database is busy (another program is writing to it); the run goes on "
+                       f"and keeps its figures ({n} so far) until it can save them")
+            self._write_log(time.time(), "warning", message)
+            try:
+                self._forward(Log(message, level="warning"))
+            except Exception:  # noqa: BLE001 -- telling is a courtesy; the figures are what matters
+                pass
 
     def _flush_every(self) -> None:
         while not self._closing.wait(self._flush_s):
@@ -313,18 +378,21 @@ class Recorder:
                 return
 
     def close(self) -> None:
-        """Stop the timer and write what is left; a failure to is kept in `error`."""
+        """Stop the timer and write what is left, waiting for a busy database as long as it takes
+        (the run's work is done; only its figures are left to save). A failure is kept in `error`."""
         self._closing.set()
         self._timer.join()
-        self._log.close()
         try:
-            self.flush()
+            while not self.flush():
+                time.sleep(self._flush_s)
         except Exception as exc:  # noqa: BLE001 -- the caller decides what it means for the run
             self.error = self.error or exc
+        finally:
+            self._log.close()
 
 
 def save_failed(exc: BaseException) -> JobFailed:
     return JobFailed(
         f"Could not save the run's figures: {exc}",
-        hint="Check that the disk has room and the project folder can be written to.",
+        hint=getattr(exc, "hint", None) or "Check that the disk has room and the project folder can be written to.",
     )

@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import JobFailed, Stopped, WorkbenchError
+from ..errors import DatabaseBusy, JobFailed, Stopped, WorkbenchError, disk_full_error, is_disk_full_os_error
 from ..events import Failed, Finished, Sink, StopFlag
 from .records import ERROR_LOG_NAME, LOG_NAME, Recorder, RunContext, RunLock, error_text, save_failed
 
@@ -137,8 +138,29 @@ def _execute_recorded(work: Work, sink: Sink, stop: StopFlag) -> Finished | Fail
         project.close()
 
 
+def _set_status(store, run_id: str, status: str, **kwargs) -> None:
+    """A run's status, however long another program holds the database: a run never fails, nor
+    loses its outcome, because an import is writing. An end that cannot be recorded at all (a
+    full disk) is logged: the run's last event still tells the person, and its row stays
+    'running' with its lock free, which reads as interrupted."""
+    while True:
+        try:
+            store.set_run_status(run_id, status, **kwargs)
+            return
+        except DatabaseBusy:
+            time.sleep(0.2)
+        except WorkbenchError as exc:
+            if status == "running":
+                raise
+            log.warning("could not record run %s as %s: %s", run_id, status, exc)
+            return
+
+
 def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFlag) -> Finished | Failed:
-    store.set_run_status(ctx.run_id, "running")
+    try:
+        _set_status(store, ctx.run_id, "running")
+    except WorkbenchError as exc:
+        return Failed(exc.message, hint=exc.hint)
     recorder = Recorder(store, ctx.run_id, sink, ctx.run_dir / LOG_NAME)
     try:
         try:
@@ -149,9 +171,16 @@ def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFl
             raise save_failed(recorder.error)
     except WorkbenchError as exc:
         result = failed_from(exc, step=recorder.last_step)
-        store.set_run_status(ctx.run_id, "failed", error=error_text(result))
+        _set_status(store, ctx.run_id, "failed", error=error_text(result))
         return result
     except Exception as exc:  # noqa: BLE001 -- a bug in the job: recorded, never raised into the GUI
+        if is_disk_full_os_error(exc):
+            # Not a bug: the disk ran out (a checkpoint, most often), and the run can resume.
+            full = disk_full_error(getattr(exc, "filename", None) or ctx.run_dir, "the run stopped here", cause=exc)
+            result = Failed(full.message, hint=f"{full.hint} The run can then be resumed from its last checkpoint.",
+                            step=recorder.last_step)
+            _set_status(store, ctx.run_id, "failed", error=error_text(result))
+            return result
         log = ctx.run_dir / ERROR_LOG_NAME
         log.write_text(traceback.format_exc(), encoding="utf-8", errors="replace")
         result = Failed(
@@ -159,13 +188,13 @@ def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFl
             hint=f"This looks like a bug in the workbench; the details are in {log}.",
             step=recorder.last_step,
         )
-        store.set_run_status(ctx.run_id, "failed", error=error_text(result))
+        _set_status(store, ctx.run_id, "failed", error=error_text(result))
         return result
     except BaseException:
-        store.set_run_status(ctx.run_id, "cancelled", error="Interrupted")
+        _set_status(store, ctx.run_id, "cancelled", error="Interrupted")
         raise
     stopped = bool(summary.get("stopped"))
-    store.set_run_status(ctx.run_id, "cancelled" if stopped else "finished", summary=summary)
+    _set_status(store, ctx.run_id, "cancelled" if stopped else "finished", summary=summary)
     return Finished(summary, stopped)
 
 

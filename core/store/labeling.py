@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from ..errors import WorkbenchError
 from ..records import DATASET_ANNOTATOR_PREFIX, VERDICTS
-from .connection import Connection, now_iso
+from .connection import VERDICT_WAIT_S, Connection, now_iso
 
 # LIKE as in the schema's triggers (case-insensitive), so "is a person" means the same everywhere.
 _PERSON = f"NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
@@ -229,11 +229,15 @@ class LabelQueries(Connection):
         shown_left: str | None = None,
         rationale: str | None = None,
         seconds: float | None = None,
+        wait_s: float = VERDICT_WAIT_S,
     ) -> int:
-        """Record a verdict and commit it before returning (it is acknowledged once this returns)."""
+        """Record a verdict and commit it before returning (it is acknowledged once this returns).
+
+        While another program writes (a long import), it waits up to `wait_s` seconds for its
+        turn, then raises DatabaseBusy having recorded nothing."""
         if verdict not in VERDICTS:
             raise WorkbenchError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
-        with self.transaction():
+        with self.transaction(wait_s=wait_s):
             cur = self.conn.execute(
                 """INSERT INTO judgments(pair_id, annotator, verdict, shown_left, rationale, seconds, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",

@@ -162,11 +162,14 @@ class RunQueries(Connection):
         metrics: Iterable[tuple[int, str, float, float]] = (),
         samples: Iterable[tuple[int, str, str, float | None, float] | tuple[int, str, str, float | None, float, dict]] = (),
         checkpoint: tuple[int, str, bool] | None = None,
+        checkpoints: Iterable[tuple[int, str, bool]] = (),
+        wait_s: float | None = None,
     ) -> None:
         """Metrics (step, name, value, time), samples (step, prompt, response, score, time[, extra]) and
-        perhaps a complete checkpoint (step, path, best), in one transaction: a checkpoint is
-        never on record without the figures logged up to it."""
-        with self.transaction():
+        perhaps complete checkpoints (step, path, best), in one transaction: a checkpoint is
+        never on record without the figures logged up to it. `wait_s`: as transaction()'s."""
+        checkpoints = [*checkpoints, *([checkpoint] if checkpoint is not None else [])]
+        with self.transaction(wait_s=wait_s):
             self.conn.executemany(
                 "INSERT INTO metrics(run_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
                 [(run_id, int(s), name, float(v), float(t)) for s, name, v, t in metrics],
@@ -175,8 +178,7 @@ class RunQueries(Connection):
                 "INSERT INTO samples(run_id, step, prompt, response, score, time, extra) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, int(row[0]), row[1], row[2], row[3], float(row[4]), _extra_json(row)) for row in samples],
             )
-            if checkpoint is not None:
-                step, path, best = checkpoint
+            for step, path, best in checkpoints:
                 self.conn.execute(
                     "INSERT INTO checkpoints(run_id, step, path, best, time) VALUES (?, ?, ?, ?, ?)",
                     (run_id, int(step), path, int(best), time.time()),

@@ -20,6 +20,7 @@ Each is written into a hidden temporary folder and renamed into place, so a fold
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -87,27 +88,36 @@ def save_checkpoint(
         shutil.rmtree(leftover, ignore_errors=True)
     name = f"step-{state['step']:06d}"
     tmp = root / f".tmp-{name}"
-    tmp.mkdir()
-    if write_weights is not None:
-        write_weights(tmp)
-    else:
-        with quiet_transformers():
-            model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    opt_tensors, opt_rest = _split_optimizer(optimizer.state_dict())
-    save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
-    save_file(_torch_rng(), str(tmp / RNG_FILE))
-    full_state = {
-        **state,
-        "format": FORMAT_VERSION,
-        "optimizer": opt_rest,
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "python_rng": _python_rng(),
-        "numpy_rng": _numpy_rng(),
-    }
-    # Written last: a folder with this file is complete even before the rename.
-    (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1), encoding="utf-8")
+    try:
+        tmp.mkdir()
+        if write_weights is not None:
+            write_weights(tmp)
+        else:
+            with quiet_transformers():
+                model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        opt_tensors, opt_rest = _split_optimizer(optimizer.state_dict())
+        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
+        save_file(_torch_rng(), str(tmp / RNG_FILE))
+        full_state = {
+            **state,
+            "format": FORMAT_VERSION,
+            "optimizer": opt_rest,
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "python_rng": _python_rng(),
+            "numpy_rng": _numpy_rng(),
+        }
+        # Written last: a folder with this file is complete even before the rename.
+        (tmp / STATE_FILE).write_text(json.dumps(full_state, indent=1), encoding="utf-8")
+    except Exception as exc:
+        # A half-written checkpoint takes room the disk may not have: it goes now, and the last
+        # complete one stays. safetensors reports a full disk in its own words; say it in ours.
+        shutil.rmtree(tmp, ignore_errors=True)
+        code = None if isinstance(exc, OSError) else _out_of_room(exc)
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(root)) from exc
+        raise
     final = root / name
     if final.exists():  # the same step again (a stop right after a scheduled save)
         shutil.rmtree(final)
@@ -117,6 +127,16 @@ def save_checkpoint(
         _point(root / "best", final)
     _prune(run_dir, keep_last)
     return final
+
+
+def _out_of_room(exc: BaseException) -> int | None:
+    """ENOSPC or EFBIG where an error says so only in its text (safetensors' do), else None."""
+    text = str(exc)
+    if "No space left" in text or "StorageFull" in text:
+        return errno.ENOSPC
+    if "File too large" in text or "FileTooLarge" in text:
+        return errno.EFBIG
+    return None
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:
