@@ -16,8 +16,8 @@ folder) answers the same prompts with the same random numbers, and for each poli
   policy and the reference share a tokenizer;
 - **length** (tokens and words) and **distinct-2** (stats.distinct_n: a policy that found one
   answer the reward model likes writes it for everything);
-- the **human win rate** against its reference, with a 95% Wilson interval, from the verdicts on
-  its "Compare with reference" pairs (store.policy_win_rates), for runs.
+- the **human win rate** against the reference, with a 95% Wilson interval, from people's verdicts on
+  pairs of the two (Compare with reference, Compare two policies), for runs.
 
 The reference is always a row (KL 0 by definition), so every figure has its baseline beside it.
 The evaluation is saved in the project (`evaluations`: config, figures and every response), so
@@ -152,7 +152,7 @@ def evaluate_policies(
         entries, reference, sampling_run = _entries(project, policies, settings)
         prompts, heldout_total = _heldout_prompts(project, settings)
         heldout_since = project.store.heldout_since()
-        rates = project.store.policy_win_rates()
+        games = named_verdicts(project)
         proxies = {e.proxy_spec for e in entries if e.proxy_spec}
         gold_kind, gold_name, gold_spec = _gold(project, settings, prompts)
         reward_folders = {spec: str(_reward_folder(project, spec)) for spec in proxies | ({gold_spec} if gold_spec else set())}
@@ -174,7 +174,8 @@ def evaluate_policies(
             gold = [float(follows_demo_rule(_last_user_text(p), t)) for p, t in zip(repeated, texts)]
         else:
             gold = scores[gold_spec][i] if gold_spec else None
-        rows.append(_row(entry, samples[i], repeated, proxy, gold, rates, heldout_since))
+        rate = _win_rate(games, entry.run["id"], model_label(reference.spec, project_path)) if entry.run else None
+        rows.append(_row(entry, samples[i], repeated, proxy, gold, rate, heldout_since))
     results = {
         "prompts": len(prompts),
         "samples_per_prompt": settings.samples_per_prompt,
@@ -442,17 +443,29 @@ def _score(folder: str, prompts: list, samples: list[list[dict]], settings: Eval
 # -- the figures ---------------------------------------------------------------------------------------
 
 
+def _win_rate(games: list[tuple[str, str, str]], run_id: str, reference: str) -> dict[str, int]:
+    """People's verdicts between a run's policy and its reference (made by Compare with reference
+    or Compare two policies): wins, losses, ties; "both bad" says neither and is left out."""
+    tally = {"wins": 0, "losses": 0, "ties": 0}
+    for a, b, verdict in games:
+        if {a, b} != {run_id, reference} or verdict not in ("a", "b", "tie"):
+            continue
+        if verdict == "tie":
+            tally["ties"] += 1
+        else:
+            tally["wins" if (verdict == "a") == (a == run_id) else "losses"] += 1
+    return tally
+
+
 def _row(entry: _Entry, samples: list[dict], prompts: list, proxy: list[float] | None, gold: list[float] | None,
-         rates: dict[str, dict[str, Any]], heldout_since: str | None) -> dict[str, Any]:
+         rate: dict[str, int] | None, heldout_since: str | None) -> dict[str, Any]:
     texts = [s["response"] for s in samples]
     kls = [s["kl"] for s in samples]
     run_id = entry.run["id"] if entry.run else None
-    rate = rates.get(run_id) if run_id else None
     win = interval = None
-    judged = 0
-    if rate and rate["win_rate"] is not None:
-        judged = rate["wins"] + rate["losses"] + rate["ties"]
-        win = rate["win_rate"]
+    judged = sum(rate.values()) if rate else 0
+    if judged:
+        win = (rate["wins"] + 0.5 * rate["ties"]) / judged
         interval = wilson_interval(rate["wins"] + 0.5 * rate["ties"], judged)
     return {
         "policy": entry.label,
@@ -504,6 +517,21 @@ def evaluate_task(project_path: str, policies: list[str], settings: dict[str, An
 VERDICT_SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
+def named_verdicts(project: Project) -> list[tuple[str, str, str]]:
+    """store.policy_verdicts with each policy named as the ranking and the Evaluate table name it:
+    a run by its id, a model by model_label (so "demo" met as a run's reference and "demo" compared
+    by hand are one player)."""
+    runs = {run["id"] for run in project.store.runs()}
+    names: dict[str, str] = {}
+
+    def player(spec: str) -> str:
+        if spec not in names:
+            names[spec] = spec if spec in runs or spec.startswith("reference of ") else model_label(spec, project.path)
+        return names[spec]
+
+    return [(player(a), player(b), v) for a, b, v in project.store.policy_verdicts()]
+
+
 def policy_ranking(project_path: str | Path, *, rounds: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every policy people judged against another (Compare with reference, Compare two policies),
     rated Bradley-Terry style on the Elo scale with 95% bootstrap intervals (stats.bradley_terry,
@@ -514,16 +542,7 @@ def policy_ranking(project_path: str | Path, *, rounds: int = 200, seed: int = 0
 
     with Project.open(project_path) as project:
         runs = {run["id"] for run in project.store.runs()}
-        raw = project.store.policy_verdicts()
-        path = project.path
-    name = {}  # run ids stay; model specs read as the Evaluate table and compare_policies name them
-
-    def player(spec: str) -> str:
-        if spec not in name:
-            name[spec] = spec if spec in runs or spec.startswith("reference of ") else model_label(spec, path)
-        return name[spec]
-
-    games = [(player(a), player(b), VERDICT_SCORES[v]) for a, b, v in raw if v in VERDICT_SCORES]
+        games = [(a, b, VERDICT_SCORES[v]) for a, b, v in named_verdicts(project) if v in VERDICT_SCORES]
     if not games:
         return {"anchor": None, "games": 0, "rows": []}
     references = {}

@@ -179,8 +179,8 @@ class EvaluateView(QWidget):
         results.addWidget(heading_label("People's ranking"))
         results.addWidget(self.ranking_label)
         ranking = QHBoxLayout()
-        ranking.addWidget(self.ranking, 1)
-        ranking.addWidget(self.ranking_plot, 1)
+        ranking.addWidget(self.ranking, 3)
+        ranking.addWidget(self.ranking_plot, 2)
         results.addLayout(ranking, 2)
         compare = QHBoxLayout()
         compare.addWidget(self.policy_a, 1)
@@ -359,7 +359,7 @@ class EvaluateView(QWidget):
                       number=True),
                 _item(_figure(r["length_tokens"], ".1f"), f"{_figure(r['length_words'], '.1f')} words", number=True),
                 _item(_figure(r["distinct_2"], ".3f"), "distinct word pairs over all word pairs", number=True),
-                _item(win, "from the verdicts on its Compare with reference pairs (Wilson interval)"),
+                _item(win, "people's verdicts on pairs of it and the reference (Wilson interval)"),
             ]
             for column, cell in enumerate(cells):
                 self.results.setItem(row, column, cell)
