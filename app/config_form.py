@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QLocale, Signal
+from PySide6.QtCore import QLocale, Qt, Signal
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -23,9 +23,12 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLineEdit,
     QSpinBox,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
+from . import settings as app_settings
 from .widgets import plain_label
 
 _INT_LIMIT = 2**31 - 1
@@ -66,20 +69,79 @@ class ConfigForm(QWidget):
         self.hidden = set(hidden)
         self._base = config  # hidden fields keep this instance's values
         self._folded: set[str] = set()  # shown by no method now (show_only): they keep the base's values too
-        self._layout = layout = QFormLayout(self)
-        layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
-        for f in dataclasses.fields(config):
-            if f.name in self.hidden or not f.init:
-                continue
+        self._shown: Callable[[dataclasses.Field], bool] = lambda f: True
+        fields = [f for f in dataclasses.fields(config) if f.name not in self.hidden and f.init]
+        # A config that marks its basic settings gets two parts: those, then the rest folded under
+        # Advanced (open or closed as the person left it last time); one that marks none, one list.
+        has_basic = any(f.metadata.get("basic") for f in fields)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self._layout = QFormLayout()
+        self._layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        outer.addLayout(self._layout)
+        self._advanced_layout = self._layout
+        self.advanced_button: QToolButton | None = None
+        if has_basic:
+            self.advanced_button = QToolButton()
+            self.advanced_button.setText("Advanced")
+            self.advanced_button.setCheckable(True)
+            self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            self.advanced_button.setAutoRaise(True)
+            self.advanced_button.setToolTip("The settings most runs leave as they are")
+            self.advanced = QWidget()
+            self._advanced_layout = QFormLayout(self.advanced)
+            self._advanced_layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+            self._advanced_layout.setContentsMargins(0, 0, 0, 0)
+            outer.addWidget(self.advanced_button)
+            outer.addWidget(self.advanced)
+            self.advanced_button.toggled.connect(self._fold_advanced)
+            self.advanced_button.setChecked(app_settings.advanced_open(self.config_type.__name__))
+            self._fold_advanced(self.advanced_button.isChecked(), remember=False)
+        outer.addStretch(1)
+        self._rows: dict[str, QFormLayout] = {}
+        for f in fields:
             widget = self._widget_for(f)
             help_text = f.metadata.get("help", "")
             if help_text:
                 widget.setToolTip(help_text)  # tooltips are plain text here: our own prose
             label = plain_label(label_for(f.name))
             label.setToolTip(help_text)
+            layout = self._layout if not has_basic or f.metadata.get("basic") else self._advanced_layout
             layout.addRow(label, widget)
+            self._rows[f.name] = layout
             self.widgets[f.name] = widget
+        # A field that `requires` a switch (LoRA's rank, LoRA) shows only while the switch is on.
+        for f in fields:
+            switch = self.widgets.get(f.metadata.get("requires", ""))
+            if isinstance(switch, QCheckBox):
+                switch.toggled.connect(self._show_rows)
         self.set_value(config)
+        self._show_rows()
+
+    def _fold_advanced(self, is_open: bool, *, remember: bool = True) -> None:
+        self.advanced.setVisible(is_open)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if is_open else Qt.ArrowType.RightArrow)
+        if remember:
+            app_settings.set_advanced_open(self.config_type.__name__, is_open)
+
+    def set_advanced_open(self, is_open: bool) -> None:
+        if self.advanced_button is not None:
+            self.advanced_button.setChecked(is_open)
+
+    def _requirement_met(self, f: dataclasses.Field) -> bool:
+        switch = self.widgets.get(f.metadata.get("requires", ""))
+        return not isinstance(switch, QCheckBox) or switch.isChecked()
+
+    def _show_rows(self) -> None:
+        for f in dataclasses.fields(self.config_type):
+            widget = self.widgets.get(f.name)
+            if widget is not None:
+                self._rows[f.name].setRowVisible(widget, self._shown(f) and self._requirement_met(f))
+
+    def is_visible_field(self, name: str) -> bool:
+        """Whether the field's row is on show (its method's, its switch on), folded or not."""
+        f = next(f for f in dataclasses.fields(self.config_type) if f.name == name)
+        return name in self.widgets and self._shown(f) and self._requirement_met(f)
 
     def _widget_for(self, f: dataclasses.Field) -> QWidget:
         kind, optional = _base_type(self.hints[f.name])
@@ -161,15 +223,12 @@ class ConfigForm(QWidget):
         """Shows the fields `shown` accepts and hides the others (a method's own settings, say);
         `value()` takes a hidden field's value from the base config, so it stays as it was."""
         self._folded = set()
+        self._shown = shown
         for f in dataclasses.fields(self.config_type):
-            widget = self.widgets.get(f.name)
-            if widget is None:
-                continue
-            visible = shown(f)
-            self._layout.setRowVisible(widget, visible)
-            if not visible:
+            if f.name in self.widgets and not shown(f):
                 self._folded.add(f.name)
                 self.set_field(f.name, getattr(self._base, f.name))
+        self._show_rows()
 
     def is_shown(self, name: str) -> bool:
         return name in self.widgets and name not in self._folded

@@ -93,3 +93,14 @@ def set_window_geometry(geometry: bytes) -> None:
     s = settings()
     s.setValue(_GEOMETRY, geometry)
     s.sync()
+
+
+def advanced_open(form: str) -> bool:
+    """Whether a settings form's Advanced section was left open (per form: "RewardConfig", ...)."""
+    return settings().value(f"advanced_open/{form}", False, type=bool)
+
+
+def set_advanced_open(form: str, is_open: bool) -> None:
+    s = settings()
+    s.setValue(f"advanced_open/{form}", is_open)
+    s.sync()

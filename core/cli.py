@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-b", help="a second model, for response B (default: the first model samples both)")
     p.add_argument("-n", "--prompts", dest="n_prompts", type=int, help="how many prompts get a pair (default 32)")
     p.add_argument("--config", type=Path, help="a TOML file of settings (unknown keys are refused)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="start from a preset's settings (quick-cpu, lora-8gb, lora-24gb, full-80gb); "
+                   "--config and --set go over it")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one setting (repeatable), e.g. --set temperature=0.8 --set max_new_tokens=256",
@@ -465,6 +468,9 @@ def _training_parser(sub, method: TrainingMethod, command: str, fixed: dict | No
     )
     p.add_argument("project", type=Path)
     p.add_argument("--config", type=Path, help="a TOML file of settings (unknown keys are refused)")
+    p.add_argument("--preset", metavar="NAME",
+                   help="start from a preset's settings (quick-cpu, lora-8gb, lora-24gb, full-80gb); "
+                   "--config and --set go over it")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help=f"override one setting (repeatable), e.g. {method.set_example}",
@@ -482,7 +488,7 @@ def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
 
         return run_from_terminal(method, args.project, config_path=args.config, overrides=args.overrides,
                                  name=args.name, resume=args.resume, created_run=args.created_run, events=args.events,
-                                 fixed=fixed)
+                                 fixed=fixed, preset=args.preset)
 
     return command
 
@@ -569,7 +575,7 @@ def training_config(argv: list[str]) -> tuple[TrainingMethod, object]:
     if args.command not in _TRAINING_COMMANDS:
         raise WorkbenchError(f"{args.command} is not a training command")
     method, fixed = _TRAINING_COMMANDS[args.command]
-    return method, config_from_options(method, args.config, args.overrides, fixed)
+    return method, config_from_options(method, args.config, args.overrides, fixed, args.preset)
 
 
 def _cmd_check(args) -> int:

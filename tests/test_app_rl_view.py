@@ -268,7 +268,7 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
     assert len(pair_ids) == added[0] >= 4
 
     runs = window.runs_view
-    window.show_tab(5)  # the Runs tab re-reads when shown
+    window.show_tab(window.tabs.indexOf(runs))  # the Runs tab re-reads when shown
     runs.select_run(run_id)
     row = next(r for r in range(runs.table.rowCount()) if runs.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == run_id)
     cell = runs.table.item(row, COLUMNS.index("Human win rate"))
@@ -280,7 +280,7 @@ def test_compare_with_reference_fills_the_label_queue_and_the_runs_tab_shows_the
         store.add_judgment(pair_id, "ada", verdict, shown_left="a", seconds=3.0)
     window.show_tab(4)
     assert view.compare_status.text() == "People preferred this policy to its reference in 62% of 4 verdicts."
-    window.show_tab(5)
+    window.show_tab(window.tabs.indexOf(runs))
     cell = runs.table.item(row, COLUMNS.index("Human win rate"))
     assert cell.text() == "62% of 4"
     assert "People preferred the policy 2 times and its reference 1 times" in runs.fields["win_rate"].text()

@@ -57,8 +57,9 @@ from rlhf_workbench.core.runs.command import command_name, reproduce_script
 from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
 from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
+from rlhf_workbench.core.training.presets import find_preset, presets
 
-from ..config_form import ConfigForm
+from ..config_form import ConfigForm, label_for
 from ..curves import CurvesPanel, Groups
 from ..jobs import JobController
 from ..widgets import heading_label, plain_label, run_buttons, run_processes
@@ -66,6 +67,14 @@ from .policy_compare import CompareControl
 
 RESUMABLE = ("cancelled", "failed")
 _WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "(none)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def duration_text(seconds: float | None) -> str:
@@ -123,6 +132,14 @@ class TrainingTab(QWidget):
         settings_row = QHBoxLayout()
         settings_row.addWidget(heading_label("Settings"))
         settings_row.addStretch(1)
+        self.preset_box = QComboBox()
+        self.preset_box.addItem("Preset…", None)
+        for preset in presets():
+            self.preset_box.addItem(preset.name, preset.key)
+            self.preset_box.setItemData(self.preset_box.count() - 1, preset.description, Qt.ItemDataRole.ToolTipRole)
+        self.preset_box.setToolTip("Fill the form with settings for a kind of machine; edit any of them after")
+        self.preset_box.activated.connect(lambda index: self.apply_preset(self.preset_box.itemData(index)))
+        settings_row.addWidget(self.preset_box)
         self.copy_command_button = QPushButton("Copy command")
         self.copy_command_button.setToolTip(
             "Copy the terminal command and the TOML file that train with these settings (Ctrl+Shift+C)"
@@ -185,6 +202,33 @@ class TrainingTab(QWidget):
         jobs.failed.connect(self._failed)
         jobs.running_changed.connect(self._running_changed)
         self._update_buttons()
+
+    # -- presets ---------------------------------------------------------------------------------
+
+    def algorithm(self) -> str:
+        """The algorithm the form is for ("reward", or the picker's: "dpo", "grpo", ...)."""
+        return self.method.kinds[0]
+
+    def apply_preset(self, key: str | None) -> list[str]:
+        """Fill the form with the preset's settings for the chosen algorithm (the pickers' models
+        stay); says in the status line what changed, and returns that, as "setting old → new"."""
+        if key is None:
+            return []
+        preset = find_preset(key)
+        try:
+            before = self.form.value()
+        except ValueError:
+            before = None  # a field that does not parse: it gets the preset's value or stays as it is
+        changes = []
+        for name, value in preset.settings_for(self.method.config, self.algorithm()).items():
+            if name not in self.form.widgets:
+                continue  # a picked model, or a setting the form does not show
+            old = getattr(before, name, None) if before is not None else None
+            if old != value:
+                changes.append(f"{label_for(name)} {_setting_text(old)} → {_setting_text(value)}")
+            self.form.set_field(name, value)
+        self.status.setText(f"Preset “{preset.name}”: " + ("; ".join(changes) if changes else "nothing to change") + ".")
+        return changes
 
     # -- what a subclass says ----------------------------------------------------------------------
 
@@ -537,6 +581,9 @@ class MethodsTab(TrainingTab):
 
     def chosen_method(self) -> str:
         return self.method_box.currentData()
+
+    def algorithm(self) -> str:
+        return self.chosen_method()
 
     def set_method(self, method: str) -> None:
         self.method_box.setCurrentIndex(self.method_box.findData(method))

@@ -40,12 +40,14 @@ class OfflineConfig:
         "How the policy learns: dpo (from the labelled pairs directly, against the policy it starts from) or sft "
         "(supervised, on prompt + response, the loss on the response).",
         choices=METHODS,
+        basic=True,
     )
     # -- the model -------------------------------------------------------------------------------
     policy: str = setting(
         "demo",
         "The causal LM to train: a local model folder, a model in the Hugging Face cache (org/name), a policy "
         "checkpoint of this project (an SFT, DPO or RL run's), or 'demo' for the built-in demo policy.",
+        basic=True,
     )
     trust_remote_code: bool = setting(
         False, "Run Python code shipped with the model folder. Only for models from a source you trust."
@@ -62,6 +64,7 @@ class OfflineConfig:
         "SFT: what to learn from: 'chosen' (the preferred response of every labelled pair of the project), or a "
         "JSONL or CSV file with 'prompt' and 'response' columns.",
         methods=SFT,
+        basic=True,
     )
     validation_fraction: float = setting(
         0.2,
@@ -84,6 +87,7 @@ class OfflineConfig:
         min=1e-6,
         max=100.0,
         methods=DPO,
+        basic=True,
     )
     loss_type: str = setting(
         "sigmoid",
@@ -113,12 +117,16 @@ class OfflineConfig:
     )
     # -- optimisation ----------------------------------------------------------------------------
     batch_size: int = setting(
-        16, "Examples per forward pass: pairs for DPO (each is two sequences), sequences for SFT.", min=1, max=4096
+        16, "Examples per forward pass: pairs for DPO (each is two sequences), sequences for SFT.", min=1, max=4096,
+        basic=True,
     )
     gradient_accumulation_steps: int = setting(
         1, "Forward passes summed into one optimizer step. Global batch = batch_size x this.", min=1, max=1024
     )
-    epochs: float = setting(10.0, "Passes over the training data (ignored when max_steps is set).", min=0.01, max=10000.0)
+    epochs: float = setting(
+        10.0, "Passes over the training data (ignored when max_steps is set).", min=0.01, max=10000.0,
+        basic=True,
+    )
     max_steps: int | None = setting(
         None, "Stop after this many optimizer steps; empty: run for `epochs`.", min=1, max=10_000_000, optional=True
     )
@@ -128,6 +136,7 @@ class OfflineConfig:
         "to 5e-5 for SFT (ten times more with LoRA).",
         min=1e-10,
         max=10.0,
+        basic=True,
     )
     weight_decay: float = setting(0.0, "AdamW weight decay.", min=0.0, max=1.0)
     warmup_ratio: float = setting(0.1, "Share of the steps spent raising the learning rate from 0.", min=0.0, max=0.5)
@@ -143,9 +152,13 @@ class OfflineConfig:
         "Arithmetic precision. bf16 halves memory and is fast on recent GPUs; fp16 needs a CUDA GPU and uses a "
         "loss scaler.",
         choices=("fp32", "bf16", "fp16"),
+        basic=True,
     )
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
-    device: str = setting("auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"))
+    device: str = setting(
+        "auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"),
+        basic=True,
+    )
     torch_threads: int | None = setting(
         None,
         "CPU threads torch may use. Empty: one for a small model (under 20M parameters) on the CPU, where more "
@@ -167,14 +180,19 @@ class OfflineConfig:
         False,
         "Train small low-rank adapters instead of every weight (the checkpoint is the adapter; it loads over the "
         "base model).",
+        basic=True,
     )
-    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024)
-    lora_alpha: float = setting(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4)
-    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9)
+    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024, requires="lora")
+    lora_alpha: float = setting(
+        32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4,
+        requires="lora",
+    )
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9, requires="lora")
     lora_target_modules: str = setting(
         "auto",
         "Layers that get adapters: comma-separated module names (e.g. q_proj,v_proj), 'all-linear', or "
         "'auto' (peft's choice for the architecture).",
+        requires="lora",
     )
 
     def validate(self) -> "OfflineConfig":

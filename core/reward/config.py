@@ -24,6 +24,7 @@ class RewardConfig:
         "demo",
         "A local model folder, a model in this machine's Hugging Face cache (org/name), a reward-model "
         "checkpoint, or 'demo' for the tiny built-in demo model.",
+        basic=True,
     )
     max_length: int = setting(
         256,
@@ -36,11 +37,14 @@ class RewardConfig:
         False, "Run Python code shipped with the model folder. Only for models from a source you trust."
     )
     # -- optimisation ----------------------------------------------------------------------------
-    batch_size: int = setting(16, "Pairs per forward pass (each pair is two sequences).", min=1, max=4096)
+    batch_size: int = setting(16, "Pairs per forward pass (each pair is two sequences).", min=1, max=4096, basic=True)
     gradient_accumulation_steps: int = setting(
         1, "Forward passes summed into one optimizer step. Global batch = batch_size x this.", min=1, max=1024
     )
-    epochs: float = setting(60.0, "Passes over the training pairs (ignored when max_steps is set).", min=0.01, max=10000.0)
+    epochs: float = setting(
+        60.0, "Passes over the training pairs (ignored when max_steps is set).", min=0.01, max=10000.0,
+        basic=True,
+    )
     max_steps: int | None = setting(
         None, "Stop after this many optimizer steps; empty: run for `epochs`.", min=1, max=10_000_000, optional=True
     )
@@ -50,6 +54,7 @@ class RewardConfig:
         "model wants 1e-5 to 5e-5 (1e-4 with LoRA).",
         min=1e-9,
         max=10.0,
+        basic=True,
     )
     weight_decay: float = setting(0.0, "AdamW weight decay.", min=0.0, max=1.0)
     warmup_ratio: float = setting(0.05, "Share of the steps spent raising the learning rate from 0.", min=0.0, max=0.5)
@@ -73,11 +78,15 @@ class RewardConfig:
         "Arithmetic precision. bf16 halves memory and is fast on recent GPUs; fp16 needs a CUDA GPU and uses a "
         "loss scaler.",
         choices=("fp32", "bf16", "fp16"),
+        basic=True,
     )
     gradient_checkpointing: bool = setting(
         False, "Recompute activations in the backward pass: less memory, ~30% slower."
     )
-    device: str = setting("auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"))
+    device: str = setting(
+        "auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"),
+        basic=True,
+    )
     torch_threads: int | None = setting(
         None,
         "CPU threads torch may use. Empty: one for a small model (under 20M parameters) on the CPU, where more "
@@ -106,14 +115,21 @@ class RewardConfig:
     )
     keep_last: int = setting(2, "Checkpoints kept besides the best one; older ones are deleted.", min=1, max=1000)
     # -- LoRA --------------------------------------------------------------------------------------
-    lora: bool = setting(False, "Train small low-rank adapters (and the reward head) instead of every weight.")
-    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024)
-    lora_alpha: float = setting(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4)
-    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9)
+    lora: bool = setting(
+        False, "Train small low-rank adapters (and the reward head) instead of every weight.",
+        basic=True,
+    )
+    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024, requires="lora")
+    lora_alpha: float = setting(
+        32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4,
+        requires="lora",
+    )
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9, requires="lora")
     lora_target_modules: str = setting(
         "auto",
         "Layers that get adapters: comma-separated module names (e.g. q_proj,v_proj), 'all-linear', or "
         "'auto' (peft's choice for the architecture).",
+        requires="lora",
     )
 
     def validate(self) -> "RewardConfig":

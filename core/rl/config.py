@@ -52,18 +52,21 @@ class RLConfig:
         "How the policy learns: ppo (a value model and GAE), rloo (several responses per prompt, each against "
         "the mean of the others) or grpo (several responses per prompt, each against its group's mean).",
         choices=METHODS,
+        basic=True,
     )
     # -- the models ------------------------------------------------------------------------------
     policy: str = setting(
         "demo",
         "The causal LM to train: a local model folder, a model in this machine's Hugging Face cache, a "
         "checkpoint of this project, or 'demo' for the built-in demo policy.",
+        basic=True,
     )
     reward_model: str = setting(
         LATEST_REWARD_MODEL,
         "The reward model: 'latest' (the best checkpoint of this project's newest finished reward-model run, "
         "kept for the whole run, resumes included), a reward-model run id, or any local sequence-classification "
         "model folder.",
+        basic=True,
     )
     value_model: str = setting(
         "reward",
@@ -92,6 +95,7 @@ class RLConfig:
         "batch_size / num_generations prompts with num_generations responses each.",
         min=1,
         max=65536,
+        basic=True,
     )
     num_generations: int = setting(
         4,
@@ -100,6 +104,7 @@ class RLConfig:
         min=2,
         max=1024,
         methods=GROUP,
+        basic=True,
     )
     max_new_tokens: int = setting(24, "Longest response in tokens; generation stops earlier at the end-of-text token.", min=1, max=32768)
     temperature: float = setting(0.7, "Sampling temperature (TRL's default). Lower is more focused; 1.0 samples the model as it is.", min=0.01, max=10.0)
@@ -120,6 +125,7 @@ class RLConfig:
         min=0.0,
         max=100.0,
         methods=PPO,
+        basic=True,
     )
     kl_estimator: str = setting(
         "k1",
@@ -132,10 +138,12 @@ class RLConfig:
         False, "Adjust kl_coef during training so the KL tracks target_kl (Ziegler et al.).", methods=PPO
     )
     target_kl: float = setting(
-        6.0, "The KL (summed over a response) the adaptive controller aims for.", min=0.0, max=1e4, methods=PPO
+        6.0, "The KL (summed over a response) the adaptive controller aims for.", min=0.0, max=1e4, methods=PPO,
+        requires="adaptive_kl",
     )
     kl_horizon: int = setting(
-        10000, "Episodes over which the adaptive controller moves kl_coef.", min=1, max=10**9, methods=PPO
+        10000, "Episodes over which the adaptive controller moves kl_coef.", min=1, max=10**9, methods=PPO,
+        requires="adaptive_kl",
     )
     whiten_rewards: bool = setting(
         False, "Whiten the per-token rewards of each batch before GAE (TRL's option).", methods=PPO
@@ -153,6 +161,7 @@ class RLConfig:
         min=0.0,
         max=100.0,
         methods=GROUP,
+        basic=True,
     )
     scale_rewards: str = setting(
         "none",
@@ -172,6 +181,7 @@ class RLConfig:
         "to 3e-6.",
         min=1e-10,
         max=1.0,
+        basic=True,
     )
     num_ppo_epochs: int = setting(4, "PPO: passes over each batch of rollouts.", min=1, max=100, methods=PPO)
     num_iterations: int = setting(
@@ -214,7 +224,10 @@ class RLConfig:
     )
     max_grad_norm: float = setting(1.0, "Gradients are clipped to this norm; 0 turns clipping off.", min=0.0, max=1e6)
     weight_decay: float = setting(0.0, "AdamW weight decay.", min=0.0, max=1.0)
-    total_episodes: int = setting(16384, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10)
+    total_episodes: int = setting(
+        16384, "Stop after this many episodes (responses generated and learned from).", min=1, max=10**10,
+        basic=True,
+    )
     # -- watchdogs (warnings, never stops) --------------------------------------------------------
     warn_kl: float = setting(20.0, "Warn when objective/kl passes this.", min=0.0, max=1e6)
     warn_length_ratio: float = setting(
@@ -227,9 +240,13 @@ class RLConfig:
         "fp32",
         "Arithmetic precision. bf16 halves memory and is fast on recent GPUs; fp16 needs a CUDA GPU and uses a loss scaler.",
         choices=("fp32", "bf16", "fp16"),
+        basic=True,
     )
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass: less memory, ~30% slower.")
-    device: str = setting("auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"))
+    device: str = setting(
+        "auto", "Where to train. auto: a CUDA GPU, else Apple's MPS, else the CPU.", choices=("auto", "cuda", "mps", "cpu"),
+        basic=True,
+    )
     torch_threads: int | None = setting(
         None,
         "CPU threads torch may use. Empty: one for small models (under 20M parameters) on the CPU, else torch's default.",
@@ -251,12 +268,17 @@ class RLConfig:
         False,
         "Train low-rank adapters on the policy; the reference is then the policy with its adapter off (one copy of "
         "the base weights in memory).",
+        basic=True,
     )
-    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024)
-    lora_alpha: float = setting(32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4)
-    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9)
+    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024, requires="lora")
+    lora_alpha: float = setting(
+        32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4,
+        requires="lora",
+    )
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9, requires="lora")
     lora_target_modules: str = setting(
-        "auto", "Layers that get adapters: comma-separated module names, 'all-linear', or 'auto' (peft's choice)."
+        "auto", "Layers that get adapters: comma-separated module names, 'all-linear', or 'auto' (peft's choice).",
+        requires="lora",
     )
 
     def validate(self) -> RLConfig:

@@ -45,6 +45,7 @@ def run_from_terminal(
     created_run: str | None = None,
     events: bool = False,
     fixed: Mapping[str, Any] | None = None,
+    preset: str | None = None,
 ) -> int:
     """Runs `method` on the project to its end and returns the exit status: settings from
     --config and --set (or the run's own with --resume), Ctrl+C a polite stop. `created_run` is
@@ -59,6 +60,8 @@ def run_from_terminal(
     ctx = None
     with Project.open(project_path) as project:
         if resume or created_run:
+            if preset is not None:
+                raise WorkbenchError(f"run {resume or created_run} has its own settings; leave out --preset")
             config = _run_config(method, project, resume or created_run, config_path, overrides)
             for key, value in (fixed or {}).items():
                 if getattr(config, key) != value:
@@ -67,7 +70,7 @@ def run_from_terminal(
             if not multi:
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
-            config = config_from_options(method, config_path, overrides, fixed)
+            config = config_from_options(method, config_path, overrides, fixed, preset)
             if not multi:
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
@@ -90,13 +93,21 @@ def run_from_terminal(
 
 
 def config_from_options(method: TrainingMethod, config_path: Path | None, overrides: list[str] = (),
-                        fixed: Mapping[str, Any] | None = None) -> Any:
-    """The settings a new run of `method` starts with: --config's file (else the defaults), each
-    --set over it, and what the command fixes (`ppo`: method ppo); validated. Copy command's test
-    reads the commands it builds back through here (core/cli.py's `training_config`)."""
+                        fixed: Mapping[str, Any] | None = None, preset: str | None = None) -> Any:
+    """The settings a new run of `method` starts with: the defaults, the --preset's over them, the
+    --config file's over those (the settings it names), each --set over it all, and what the command
+    fixes (`ppo`: method ppo); validated. Copy command's test reads the commands it builds back
+    through here (core/cli.py's `training_config`)."""
     config = load_config(method.config, config_path) if config_path else method.config()
     given = parse_overrides(overrides)
     settings = {**config_to_dict(config), **given}
+    if preset is not None:
+        from ..training.presets import find_preset
+
+        named = set(_file_keys(config_path)) | set(given)
+        algorithm = (fixed or {}).get("method") or settings.get("method") or method.kinds[0]
+        settings.update({k: v for k, v in find_preset(preset).settings_for(method.config, algorithm).items()
+                         if k not in named})
     for key, value in (fixed or {}).items():
         # A --set that says otherwise is refused even when it names the default (`sft --set
         # method=dpo`); a --config file's value only when it is not the default (a full file, as
@@ -107,6 +118,16 @@ def config_from_options(method: TrainingMethod, config_path: Path | None, overri
             raise WorkbenchError(f"{key}: this command runs {key} {value}, not {settings[key]}")
         settings[key] = value
     return config_from_dict(method.config, settings, source="--set").validate()
+
+
+def _file_keys(config_path: Path | None) -> list[str]:
+    """The settings a --config file names (load_config has read it already: it is valid TOML)."""
+    if config_path is None:
+        return []
+    import tomllib
+
+    with Path(config_path).open("rb") as fh:
+        return list(tomllib.load(fh))
 
 
 def _run_config(method: TrainingMethod, project: Project, run_id: str, config_path, overrides) -> Any:

@@ -24,7 +24,13 @@ from ..errors import ConfigError
 
 
 def setting(default: Any, help: str, **limits: Any) -> Any:
-    """A config field: its default, one sentence of help, and its limits (min, max, choices)."""
+    """A config field: its default, one sentence of help, and its limits (min, max, choices).
+
+    What a form makes of it: `basic=True` for the few settings a person new to the method sets (the
+    model, how long, batch, learning rate, precision, LoRA, device, the method's defining knob); the
+    rest fold under Advanced. `requires="other"`: the field means something only while the boolean
+    setting `other` is on (LoRA's rank without LoRA), so the form hides it otherwise. `methods=`: the
+    methods of a shared config the field belongs to (`applies`)."""
     return field(default=default, metadata={"help": help, **limits})
 
 
@@ -81,6 +87,10 @@ def validate_fields(config: Any) -> None:
                 raise ConfigError(f"{f.name}: is not a number")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ConfigError(f"{f.name}: must be between {lo:g} and {hi:g}, not {value:g}")
+
+
+def is_basic(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("basic"))
 
 
 def applies(f: dataclasses.Field, method: str) -> bool:
