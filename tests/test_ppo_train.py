@@ -251,3 +251,19 @@ def test_the_gold_is_the_share_of_answers_following_the_demo_rules_and_only_on_d
     assert gold(sums, ["It is 5.", "It is 9."]) == 0.5 and gold(sums, ["5", "8"]) == 1.0
     assert demo_gold([[{"role": "user", "content": "Write me a poem."}], sums[0]]) is None  # no rule known for it
     assert demo_gold([]) is None
+
+
+def test_scores_are_reported_after_the_missing_eos_penalty_as_trl_does(folders, make_project):
+    """objective/scores is TRL's (penalised), so rlhf_reward = scores + non_score_reward adds up;
+    the reward model's own mean is reported beside it. (It used to be the unpenalised mean.)"""
+    path = _project(make_project)
+    config = _config(folders, prompt_origin="demo", missing_eos_penalty=5.0, max_new_tokens=2, total_episodes=16)
+    _, result, events = _run(path, config)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    (first, *_) = [e.values for e in events if isinstance(e, Metric)]
+    unended = 1 - first["val/num_eos_tokens"] / config.batch_size
+    assert unended > 0  # two tokens: most responses do not end
+    assert first["objective/scores"] == pytest.approx(first["objective/scores_before_eos_penalty"] - 5.0 * unended,
+                                                      abs=1e-4)
+    assert first["objective/rlhf_reward"] == pytest.approx(
+        first["objective/scores"] + first["objective/non_score_reward"], abs=1e-4)

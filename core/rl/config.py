@@ -106,7 +106,9 @@ class RLConfig:
     top_p: float = setting(1.0, "Nucleus sampling: sample from the smallest set of tokens with this much probability.", min=0.01, max=1.0)
     missing_eos_penalty: float | None = setting(
         None,
-        "Subtract this from the score of a response that never ends (hits max_new_tokens); e.g. 1.0. Empty: off.",
+        "Subtract this from the score of a response that never ends (hits max_new_tokens); e.g. 1.0. Empty: off. "
+        "As in TRL, objective/scores is then the penalised score (what objective/rlhf_reward adds up); "
+        "objective/scores_before_eos_penalty is the reward model's own.",
         min=0.0,
         max=1000.0,
         optional=True,

@@ -357,6 +357,7 @@ class _Trainer:
         raw_scores = scores.clone()
         if config.missing_eos_penalty is not None:
             scores = scores - config.missing_eos_penalty * (~ended).float()
+        penalised = scores.clone()
         if config.normalize_scores:
             self.score_moments.update(scores)
             scores = (scores - self.score_moments.mean) / self.score_moments.std
@@ -378,7 +379,12 @@ class _Trainer:
         seconds = t3 - t0
         figures = {
             "objective/entropy": float((-old_logprobs * mask).sum(1).mean()),
-            "objective/scores": float(raw_scores.mean()),
+            # TRL's meaning (its PPOTrainer subtracts missing_eos_penalty before it reports), so
+            # that objective/rlhf_reward = objective/scores + objective/non_score_reward holds; the
+            # reward model's own mean is reported beside it while the penalty is on.
+            "objective/scores": float(penalised.mean()),
+            **({"objective/scores_before_eos_penalty": float(raw_scores.mean())}
+               if config.missing_eos_penalty is not None else {}),
             **targets.figures,
             **stats,
             **({"objective/gold_score": self.gold(batch_prompts, responses)} if self.gold is not None else {}),
