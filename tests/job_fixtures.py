@@ -107,3 +107,23 @@ def nap(seconds: float, *, sink, stop) -> float:
             raise Stopped("woken up; nothing was done")
         time.sleep(0.01)
     return seconds
+
+
+def killed_process(project_path, config: CountConfig, ctx) -> None:
+    """Executes `count` in a process of its own that SIGKILLs itself after the checkpoint at step 1,
+    with nobody supervising it: what the app and its child killed together leave behind."""
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import PosixPath, WindowsPath\n"
+        "from job_fixtures import CountConfig\n"
+        "from rlhf_workbench.core.runs.records import RunContext\n"
+        "from rlhf_workbench.core.events import Checkpoint\n"
+        "from rlhf_workbench.core.runs.work import Work, execute\n"
+        "def sink(event):\n"
+        "    if isinstance(event, Checkpoint) and event.step == 1:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"execute(Work.job('job_fixtures:count', {config!r}, {ctx!r}), sink, lambda: False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done

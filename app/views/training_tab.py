@@ -54,7 +54,7 @@ from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress, Sample
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.runs.command import command_name, reproduce_script
-from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
+from rlhf_workbench.core.runs.records import RESUMABLE, log_tail, resume_run, run_dir_of, shown_status, start_run
 from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
 
@@ -64,7 +64,6 @@ from ..jobs import JobController
 from ..widgets import heading_label, plain_label, run_buttons, run_processes
 from .policy_compare import CompareControl
 
-RESUMABLE = ("cancelled", "failed")
 _WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
 
 
@@ -268,7 +267,7 @@ class TrainingTab(QWidget):
         self.run_box.blockSignals(True)
         self.run_box.clear()
         for run in runs:
-            self.run_box.addItem(f"{run['name']} · {run['status']} · {run['id']}", run["id"])
+            self.run_box.addItem(f"{run['name']} · {shown_status(self.project, run)} · {run['id']}", run["id"])
         index = self.run_box.findData(select) if select else -1
         self.run_box.setCurrentIndex(index if index >= 0 else (0 if runs else -1))
         self.run_box.blockSignals(False)
@@ -359,11 +358,13 @@ class TrainingTab(QWidget):
             self.jobs.stop()
 
     def resumable_run(self) -> dict | None:
-        """The run chosen in Run, if it stopped early or failed with a checkpoint to go on from."""
+        """The run chosen in Run, if it stopped early, failed or lost its process, with a checkpoint
+        to go on from."""
         if self.project is None or self.run_id is None:
             return None
         run = self.project.store.run(self.run_id)
-        if run is None or run["status"] not in RESUMABLE or self.project.store.last_checkpoint(run["id"]) is None:
+        if (run is None or shown_status(self.project, run) not in RESUMABLE
+                or self.project.store.last_checkpoint(run["id"]) is None):
             return None
         return run
 

@@ -189,6 +189,23 @@ def error_text(failed: Failed) -> str:
 
 # -- who is executing a run --------------------------------------------------------------------
 
+INTERRUPTED = "interrupted"
+INTERRUPTED_HELP = ("Its process ended without a word (killed, or the computer stopped) and nobody holds its lock: "
+                    "it can be resumed from its last checkpoint.")
+# What Resume continues: a run that was stopped, failed, or lost its process.
+RESUMABLE = ("cancelled", "failed", INTERRUPTED)
+
+
+def shown_status(project: Project, run: Mapping[str, Any]) -> str:
+    """A run's status as a person should read it. The database says 'running' until the process
+    says otherwise; a process killed by SIGKILL (or the app and its child killed together) never
+    does. The lock tells: `_execute_recorded` takes it before writing 'running' and writes the end
+    before letting go, so 'running' with a free lock is a run whose process is gone."""
+    status = run["status"]
+    if status == "running" and not RunLock.held(run_dir_of(project, run)):
+        return INTERRUPTED
+    return status
+
 
 def run_is_executing(run_dir: Path) -> bool:
     """Whether a process is executing the run whose folder this is (it holds the run's lock)."""
