@@ -78,3 +78,56 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(make_project, drop
         losses_b = project.store.metric_series(interrupted.run_id, "train/loss")
     assert [s for s, _ in losses_b] == list(range(1, total + 1))  # every step once, none twice
     assert [v for _, v in losses_b] == pytest.approx([v for _, v in losses_a], abs=1e-6)
+
+
+def _damage(folder, name):
+    path = folder / name
+    if name.endswith(".safetensors"):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # a copy or a save cut short
+    else:
+        path.write_text(path.read_text()[:40])  # JSON cut mid-object
+    return path
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "trainer_state.json", "config.json"])
+def test_a_damaged_checkpoint_is_named_and_resume_falls_back_to_the_newest_intact_one(
+        make_project, dropout_model, damaged, capsys):
+    """A truncated or cut file in the last checkpoint: score and score-pairs name it in one line
+    (they printed a traceback), and --resume continues from the checkpoint before it, saying so
+    (it named no file and marked the run failed, calling it a bug)."""
+    from rlhf_workbench.core.cli import main
+
+    pairs = [(f"Question {i}?", f"Kind answer {i}.", f"Go away {i}.", "t", "ab"[i % 2], "dataset:x") for i in range(12)]
+    path = make_project("p", pairs)
+    config = RewardConfig(base_model=str(dropout_model), max_steps=6, batch_size=4, log_every=1, save_every=2,
+                          keep_last=3, validation_fraction=0.0, torch_threads=1)
+    with Project.open(path) as project:
+        ctx = start_run(project, kind="reward", name="damaged", config=config)
+    assert isinstance(execute(Work.job(JOB_PATH, config, ctx), lambda e: None, lambda: False), Finished)
+    last = ctx.run_dir / "checkpoints" / "step-000006"
+    assert (ctx.run_dir / "checkpoints" / "best").resolve() == last.resolve()  # no validation: best is last
+    broken = _damage(last, damaged)
+
+    if damaged != "trainer_state.json":  # scoring reads the model's files only
+        for argv in (["score", str(last), "hello", "--device", "cpu"],
+                     ["score-pairs", str(path), "--run", ctx.run_id, "--device", "cpu"]):
+            capsys.readouterr()
+            assert main(argv) == 1, argv
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and str(broken) in err[0] and "damaged" in err[0], err
+            assert "bug" not in err[0] and "Traceback" not in err[0]
+
+    capsys.readouterr()
+    assert main(["train-rm", str(path), "--resume", ctx.run_id]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    with Project.open(path) as project:
+        run = project.store.run(ctx.run_id)
+        assert run["status"] == "finished", run["error"]
+        assert [c["step"] for c in project.store.checkpoints(ctx.run_id)] == [2, 4, 6]
+    log = (ctx.run_dir / "log.txt").read_text()
+    assert str(broken) in log and "resuming from the one at step 4 instead" in log, log
+    assert "at step 4 of 6" in log and str(broken) in out
+    from rlhf_workbench.core.models import damaged_files
+
+    assert damaged_files(last) == []  # saved again, whole

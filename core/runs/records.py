@@ -59,6 +59,8 @@ class RunContext:
     resume: bool = False
     resume_checkpoint: Path | None = None
     resume_step: int | None = None
+    # Why a newer checkpoint was passed over (a damaged file, a folder gone): said in the run's log.
+    resume_notes: tuple[str, ...] = ()
 
     def open_project(self) -> Project:
         """The job's own connection (a child process cannot share the parent's)."""
@@ -143,12 +145,39 @@ def resume_run(project: Project, run_id: str) -> RunContext:
         raise WorkbenchError(f"Run {run_id} is running; stop it before resuming it")
     # A run still marked 'running' whose lock nobody holds lost its process without a word (a
     # power cut, the app and its child killed together): it can be resumed like any other.
-    last = project.store.last_checkpoint(run_id)
+    last, notes = _newest_intact_checkpoint(project, run_id)
     step = last["step"] if last else None
     project.store.truncate_metrics(run_id, step if step is not None else -1)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = (project.path / last["path"]) if last else None
-    return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step)
+    return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step,
+                      resume_notes=notes)
+
+
+def _newest_intact_checkpoint(project: Project, run_id: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """The newest checkpoint the run reported whose files are whole, and why each newer one was
+    passed over. A file cut short (a copy interrupted, a disk that filled, a repair gone wrong)
+    costs the steps since the checkpoint before it, not the run; when none is whole the person is
+    told which files are damaged, and nothing is changed."""
+    from ..models import damaged_files
+
+    recorded = project.store.checkpoints(run_id)
+    notes: list[str] = []
+    for row in reversed(recorded):
+        folder = project.path / row["path"]
+        if not folder.is_dir():
+            notes.append(f"the checkpoint at step {row['step']} ({folder}) is gone")
+            continue
+        damaged = damaged_files(folder)
+        if not damaged:
+            if notes:
+                notes[-1] += f"; resuming from the one at step {row['step']} instead"
+            return row, tuple(notes)
+        notes.append(f"the checkpoint at step {row['step']} is damaged: " + "; ".join(
+            f"{path} {problem}" for path, problem in damaged))
+    if recorded:
+        raise WorkbenchError(f"Run {run_id} has no intact checkpoint to resume from: " + "; ".join(notes))
+    return None, ()
 
 
 def created_run_context(project: Project, run_id: str) -> RunContext:

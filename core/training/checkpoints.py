@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..models import ModelError, quiet_transformers
+from ..models import ModelError, check_model_files, quiet_transformers
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -171,6 +171,7 @@ def restore(folder: Path, *, model, optimizer, scheduler, scaler) -> dict[str, A
     """Loads weights, optimizer, scheduler, scaler and every RNG from `folder`; returns the state.
 
     `model` None: the caller restores the weights itself (PPO's two models)."""
+    check_model_files(folder)  # a damaged file named, not a traceback from deep in safetensors
     state = load_trainer_state(folder)
     if model is not None:
         restore_weights(model, folder)
