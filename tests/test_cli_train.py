@@ -118,3 +118,27 @@ def test_ctrl_c_stops_with_a_checkpoint_and_says_how_to_resume(make_project, tin
         assert run["status"] == "cancelled"
         (checkpoint,) = project.store.checkpoints(run["id"])
         assert checkpoint["step"] >= 3
+
+
+@pytest.mark.parametrize("bad", ["missing", "a file", "no config.json", "bad config.json"])
+def test_a_bad_base_model_is_refused_before_a_run_exists(make_project, tmp_path, capsys, bad):
+    """Each try used to leave a failed run behind; a config.json that does not parse was "a bug"."""
+    from rlhf_workbench.core.cli import main
+
+    path = _labelled(make_project)
+    model = tmp_path / "model"
+    if bad == "a file":
+        model.write_text("not a folder")
+    elif bad == "no config.json":
+        model.mkdir()
+    elif bad == "bad config.json":
+        model.mkdir()
+        (model / "config.json").write_text('{"model_type": "llama", ')
+        (model / "model.safetensors").write_bytes(b"")
+    assert main(["train-rm", str(path), "--set", f"base_model={model}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "base_model" in err[0] and str(model) in err[0] and "bug" not in err[0], err
+    if bad == "bad config.json":
+        assert f"{model / 'config.json'}: is not valid JSON" in err[0]
+    with Project.open(path) as project:
+        assert project.store.runs() == []

@@ -57,6 +57,7 @@ from rlhf_workbench.core.runs.command import command_name, reproduce_script
 from rlhf_workbench.core.runs.records import RESUMABLE, log_tail, resume_run, run_dir_of, shown_status, start_run
 from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
+from rlhf_workbench.core.training.run_models import check_model_settings
 
 from ..config_form import ConfigForm
 from ..curves import CurvesPanel, Groups
@@ -327,6 +328,7 @@ class TrainingTab(QWidget):
         try:
             config = self.config()
             self.check_before_start(config)
+            check_model_settings(config, self.project)  # a bad folder refused before a run exists
             processes = run_processes(self)
             config.check_world(processes)  # before the run exists, not as the ranks' error after launch
             ctx = start_run(self.project, kind=self.method.run_kind(config), name=self.run_name(config), config=config)

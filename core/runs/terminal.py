@@ -27,6 +27,7 @@ from ..project import Project
 from ..training.config import config_from_dict, config_to_dict, load_config
 from ..training.console import EventLines
 from ..training.method import TrainingMethod
+from ..training.run_models import check_model_settings
 from .records import RunContext, created_run_context, resume_run, start_run
 from .thread import ThreadRunner
 from .work import Work
@@ -68,6 +69,7 @@ def run_from_terminal(
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = config_from_options(method, config_path, overrides, fixed)
+            check_model_settings(config, project)  # a bad folder refused before a run exists
             if not multi:
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
