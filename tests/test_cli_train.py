@@ -142,3 +142,34 @@ def test_a_bad_base_model_is_refused_before_a_run_exists(make_project, tmp_path,
         assert f"{model / 'config.json'}: is not valid JSON" in err[0]
     with Project.open(path) as project:
         assert project.store.runs() == []
+
+
+@pytest.mark.slow
+def test_sigterm_right_after_the_run_is_created_stops_it_resumable(make_project, tiny_model):
+    """SIGTERM before the handlers were installed killed the command outright, leaving a run
+    'created' for ever with no checkpoint. Now it is noted from the start and the run stops politely."""
+    import signal
+    import time
+
+    path = _labelled(make_project)
+    process = subprocess.Popen(
+        [str(CLI), "train-rm", str(path), "--set", f"base_model={tiny_model}", "--set", "max_steps=50",
+         "--set", "batch_size=4", "--set", "torch_threads=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((path / "runs").glob("*/config.toml")):  # start_run has begun: the run exists
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        out = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out
+    assert "stopping: writing a checkpoint..." in out and "resume with: rlhf-workbench train-rm" in out
+    with Project.open(path) as project:
+        (run,) = project.store.runs()
+        assert run["status"] == "cancelled"
+        assert project.store.checkpoints(run["id"])
