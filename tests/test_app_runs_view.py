@@ -268,3 +268,18 @@ def test_a_killed_run_shows_as_interrupted_and_offers_resume(view, project, qtbo
     assert asked.args == [ctx.run_id]
     view.select_run(view.ids["created"])  # never started, no checkpoint: nothing to resume
     assert not view.resume_button.isEnabled()
+
+
+def test_the_detail_says_which_checkpoints_are_kept_for_another_run(view, project):
+    config = CountConfig(steps=4, sleep_s=0, checkpoint_every=2)
+    source = _run(project, "count", "source", config)
+    step = run_dir_of(project, project.store.run(source)) / "checkpoints" / "step-1"
+    # Any setting naming a folder inside the source's checkpoints (a policy, a base model) counts.
+    user = _run(project, None, "started from it", CountConfig(note=str(step)))
+    view.refresh()
+    view.select_run(source)
+    assert view.fields["kept"].text() == (
+        f"step-1: kept whatever keep_last says, because {user} (note) started from it")
+    assert not view.fields["kept"].isHidden()
+    view.select_run(user)
+    assert view.fields["kept"].text() == "" and view.fields["kept"].isHidden()

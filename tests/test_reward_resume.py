@@ -131,3 +131,42 @@ def test_a_damaged_checkpoint_is_named_and_resume_falls_back_to_the_newest_intac
     from rlhf_workbench.core.models import damaged_files
 
     assert damaged_files(last) == []  # saved again, whole
+
+
+def test_a_checkpoint_another_run_started_from_survives_its_own_runs_keep_last(make_project, dropout_model):
+    """Run B starts from run A's step-2 checkpoint; A is resumed and, with keep_last 1, used to
+    prune step 2, and then B could not be resumed: it loads its starting model again."""
+    pairs = [(f"Question {i}?", f"Kind answer {i}.", f"Go away {i}.", "t", "ab"[i % 2], "dataset:x") for i in range(12)]
+    path = make_project("p", pairs)
+
+    def until_first_checkpoint(config, ctx):
+        events = []
+        result = execute(Work.job(JOB_PATH, config, ctx), events.append,
+                         lambda: any(isinstance(e, Checkpoint) for e in events))
+        assert isinstance(result, Finished) and result.stopped, result
+
+    a_config = RewardConfig(base_model=str(dropout_model), max_steps=6, batch_size=4, save_every=2, keep_last=1,
+                            validation_fraction=0.0, torch_threads=1)
+    with Project.open(path) as project:
+        a = start_run(project, kind="reward", name="a", config=a_config)
+    until_first_checkpoint(a_config, a)
+    start = a.run_dir / "checkpoints" / "step-000002"
+    b_config = RewardConfig(base_model=str(start), max_steps=4, batch_size=4, save_every=2, keep_last=1,
+                            validation_fraction=0.0, torch_threads=1)
+    with Project.open(path) as project:
+        b = start_run(project, kind="reward", name="b", config=b_config)
+    until_first_checkpoint(b_config, b)
+
+    with Project.open(path) as project:
+        a_again = resume_run(project, a.run_id)
+    assert isinstance(execute(Work.job(JOB_PATH, a_config, a_again), lambda e: None, lambda: False), Finished)
+    assert start.is_dir()  # kept past keep_last, for b
+    from rlhf_workbench.core.training.run_models import checkpoint_dependents
+
+    assert checkpoint_dependents(a.run_dir) == {"step-000002": [f"{b.run_id} (base model)"]}
+    assert not (a.run_dir / "checkpoints" / "step-000004").exists()  # the rest is pruned as before
+
+    with Project.open(path) as project:
+        b_again = resume_run(project, b.run_id)
+    result = execute(Work.job(JOB_PATH, b_config, b_again), lambda e: None, lambda: False)
+    assert isinstance(result, Finished) and result.summary["steps"] == 4, result

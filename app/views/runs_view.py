@@ -67,6 +67,7 @@ from rlhf_workbench.core.runs.records import (
     run_dir_of,
     shown_status,
 )
+from rlhf_workbench.core.training.run_models import kept_checkpoints_text
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box
@@ -215,7 +216,7 @@ class RunsView(QWidget):
         self._deleting: str | None = None
 
         self.fields = {
-            key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder")
+            key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder", "kept")
         }
         for label in self.fields.values():
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -232,8 +233,10 @@ class RunsView(QWidget):
         form = self.info_form = QFormLayout()
         for key, title in (("id", "Run"), ("status", "Status"), ("started", "Started"),
                            ("finished", "Ended"), ("duration", "Duration"), ("win_rate", "Human win rate"),
-                           ("folder", "Folder")):
+                           ("folder", "Folder"), ("kept", "Kept checkpoints")):
             form.addRow(title, self.fields[key])
+        self.fields["kept"].setToolTip("Checkpoints older than keep_last that stay because another run started from "
+                                       "them: that run loads them again whenever it is resumed")
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_folder_button)
         buttons.addWidget(self.export_model_button)
@@ -396,6 +399,9 @@ class RunsView(QWidget):
         self.fields["duration"].setText(duration_text(run) if run else "")
         self._show_win_rate(run)
         self.fields["folder"].setText(display_path(folder) if folder else "")
+        kept = kept_checkpoints_text(folder) if folder else ""
+        self.fields["kept"].setText(kept)
+        self.info_form.setRowVisible(self.fields["kept"], bool(kept))
         self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
         self._model = trained_model(self.project.store, self.project.path, run) if has_run else None
         self.export_model_button.setEnabled(self._model is not None and not self._exporting_model)

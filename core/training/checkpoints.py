@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..models import ModelError, check_model_files, quiet_transformers
+from .run_models import checkpoint_dependents
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -149,8 +150,11 @@ def _prune(run_dir: Path, keep_last: int) -> None:
     root = checkpoints_dir(run_dir)
     keep = {p.resolve() for p in (root / "best", root / "last") if p.is_symlink()}
     folders = step_folders(run_dir)
-    for _, folder in folders[:-keep_last] if keep_last > 0 else folders:
-        if folder.resolve() not in keep:
+    old = folders[:-keep_last] if keep_last > 0 else folders
+    # Another run that started from one of these loads it again whenever it is resumed.
+    depended = checkpoint_dependents(run_dir) if old else {}
+    for _, folder in old:
+        if folder.resolve() not in keep and folder.name not in depended:
             shutil.rmtree(folder, ignore_errors=True)
 
 
