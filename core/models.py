@@ -399,8 +399,8 @@ def load_reward_model(
     if (folder / "adapter_config.json").is_file():
         return _load_adapter(folder, trust_remote_code=trust_remote_code, dtype=dtype, trainable=trainable)
     check_safe_weights(folder)
-    check_model_files(folder)
     config = _load_config(folder, trust_remote_code)  # first: it is what refuses remote code
+    check_model_files(folder)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code)
     model = _load_scalar_head_model(folder, config, trust_remote_code, dtype or torch.float32)
     _set_pad(model, tokenizer)
@@ -415,6 +415,7 @@ def _load_config(folder: Path, trust_remote_code: bool):
     try:
         return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except OSError as exc:  # transformers' word for a config.json that does not parse
+        check_model_files(folder)  # a damaged file says what is wrong with it, in our words
         raise ModelError(f"{folder / 'config.json'}: cannot be read ({_first_line(exc)})") from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc):

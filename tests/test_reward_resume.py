@@ -161,7 +161,7 @@ def test_a_checkpoint_another_run_started_from_survives_its_own_runs_keep_last(m
         a_again = resume_run(project, a.run_id)
     assert isinstance(execute(Work.job(JOB_PATH, a_config, a_again), lambda e: None, lambda: False), Finished)
     assert start.is_dir()  # kept past keep_last, for b
-    from rlhf_workbench.core.training.run_models import checkpoint_dependents
+    from rlhf_workbench.core.training.dependents import checkpoint_dependents
 
     assert checkpoint_dependents(a.run_dir) == {"step-000002": [f"{b.run_id} (base model)"]}
     assert not (a.run_dir / "checkpoints" / "step-000004").exists()  # the rest is pruned as before

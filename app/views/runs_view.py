@@ -67,7 +67,7 @@ from rlhf_workbench.core.runs.records import (
     run_dir_of,
     shown_status,
 )
-from rlhf_workbench.core.training.run_models import kept_checkpoints_text
+from rlhf_workbench.core.training.dependents import kept_checkpoints_text
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box

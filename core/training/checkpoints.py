@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..models import ModelError, check_model_files, quiet_transformers
-from .run_models import checkpoint_dependents
+from .dependents import checkpoint_dependents
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"

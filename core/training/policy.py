@@ -66,8 +66,8 @@ def load_policy(spec: str | Path, *, trust_remote_code: bool = False, dtype: Any
             model = PeftModel.from_pretrained(base, folder, is_trainable=trainable)
         return model, tokenizer
     check_safe_weights(folder)
+    config = _load_config(folder, trust_remote_code)  # first: it is what refuses remote code
     check_model_files(folder)
-    config = _load_config(folder, trust_remote_code)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code)
     from transformers import AutoModelForCausalLM
 
