@@ -328,9 +328,9 @@ class TrainingTab(QWidget):
         try:
             config = self.config()
             self.check_before_start(config)
-            check_model_settings(config, self.project)  # a bad folder refused before a run exists
             processes = run_processes(self)
             config.check_world(processes)  # before the run exists, not as the ranks' error after launch
+            check_model_settings(config, self.project)  # a bad folder too, not a failed run left behind
             ctx = start_run(self.project, kind=self.method.run_kind(config), name=self.run_name(config), config=config)
         except WorkbenchError as exc:
             self._error(str(exc))
