@@ -109,21 +109,23 @@ def nap(seconds: float, *, sink, stop) -> float:
     return seconds
 
 
-def killed_process(project_path, config: CountConfig, ctx) -> None:
-    """Executes `count` in a process of its own that SIGKILLs itself after the checkpoint at step 1,
-    with nobody supervising it: what the app and its child killed together leave behind."""
+def killed_process(project_path, config, ctx, *, job: str = "job_fixtures:count", at_step: int = 1) -> None:
+    """Executes `job` in a process of its own that SIGKILLs itself once it reports the checkpoint at
+    `at_step`, with nobody supervising it: what the app and its child killed together leave behind.
+    `config` is rebuilt there from its repr (a dataclass of job_fixtures or of a method's config)."""
     script = (
         "import os, signal, sys\n"
         "from pathlib import PosixPath, WindowsPath\n"
         "from job_fixtures import CountConfig\n"
-        "from rlhf_workbench.core.runs.records import RunContext\n"
+        "from rlhf_workbench.core.reward.config import RewardConfig\n"
         "from rlhf_workbench.core.events import Checkpoint\n"
+        "from rlhf_workbench.core.runs.records import RunContext\n"
         "from rlhf_workbench.core.runs.work import Work, execute\n"
         "def sink(event):\n"
-        "    if isinstance(event, Checkpoint) and event.step == 1:\n"
+        f"    if isinstance(event, Checkpoint) and event.step == {at_step}:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"execute(Work.job('job_fixtures:count', {config!r}, {ctx!r}), sink, lambda: False)\n"
+        f"execute(Work.job({job!r}, {config!r}, {ctx!r}), sink, lambda: False)\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
-    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=300)
     assert done.returncode == -signal.SIGKILL, done
