@@ -247,7 +247,7 @@ class RLConfig:
         25, "Write a checkpoint (the policy, and PPO's value model) every this many updates, and at the end.",
         min=1, max=10**6,
     )
-    keep_last: int = setting(2, "Checkpoints kept; older ones are deleted.", min=1, max=1000)
+    keep_last: int = setting(2, "Checkpoints kept; older ones are deleted, except one another run started from.", min=1, max=1000)
     # -- LoRA --------------------------------------------------------------------------------------
     lora: bool = setting(
         False,
