@@ -273,6 +273,7 @@ def test_a_run_deleted_in_the_runs_tab_leaves_the_ppo_tabs_run_picker(start, mak
     assert window.project.store.run(doomed) is None
 
 
+@pytest.mark.slow
 def test_resume_in_the_runs_tab_continues_a_killed_run_in_its_methods_tab(start, make_project, qtbot, tmp_path):
     """A reward run killed with SIGKILL (its status stays 'running'): the Runs tab shows it
     interrupted and its Resume… continues it, in the Reward model tab, to its end."""

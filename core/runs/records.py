@@ -10,7 +10,10 @@ summary (runs.summary, JSON), its figures (metrics, samples) and every complete 
 reported (the checkpoints table): `resume_run` continues from the last of those.
 
 The process executing a run holds an OS lock on a file in its folder: the database says what a run
-was doing, the lock whether anyone still is (it goes with the process, however that ends).
+was doing, the lock whether anyone still is (it goes with the process, however that ends). A run
+marked 'running' whose lock is free lost its process without a word (SIGKILL, a power cut): it is
+shown as 'interrupted' (shown_status) and resumes like a stopped one. Resuming passes over a
+checkpoint with a damaged file for the newest intact one, and says so in the run's log.
 """
 
 from __future__ import annotations
