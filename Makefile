@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench clean help package selftest-package test-packaging
+.PHONY: run test test-fast lint bench gpu-check clean help package selftest-package test-packaging
 
 help:
 	@echo "make run    open the app on the demo project (creates .venv on first use)"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-fast  run the tests not marked slow (the inner loop, ~2 minutes)"
 	@echo "make lint   ruff, and the import contracts: layers, independent methods, a headless core"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make gpu-check  every method in bf16/fp16 (LoRA, checkpointing), a real OOM, the GPU benches (<8 min; no CUDA: says so)"
 	@echo "make package          build the self-contained app folder dist/rlhf-workbench (PyInstaller)"
 	@echo "make selftest-package run the built app's --selftest"
 	@echo "make test-packaging   build, then run the tests marked packaging (selftest, window under Xvfb)"
@@ -54,6 +55,11 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/import_bench.py
+
+# The first thing to run on a machine with an NVIDIA GPU (bench/gpu_check.py). No install step:
+# it uses the venv as it is, so that it needs no network (the benches run offline too).
+gpu-check:
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) bench/gpu_check.py
 
 # The installers (packaging/README.md). build.py makes its own venv (build/package-venv) with the
 # app as a wheel, its pinned dependencies and PyInstaller; then dist/rlhf-workbench/.

@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
         self.jobs.finished.connect(lambda _: self.evaluate_view.refresh())  # a new policy to evaluate
         self.runs_view.run_deleted.connect(self._run_deleted)
+        self.runs_view.resume_requested.connect(self.resume_run)
         self.jobs.failed.connect(self._job_failed)
         self.views = [self.data_view, self.label_view, self.reward_view, self.offline_view, self.rl_view,
                       self.evaluate_view, self.runs_view]
@@ -312,6 +313,17 @@ class MainWindow(QMainWindow):
 
     def close_project(self) -> None:
         self.set_project(None)
+
+    def resume_run(self, run_id: str) -> None:
+        """Resume… in the Runs tab: the run's method's tab shows it and continues it."""
+        run = self.project.store.run(run_id) if self.project is not None else None
+        view = next((v for v in (self.reward_view, self.offline_view, self.rl_view)
+                     if run is not None and run["kind"] in v.method.kinds), None)
+        if view is None:
+            return
+        self.tabs.setCurrentWidget(view)
+        view.refresh_runs(select=run_id)
+        view.resume()
 
     def _run_deleted(self, run_id: str) -> None:
         for view in (self.reward_view, self.offline_view, self.rl_view):

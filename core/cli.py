@@ -37,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     # Large imports parse in a child process; a frozen app must let that child start as one.
     multiprocessing.freeze_support()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _TRAINING_COMMANDS:
+        # Before anything slow: a SIGTERM from here on stops the run cleanly (core/runs/terminal.py).
+        from .runs.terminal import defer_signals
+
+        restore = defer_signals()
+        try:
+            return _run_subcommand(argv)
+        finally:
+            restore()
     if argv and argv[0] in _COMMANDS:
         return _run_subcommand(argv)
     if argv and argv[0] in ("-h", "--help"):

@@ -279,6 +279,74 @@ def resolve_model(spec: str | Path) -> Path:
 # -- safe loading --------------------------------------------------------------------------------------
 
 
+# Files a kill, a full disk or a copy cut short can leave damaged, and whose damage would otherwise
+# surface deep inside transformers or safetensors as a traceback (or as "a bug").
+_JSON_FILES = ("config.json", "trainer_state.json", "adapter_config.json", "model.safetensors.index.json")
+
+
+def damaged_files(folder: Path) -> list[tuple[Path, str]]:
+    """(file, what is wrong) for each damaged file of a model or checkpoint folder, and of its
+    model subfolders (a PPO checkpoint's policy/ and value/): a safetensors file whose header does
+    not parse or whose data ends before the header says it does, a JSON file that does not parse.
+    Reads headers only, not weights: cheap enough to check every checkpoint before using it."""
+    folder = Path(folder).resolve()  # `best` and `last` are links: name the file itself
+    found: list[tuple[Path, str]] = []
+    for where in (folder, *sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))):
+        for path in sorted(where.glob("*.safetensors")):
+            problem = _safetensors_problem(path)
+            if problem:
+                found.append((path, problem))
+        for name in _JSON_FILES:
+            path = where / name
+            if path.is_file():
+                try:
+                    json.loads(path.read_text(encoding="utf-8"))
+                except UnicodeDecodeError:
+                    found.append((path, "is not text (not JSON)"))
+                except ValueError as exc:
+                    found.append((path, f"is not valid JSON ({exc})"))
+                except OSError as exc:
+                    found.append((path, f"cannot be read ({exc.strerror or exc})"))
+    return found
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing, or None: 8 bytes of header length, the JSON
+    header, then the data, which must reach the largest end offset the header names."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"is truncated ({size} bytes: not even a header)"
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                return f"is truncated or not a safetensors file ({size:,} bytes, its header says it alone takes {n:,})"
+            header = json.loads(f.read(n))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except ValueError:
+        return "has a damaged header (not a safetensors file, or overwritten)"
+    ends = [entry["data_offsets"][1] for key, entry in header.items()
+            if key != "__metadata__" and isinstance(entry, dict) and len(entry.get("data_offsets") or ()) == 2]
+    expected = 8 + n + max(ends, default=0)
+    if size < expected:
+        return f"is truncated ({size:,} of {expected:,} bytes)"
+    return None
+
+
+def check_model_files(folder: Path) -> None:
+    """Raises ModelError naming the first damaged file of the folder (see damaged_files)."""
+    damaged = damaged_files(folder)
+    if damaged:
+        path, problem = damaged[0]
+        more = f" (and {len(damaged) - 1} more damaged file{'s' if len(damaged) > 2 else ''})" if len(damaged) > 1 else ""
+        raise ModelError(
+            f"{path}: {problem}{more}. The file was damaged (a copy or a save cut short, a full disk); "
+            "use another checkpoint, or copy the model again"
+        )
+
+
 def check_safe_weights(folder: Path) -> None:
     """Raises ModelError unless the folder's weights are safetensors (pickles are refused)."""
     if any((folder / name).is_file() for name in SAFE_WEIGHTS) or any(folder.glob("*.safetensors")):
@@ -332,6 +400,7 @@ def load_reward_model(
         return _load_adapter(folder, trust_remote_code=trust_remote_code, dtype=dtype, trainable=trainable)
     check_safe_weights(folder)
     config = _load_config(folder, trust_remote_code)  # first: it is what refuses remote code
+    check_model_files(folder)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code)
     model = _load_scalar_head_model(folder, config, trust_remote_code, dtype or torch.float32)
     _set_pad(model, tokenizer)
@@ -345,6 +414,9 @@ def _load_config(folder: Path, trust_remote_code: bool):
 
     try:
         return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except OSError as exc:  # transformers' word for a config.json that does not parse
+        check_model_files(folder)  # a damaged file says what is wrong with it, in our words
+        raise ModelError(f"{folder / 'config.json'}: cannot be read ({_first_line(exc)})") from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise ModelError(
@@ -429,6 +501,7 @@ def _load_adapter(folder: Path, *, trust_remote_code: bool, dtype: Any, trainabl
     from peft import PeftModel
 
     check_safe_weights(folder)
+    check_model_files(folder)
     try:
         adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from .errors import WorkbenchError
 from .experiments import ABSENT, Comparison, compare_runs, comparison_text
+from .methods import method_for_kind
 from .project import Project
 from .run_deletion import delete_run, plan_deletion
 from .run_export import FORMATS, export_runs
+from .runs.records import INTERRUPTED, shown_status
 from .terminal import for_terminal
 
 
@@ -54,18 +56,26 @@ def runs_command(project_path: Path, *, delete: str | None, yes: bool, as_json: 
 
 
 def _list(project: Project, as_json: bool) -> int:
-    runs = project.store.runs(newest_first=True, decode=True)
+    runs = [{**run, "status": shown_status(project, run)} for run in project.store.runs(newest_first=True, decode=True)]
     if as_json:
         print(json.dumps([{key: run.get(key) for key in ("id", "kind", "name", "status", "created_at", "finished_at",
                                                           "error", "summary")} for run in runs], indent=2))
         return 0
     if not runs:
         print(f"{project.name}: no runs yet")
+    interrupted = [run for run in runs if run["status"] == INTERRUPTED]
     for run in runs:
         error = (run.get("error") or "").splitlines()
+        if run["status"] == INTERRUPTED and not error:
+            error = ["its process is gone; resume it"]
         # Run names are typed by people and errors quote data: neither may drive the terminal.
         print(for_terminal(f"{run['id']:<26} {run['kind']:<8} {run['status']:<9} {run['created_at'][:19]}  {run['name']}"
                            + (f"  ({error[0]})" if error else "")))
+    for run in interrupted:
+        method = method_for_kind(run["kind"])
+        if method is not None:
+            print(f"resume {run['id']} with: rlhf-workbench {method.command} {shlex.quote(str(project.path))} "
+                  f"--resume {run['id']}")
     return 0
 
 

@@ -137,3 +137,25 @@ def big_checkpoints(config: BigCheckpointConfig, ctx, sink, stop) -> dict:
                                  scaler=None, state={"step": step}, best=False, keep_last=3)
         sink(Checkpoint(step, str(folder)))
     return {"steps": config.steps}
+
+
+def killed_process(project_path, config, ctx, *, job: str = "job_fixtures:count", at_step: int = 1) -> None:
+    """Executes `job` in a process of its own that SIGKILLs itself once it reports the checkpoint at
+    `at_step`, with nobody supervising it: what the app and its child killed together leave behind.
+    `config` is rebuilt there from its repr (a dataclass of job_fixtures or of a method's config)."""
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import PosixPath, WindowsPath\n"
+        "from job_fixtures import CountConfig\n"
+        "from rlhf_workbench.core.reward.config import RewardConfig\n"
+        "from rlhf_workbench.core.events import Checkpoint\n"
+        "from rlhf_workbench.core.runs.records import RunContext\n"
+        "from rlhf_workbench.core.runs.work import Work, execute\n"
+        "def sink(event):\n"
+        f"    if isinstance(event, Checkpoint) and event.step == {at_step}:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"execute(Work.job({job!r}, {config!r}, {ctx!r}), sink, lambda: False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done

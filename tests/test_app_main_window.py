@@ -313,3 +313,38 @@ def test_file_menu_backs_the_project_up_while_it_is_open(start, make_project, qt
         assert conn.execute("SELECT count(*) FROM pairs").fetchone() == (3,)
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_resume_in_the_runs_tab_continues_a_killed_run_in_its_methods_tab(start, make_project, qtbot, tmp_path):
+    """A reward run killed with SIGKILL (its status stays 'running'): the Runs tab shows it
+    interrupted and its Resume… continues it, in the Reward model tab, to its end."""
+    from job_fixtures import killed_process
+
+    from rlhf_workbench.core.models import build_demo_model
+    from rlhf_workbench.core.reward.config import RewardConfig
+    from rlhf_workbench.core.reward.train import JOB_PATH
+    from rlhf_workbench.core.runs.records import start_run
+
+    model = build_demo_model(tmp_path / "tiny", {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                                 "num_attention_heads": 2, "vocab_size": 400})
+    path = make_project("p", [(f"Question {i}?", f"Kind answer {i}.", f"Go away {i}.", "t", "a", "dataset:x")
+                              for i in range(12)])
+    config = RewardConfig(base_model=str(model), max_steps=4, batch_size=4, save_every=2, validation_fraction=0.0,
+                          torch_threads=1)
+    with Project.open(path) as project:
+        ctx = start_run(project, kind="reward", name="killed", config=config)
+    killed_process(path, config, ctx, job=JOB_PATH, at_step=2)
+    window = start(path)
+    runs = window.runs_view
+    window.tabs.setCurrentWidget(runs)
+    assert runs.select_run(ctx.run_id) and runs.fields["status"].text() == "Interrupted"
+    assert "interrupted" in window.reward_view.run_box.itemText(window.reward_view.run_box.findData(ctx.run_id))
+    try:
+        with qtbot.waitSignal(window.jobs.finished, timeout=120_000):
+            runs.resume_button.click()
+            assert window.tabs.currentWidget() is window.reward_view
+        run = window.project.store.run(ctx.run_id)
+        assert run["status"] == "finished" and run["summary"]["steps"] == 4, run
+    finally:
+        window.jobs.shutdown(10)

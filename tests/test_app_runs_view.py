@@ -246,3 +246,40 @@ def test_export_writes_the_selected_runs_figures_where_the_person_chose(view, pr
     assert view.export_box.text() == f"Exported 2 runs to {chosen}"
     assert "tensorboard --logdir" in view.export_box.informativeText()
     assert view.export_button.isEnabled()  # ready for another
+
+
+def test_a_killed_run_shows_as_interrupted_and_offers_resume(view, project, qtbot):
+    """SIGKILL leaves 'running' in the database for ever; its free lock says nobody is running it."""
+    from job_fixtures import killed_process
+
+    config = CountConfig(steps=6, sleep_s=0, checkpoint_every=1)
+    ctx = start_run(project, kind="reward", name="killed", config=config)
+    killed_process(project.path, config, ctx)
+    assert project.store.run(ctx.run_id)["status"] == "running"
+    view.refresh()
+    assert view.select_run(ctx.run_id)
+    row = [view._run_id_at(r) for r in range(view.table.rowCount())].index(ctx.run_id)
+    assert _cell(view, row, "Status") == "Interrupted"
+    assert "lock" in view.table.item(row, COLUMNS.index("Status")).toolTip()
+    assert view.fields["status"].text() == "Interrupted" and _cell(view, row, "Duration") == ""
+    assert view.resume_button.isEnabled()
+    with qtbot.waitSignal(view.resume_requested) as asked:
+        view.resume_button.click()
+    assert asked.args == [ctx.run_id]
+    view.select_run(view.ids["created"])  # never started, no checkpoint: nothing to resume
+    assert not view.resume_button.isEnabled()
+
+
+def test_the_detail_says_which_checkpoints_are_kept_for_another_run(view, project):
+    config = CountConfig(steps=4, sleep_s=0, checkpoint_every=2)
+    source = _run(project, "count", "source", config)
+    step = run_dir_of(project, project.store.run(source)) / "checkpoints" / "step-1"
+    # Any setting naming a folder inside the source's checkpoints (a policy, a base model) counts.
+    user = _run(project, None, "started from it", CountConfig(note=str(step)))
+    view.refresh()
+    view.select_run(source)
+    assert view.fields["kept"].text() == (
+        f"step-1: kept whatever keep_last says, because {user} (note) started from it")
+    assert not view.fields["kept"].isHidden()
+    view.select_run(user)
+    assert view.fields["kept"].text() == "" and view.fields["kept"].isHidden()

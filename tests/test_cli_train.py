@@ -118,3 +118,58 @@ def test_ctrl_c_stops_with_a_checkpoint_and_says_how_to_resume(make_project, tin
         assert run["status"] == "cancelled"
         (checkpoint,) = project.store.checkpoints(run["id"])
         assert checkpoint["step"] >= 3
+
+
+@pytest.mark.parametrize("bad", ["missing", "a file", "no config.json", "bad config.json"])
+def test_a_bad_base_model_is_refused_before_a_run_exists(make_project, tmp_path, capsys, bad):
+    """Each try used to leave a failed run behind; a config.json that does not parse was "a bug"."""
+    from rlhf_workbench.core.cli import main
+
+    path = _labelled(make_project)
+    model = tmp_path / "model"
+    if bad == "a file":
+        model.write_text("not a folder")
+    elif bad == "no config.json":
+        model.mkdir()
+    elif bad == "bad config.json":
+        model.mkdir()
+        (model / "config.json").write_text('{"model_type": "llama", ')
+        (model / "model.safetensors").write_bytes(b"")
+    assert main(["train-rm", str(path), "--set", f"base_model={model}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "base_model" in err[0] and str(model) in err[0] and "bug" not in err[0], err
+    if bad == "bad config.json":
+        assert f"{model / 'config.json'}: is not valid JSON" in err[0]
+    with Project.open(path) as project:
+        assert project.store.runs() == []
+
+
+@pytest.mark.slow
+def test_sigterm_right_after_the_run_is_created_stops_it_resumable(make_project, tiny_model):
+    """SIGTERM before the handlers were installed killed the command outright, leaving a run
+    'created' for ever with no checkpoint. Now it is noted from the start and the run stops politely."""
+    import signal
+    import time
+
+    path = _labelled(make_project)
+    process = subprocess.Popen(
+        [str(CLI), "train-rm", str(path), "--set", f"base_model={tiny_model}", "--set", "max_steps=50",
+         "--set", "batch_size=4", "--set", "torch_threads=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((path / "runs").glob("*/config.toml")):  # start_run has begun: the run exists
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.002)
+        process.send_signal(signal.SIGTERM)
+        out = process.communicate(timeout=120)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out
+    assert "stopping: writing a checkpoint..." in out and "resume with: rlhf-workbench train-rm" in out
+    with Project.open(path) as project:
+        (run,) = project.store.runs()
+        assert run["status"] == "cancelled"
+        assert project.store.checkpoints(run["id"])

@@ -4,6 +4,7 @@ Real SQLite, real spawned children (about half a second each to start, so one ch
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -354,3 +355,24 @@ def test_figures_that_cannot_be_saved_fail_the_run_with_a_reason(project, monkey
     assert isinstance(result, Failed)
     assert result.message == "Could not save the run's figures: database or disk is full" and "disk" in result.hint
     assert project.store.run(ctx.run_id)["status"] == "failed"
+
+
+def test_runs_lists_a_killed_run_as_interrupted_with_the_command_that_resumes_it(project, capsys):
+    from job_fixtures import killed_process
+
+    from rlhf_workbench.core.runs_console import runs_command
+
+    config = CountConfig(steps=6, sleep_s=0, checkpoint_every=1)
+    ctx = start_run(project, kind="reward", name="killed", config=config)
+    killed_process(project.path, config, ctx)
+    assert project.store.run(ctx.run_id)["status"] == "running"  # nobody was left to say otherwise
+    runs_command(project.path, delete=None, yes=False, as_json=False)
+    out = capsys.readouterr().out
+    assert "interrupted" in out and "running" not in out
+    assert f"rlhf-workbench train-rm {project.path} --resume {ctx.run_id}" in out
+    runs_command(project.path, delete=None, yes=False, as_json=True)
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "interrupted"
+    resumed = resume_run(project, ctx.run_id)
+    assert resumed.resume_step == 1
+    assert isinstance(execute(Work.job("job_fixtures:count", config, resumed), lambda e: None, lambda: False), Finished)
+    assert project.store.run(ctx.run_id)["status"] == "finished"

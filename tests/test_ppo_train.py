@@ -251,3 +251,59 @@ def test_the_gold_is_the_share_of_answers_following_the_demo_rules_and_only_on_d
     assert gold(sums, ["It is 5.", "It is 9."]) == 0.5 and gold(sums, ["5", "8"]) == 1.0
     assert demo_gold([[{"role": "user", "content": "Write me a poem."}], sums[0]]) is None  # no rule known for it
     assert demo_gold([]) is None
+
+
+def test_scores_are_reported_after_the_missing_eos_penalty_as_trl_does(folders, make_project):
+    """objective/scores is TRL's (penalised), so rlhf_reward = scores + non_score_reward adds up;
+    the reward model's own mean is reported beside it. (It used to be the unpenalised mean.)"""
+    path = _project(make_project)
+    config = _config(folders, prompt_origin="demo", missing_eos_penalty=5.0, max_new_tokens=2, total_episodes=16)
+    _, result, events = _run(path, config)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    (first, *_) = [e.values for e in events if isinstance(e, Metric)]
+    unended = 1 - first["val/num_eos_tokens"] / config.batch_size
+    assert unended > 0  # two tokens: most responses do not end
+    assert first["objective/scores"] == pytest.approx(first["objective/scores_before_eos_penalty"] - 5.0 * unended,
+                                                      abs=1e-4)
+    assert first["objective/rlhf_reward"] == pytest.approx(
+        first["objective/scores"] + first["objective/non_score_reward"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_reward_checkpoint_a_run_started_with_is_kept_and_used_on_resume(folders, make_project, tmp_path):
+    """reward_model names a reward run: the run scores with the checkpoint that run's `best` named
+    when it started. The reward run, resumed meanwhile, moved `best` on and pruned that checkpoint
+    (keep_last): the resumed PPO run scored with another model, or could not load one at all."""
+    import os
+
+    from rlhf_workbench.core.training.checkpoints import _prune
+
+    path = _project(make_project)
+    config = _config(folders, total_episodes=16, save_every=1)
+    _, _, straight_events = _run(path, config)
+    with Project.open(path) as project:
+        rm = start_run(project, kind="reward", name="rm", config={})
+        project.store.set_run_status(rm.run_id, "finished")
+    checkpoints = rm.run_dir / "checkpoints"
+    for step, model in ((2, folders["reward"]), (4, build_demo_model(tmp_path / "newer", {**TINY, "seed": 11}))):
+        shutil.copytree(model, checkpoints / f"step-{step:06d}")
+        (checkpoints / f"step-{step:06d}" / "trainer_state.json").write_text("{}")
+    os.symlink("step-000002", checkpoints / "best")
+    by_run = _config(folders, total_episodes=16, save_every=1, reward_model=rm.run_id)
+    ctx, stopped, _ = _run(path, by_run, stop_after=1)
+    assert stopped.stopped
+
+    # The reward run resumed and found a better model: best moves on, and keep_last 1 prunes.
+    (checkpoints / "best").unlink()
+    os.symlink("step-000004", checkpoints / "best")
+    _prune(rm.run_dir, keep_last=1)
+    assert (checkpoints / "step-000002").is_dir()  # kept: the PPO run scores with it
+
+    with Project.open(path) as project:
+        resumed_ctx = resume_run(project, ctx.run_id)
+    events = []
+    result = execute(Work.job(JOB_PATH, by_run, resumed_ctx), events.append, lambda: False)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    (resumed,) = [e for e in events if isinstance(e, Metric)]
+    (expected,) = [e for e in straight_events if isinstance(e, Metric) and e.step == 2]
+    assert resumed.values["objective/scores"] == pytest.approx(expected.values["objective/scores"], rel=1e-4, abs=1e-6)

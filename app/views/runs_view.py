@@ -58,7 +58,16 @@ from rlhf_workbench.core.policies import POLICY_RUN_KINDS, trained_model
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.run_deletion import delete_run, plan_deletion
 from rlhf_workbench.core.run_export import ExportReport, export_runs
-from rlhf_workbench.core.runs.records import config_toml, log_tail, run_dir_of
+from rlhf_workbench.core.runs.records import (
+    INTERRUPTED,
+    INTERRUPTED_HELP,
+    RESUMABLE,
+    config_toml,
+    log_tail,
+    run_dir_of,
+    shown_status,
+)
+from rlhf_workbench.core.training.dependents import kept_checkpoints_text
 
 from ..curves import CurvesPanel, groups_for_kind
 from ..dialogs import error_box
@@ -79,6 +88,7 @@ EMPTY_TEXT = (
     "rl / dpo / sft). Every run appears here with its status, settings, "
     "figures and log, and can be resumed from its tab if it stopped."
 )
+_RESUME_TIP = "Continue the run shown below from its last checkpoint, in its method's tab"
 _DELETE_TIP = "Delete the run shown below: its folder (checkpoints, log) and figures (Delete)"
 _COMPARE_TIP = (
     "Show the selected runs side by side: their curves overlaid on step, samples seen, wall time or KL, their "
@@ -105,6 +115,8 @@ def duration_text(run: dict[str, Any]) -> str:
     start = _time(run.get("started_at"))
     if start is None:
         return ""
+    if run.get("status") == INTERRUPTED:
+        return ""  # its process left no end time: "so far" would grow for ever
     end = _time(run.get("finished_at")) if run.get("status") != "running" else None
     seconds = int(((end or datetime.now(start.tzinfo)) - start).total_seconds())
     h, rest = divmod(max(seconds, 0), 3600)
@@ -142,6 +154,7 @@ def _text_box() -> QPlainTextEdit:
 
 class RunsView(QWidget):
     run_deleted = Signal(str)  # the run's id, once its records and folder are gone
+    resume_requested = Signal(str)  # the run's id: Resume… asks its method's tab to continue it
     runs_exported = Signal(object)  # the ExportReport, once an export is in place
     model_exported = Signal(object)  # export_model's result, once the folder is in place
 
@@ -178,6 +191,11 @@ class RunsView(QWidget):
         self.delete_button.setToolTip(_DELETE_TIP)
         self.delete_button.clicked.connect(self.delete_selected)
         top.addWidget(self.delete_button)
+        self.resume_button = QPushButton("&Resume…")
+        self.resume_button.setToolTip(_RESUME_TIP)
+        self.resume_button.setEnabled(False)
+        self.resume_button.clicked.connect(self.resume_selected)
+        top.addWidget(self.resume_button)
         top.addWidget(self.refresh_button)
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -198,7 +216,7 @@ class RunsView(QWidget):
         self._deleting: str | None = None
 
         self.fields = {
-            key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder")
+            key: plain_label() for key in ("id", "status", "started", "finished", "duration", "win_rate", "folder", "kept")
         }
         for label in self.fields.values():
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -215,8 +233,10 @@ class RunsView(QWidget):
         form = self.info_form = QFormLayout()
         for key, title in (("id", "Run"), ("status", "Status"), ("started", "Started"),
                            ("finished", "Ended"), ("duration", "Duration"), ("win_rate", "Human win rate"),
-                           ("folder", "Folder")):
+                           ("folder", "Folder"), ("kept", "Kept checkpoints")):
             form.addRow(title, self.fields[key])
+        self.fields["kept"].setToolTip("Checkpoints older than keep_last that stay because another run started from "
+                                       "them: that run loads them again whenever it is resumed")
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_folder_button)
         buttons.addWidget(self.export_model_button)
@@ -277,7 +297,9 @@ class RunsView(QWidget):
     def refresh(self) -> None:
         """Re-read the runs, keeping the selected ones and the current one (its detail is re-read if it changed)."""
         current, selected = self.selected_run_id, self.selected_run_ids
-        self._runs = self.project.store.runs(newest_first=True, decode=True) if self.project else []
+        # As a person should read it: a run whose process was killed shows as interrupted.
+        self._runs = [{**run, "status": shown_status(self.project, run)}
+                      for run in self.project.store.runs(newest_first=True, decode=True)] if self.project else []
         self._win_rates = self.project.store.policy_win_rates() if self.project else {}
         self.count_label.setText(count(len(self._runs), "run") if self.project else "")
         self.stack.setCurrentWidget(self.splitter if self._runs else self.empty_page)
@@ -297,6 +319,8 @@ class RunsView(QWidget):
             )
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, run["id"] if col == 0 else None))
+            if run["status"] == INTERRUPTED:
+                self.table.item(row, COLUMNS.index("Status")).setToolTip(INTERRUPTED_HELP)
             if run["kind"] in POLICY_RUN_KINDS:
                 self.table.item(row, COLUMNS.index("Human win rate")).setToolTip(
                     win_rate_details(self._win_rates.get(run["id"]))
@@ -358,6 +382,7 @@ class RunsView(QWidget):
         key = (run["id"], run["status"], run["finished_at"]) if run else None
         if key != self._shown:
             self._show_run(run)
+        self._update_resume_button(run)  # the live run may have changed while the row stayed
         several = len(self.selected_run_ids) >= 2
         self.compare_button.setEnabled(several and self.project is not None)
         self.compare_button.setToolTip(_COMPARE_TIP if several else _COMPARE_NEEDS)
@@ -374,10 +399,15 @@ class RunsView(QWidget):
         self.fields["duration"].setText(duration_text(run) if run else "")
         self._show_win_rate(run)
         self.fields["folder"].setText(display_path(folder) if folder else "")
+        kept = kept_checkpoints_text(folder) if folder else ""
+        self.fields["kept"].setText(kept)
+        self.info_form.setRowVisible(self.fields["kept"], bool(kept))
         self.open_folder_button.setEnabled(bool(folder and folder.is_dir()))
         self._model = trained_model(self.project.store, self.project.path, run) if has_run else None
         self.export_model_button.setEnabled(self._model is not None and not self._exporting_model)
         self._update_delete_button(run)
+        self._update_resume_button(run)
+        self.fields["status"].setToolTip(INTERRUPTED_HELP if run and run["status"] == INTERRUPTED else "")
         self.config_text.setPlainText(config_toml(run["config"]) if run else "")
         summary = (run or {}).get("summary") or {}
         self.summary_text.setPlainText("\n".join(f"{k}: {_figure(v)}" for k, v in summary.items()))
@@ -565,6 +595,22 @@ class RunsView(QWidget):
 
     def _update_export_button(self) -> None:
         self.export_button.setEnabled(self.project is not None and bool(self.selected_run_ids) and not self._exporting)
+
+    def resumable(self, run: dict[str, Any] | None) -> bool:
+        """Whether Resume… can continue this run: stopped, failed or interrupted, with a checkpoint."""
+        return (run is not None and self.project is not None and run["id"] != self._live_run_id
+                and run["status"] in RESUMABLE and self.project.store.last_checkpoint(run["id"]) is not None)
+
+    def resume_selected(self) -> None:
+        run = next((r for r in self._runs if r["id"] == self.selected_run_id), None)
+        if self.resumable(run):
+            self.resume_requested.emit(run["id"])
+
+    def _update_resume_button(self, run: dict[str, Any] | None) -> None:
+        can = self.resumable(run)
+        self.resume_button.setEnabled(can)
+        self.resume_button.setToolTip(
+            (INTERRUPTED_HELP + " " + _RESUME_TIP) if can and run["status"] == INTERRUPTED else _RESUME_TIP)
 
     def _update_delete_button(self, run: dict[str, Any] | None) -> None:
         live = run is not None and run["id"] == self._live_run_id

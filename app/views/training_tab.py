@@ -54,10 +54,11 @@ from rlhf_workbench.core.errors import WorkbenchError
 from rlhf_workbench.core.events import Checkpoint, Failed, Finished, Log, Metric, Progress, Sample
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.runs.command import command_name, reproduce_script
-from rlhf_workbench.core.runs.records import log_tail, resume_run, run_dir_of, start_run
+from rlhf_workbench.core.runs.records import RESUMABLE, log_tail, resume_run, run_dir_of, shown_status, start_run
 from rlhf_workbench.core.training.config import applies, load_config
 from rlhf_workbench.core.training.method import TrainingMethod
 from rlhf_workbench.core.training.presets import find_preset, presets
+from rlhf_workbench.core.training.run_models import check_model_settings
 
 from ..config_form import ConfigForm, label_for
 from ..curves import CurvesPanel, Groups
@@ -65,7 +66,6 @@ from ..jobs import JobController
 from ..widgets import heading_label, plain_label, run_buttons, run_processes
 from .policy_compare import CompareControl
 
-RESUMABLE = ("cancelled", "failed")
 _WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
 
 
@@ -312,7 +312,7 @@ class TrainingTab(QWidget):
         self.run_box.blockSignals(True)
         self.run_box.clear()
         for run in runs:
-            self.run_box.addItem(f"{run['name']} · {run['status']} · {run['id']}", run["id"])
+            self.run_box.addItem(f"{run['name']} · {shown_status(self.project, run)} · {run['id']}", run["id"])
         index = self.run_box.findData(select) if select else -1
         self.run_box.setCurrentIndex(index if index >= 0 else (0 if runs else -1))
         self.run_box.blockSignals(False)
@@ -374,6 +374,7 @@ class TrainingTab(QWidget):
             self.check_before_start(config)
             processes = run_processes(self)
             config.check_world(processes)  # before the run exists, not as the ranks' error after launch
+            check_model_settings(config, self.project)  # a bad folder too, not a failed run left behind
             ctx = start_run(self.project, kind=self.method.run_kind(config), name=self.run_name(config), config=config)
         except WorkbenchError as exc:
             self._error(str(exc))
@@ -403,11 +404,13 @@ class TrainingTab(QWidget):
             self.jobs.stop()
 
     def resumable_run(self) -> dict | None:
-        """The run chosen in Run, if it stopped early or failed with a checkpoint to go on from."""
+        """The run chosen in Run, if it stopped early, failed or lost its process, with a checkpoint
+        to go on from."""
         if self.project is None or self.run_id is None:
             return None
         run = self.project.store.run(self.run_id)
-        if run is None or run["status"] not in RESUMABLE or self.project.store.last_checkpoint(run["id"]) is None:
+        if (run is None or shown_status(self.project, run) not in RESUMABLE
+                or self.project.store.last_checkpoint(run["id"]) is None):
             return None
         return run
 

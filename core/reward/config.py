@@ -113,7 +113,7 @@ class RewardConfig:
     save_every: int = setting(
         100, "Write a checkpoint every this many steps (and at the end, and when stopped).", min=1, max=1_000_000
     )
-    keep_last: int = setting(2, "Checkpoints kept besides the best one; older ones are deleted.", min=1, max=1000)
+    keep_last: int = setting(2, "Checkpoints kept besides the best one; older ones are deleted, except one another run started from.", min=1, max=1000)
     # -- LoRA --------------------------------------------------------------------------------------
     lora: bool = setting(
         False, "Train small low-rank adapters (and the reward head) instead of every weight.",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..models import quiet_transformers
+from ..models import check_model_files, quiet_transformers
 from ..training import checkpoints as base
 from ..training.policy import POLICY_DIR
 from .models import VALUE_DIR, RLModels
@@ -41,6 +41,7 @@ def save(run_dir: Path, models: RLModels, *, optimizer, scheduler, scaler, state
 
 def restore(folder: Path, models: RLModels, *, optimizer, scheduler, scaler) -> dict[str, Any]:
     """Loads the models' weights, the optimizer, scheduler, scaler and every RNG; returns the state."""
+    check_model_files(folder)  # policy/ and value/ too: a damaged file is named before anything loads
     base.restore_weights(models.policy, folder / POLICY_DIR)
     if models.value is not None:
         base.restore_weights(models.value, folder / VALUE_DIR)

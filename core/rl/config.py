@@ -111,7 +111,9 @@ class RLConfig:
     top_p: float = setting(1.0, "Nucleus sampling: sample from the smallest set of tokens with this much probability.", min=0.01, max=1.0)
     missing_eos_penalty: float | None = setting(
         None,
-        "Subtract this from the score of a response that never ends (hits max_new_tokens); e.g. 1.0. Empty: off.",
+        "Subtract this from the score of a response that never ends (hits max_new_tokens); e.g. 1.0. Empty: off. "
+        "As in TRL, objective/scores is then the penalised score (what objective/rlhf_reward adds up); "
+        "objective/scores_before_eos_penalty is the reward model's own.",
         min=0.0,
         max=1000.0,
         optional=True,
@@ -262,7 +264,7 @@ class RLConfig:
         25, "Write a checkpoint (the policy, and PPO's value model) every this many updates, and at the end.",
         min=1, max=10**6,
     )
-    keep_last: int = setting(2, "Checkpoints kept; older ones are deleted.", min=1, max=1000)
+    keep_last: int = setting(2, "Checkpoints kept; older ones are deleted, except one another run started from.", min=1, max=1000)
     # -- LoRA --------------------------------------------------------------------------------------
     lora: bool = setting(
         False,

@@ -78,7 +78,7 @@ from ..training.rollout import (
     sample,
     token_values,
 )
-from ..training.run_models import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, latest_reward_run
+from ..training.run_models import LATEST_REWARD_MODEL, PINNED_MODELS_FILE, latest_reward_run, resolve_reward_model
 from . import algorithm as alg
 from . import checkpoint as ckpt
 from .config import METHOD_TITLES, RLConfig
@@ -137,20 +137,37 @@ def run(config: RLConfig | dict[str, Any], ctx: RunContext, sink: Sink, stop: St
 
 
 def _pin_reward_model(config: RLConfig, project, ctx: RunContext, sink: Sink) -> RLConfig:
-    """The config with reward_model 'latest' replaced by the run it meant when this run started.
+    """The config with reward_model as the checkpoint it meant when this run started: 'latest' is
+    the project's newest finished reward run, and a run is the checkpoint its `best` named then.
 
     A resumed run reads that back, so a reward model trained while it was stopped does not score
-    the rest of it.
+    the rest of it, nor does the same reward run's new best if that run was resumed meanwhile
+    (`best` is a link that moves). The folder is written into models.json, where the reward run's
+    pruning finds it and keeps it (core/training/dependents.py).
     """
     pinned_path = ctx.run_dir / PINNED_MODELS_FILE
     if ctx.resume and pinned_path.is_file():
-        reward_model = json.loads(pinned_path.read_text(encoding="utf-8"))["reward_model"]
+        pinned = json.loads(pinned_path.read_text(encoding="utf-8"))
+        reward_model, checkpoint = pinned["reward_model"], pinned.get("reward_checkpoint")
     else:
         reward_model = latest_reward_run(project) if config.reward_model.strip() == LATEST_REWARD_MODEL else config.reward_model
+        checkpoint = None
+        if project.store.run(reward_model.strip()) is not None:
+            folder = resolve_reward_model(reward_model, project).resolve()
+            checkpoint = folder.relative_to(project.path.resolve()).as_posix() if folder.is_relative_to(
+                project.path.resolve()) else str(folder)
         if distributed.is_main():
-            pinned_path.write_text(json.dumps({"reward_model": reward_model}), encoding="utf-8")
+            pinned_path.write_text(json.dumps({"reward_model": reward_model, **(
+                {"reward_checkpoint": checkpoint} if checkpoint else {})}), encoding="utf-8")
     if reward_model != config.reward_model:
         sink(Log(f"reward_model: {config.reward_model!r} is reward-model run {reward_model}"))
+    if checkpoint:
+        folder = project.path / checkpoint
+        if folder.is_dir():
+            sink(Log(f"reward_model: run {reward_model} scores with its checkpoint {folder}"))
+            return dataclasses.replace(config, reward_model=str(folder))
+        sink(Log(f"reward_model: the checkpoint {folder} this run started with is gone; scoring with run "
+                 f"{reward_model}'s best instead", "warning"))
     return dataclasses.replace(config, reward_model=reward_model)
 
 
@@ -359,6 +376,7 @@ class _Trainer:
         raw_scores = scores.clone()
         if config.missing_eos_penalty is not None:
             scores = scores - config.missing_eos_penalty * (~ended).float()
+        penalised = scores.clone()
         if config.normalize_scores:
             self.score_moments.update(scores)
             scores = (scores - self.score_moments.mean) / self.score_moments.std
@@ -380,7 +398,12 @@ class _Trainer:
         seconds = t3 - t0
         figures = {
             "objective/entropy": float((-old_logprobs * mask).sum(1).mean()),
-            "objective/scores": float(raw_scores.mean()),
+            # TRL's meaning (its PPOTrainer subtracts missing_eos_penalty before it reports), so
+            # that objective/rlhf_reward = objective/scores + objective/non_score_reward holds; the
+            # reward model's own mean is reported beside it while the penalty is on.
+            "objective/scores": float(penalised.mean()),
+            **({"objective/scores_before_eos_penalty": float(raw_scores.mean())}
+               if config.missing_eos_penalty is not None else {}),
             **targets.figures,
             **stats,
             **({"objective/gold_score": self.gold(batch_prompts, responses)} if self.gold is not None else {}),

@@ -10,7 +10,10 @@ summary (runs.summary, JSON), its figures (metrics, samples) and every complete 
 reported (the checkpoints table): `resume_run` continues from the last of those.
 
 The process executing a run holds an OS lock on a file in its folder: the database says what a run
-was doing, the lock whether anyone still is (it goes with the process, however that ends).
+was doing, the lock whether anyone still is (it goes with the process, however that ends). A run
+marked 'running' whose lock is free lost its process without a word (SIGKILL, a power cut): it is
+shown as 'interrupted' (shown_status) and resumes like a stopped one. Resuming passes over a
+checkpoint with a damaged file for the newest intact one, and says so in the run's log.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class RunContext:
     resume: bool = False
     resume_checkpoint: Path | None = None
     resume_step: int | None = None
+    # Why a newer checkpoint was passed over (a damaged file, a folder gone): said in the run's log.
+    resume_notes: tuple[str, ...] = ()
 
     def open_project(self) -> Project:
         """The job's own connection (a child process cannot share the parent's)."""
@@ -154,12 +159,39 @@ def resume_run(project: Project, run_id: str) -> RunContext:
         raise WorkbenchError(f"Run {run_id} is running; stop it before resuming it")
     # A run still marked 'running' whose lock nobody holds lost its process without a word (a
     # power cut, the app and its child killed together): it can be resumed like any other.
-    last = project.store.last_checkpoint(run_id)
+    last, notes = _newest_intact_checkpoint(project, run_id)
     step = last["step"] if last else None
     project.store.truncate_metrics(run_id, step if step is not None else -1)
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = (project.path / last["path"]) if last else None
-    return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step)
+    return RunContext(project.path, run_id, run_dir, resume=True, resume_checkpoint=checkpoint, resume_step=step,
+                      resume_notes=notes)
+
+
+def _newest_intact_checkpoint(project: Project, run_id: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """The newest checkpoint the run reported whose files are whole, and why each newer one was
+    passed over. A file cut short (a copy interrupted, a disk that filled, a repair gone wrong)
+    costs the steps since the checkpoint before it, not the run; when none is whole the person is
+    told which files are damaged, and nothing is changed."""
+    from ..models import damaged_files
+
+    recorded = project.store.checkpoints(run_id)
+    notes: list[str] = []
+    for row in reversed(recorded):
+        folder = project.path / row["path"]
+        if not folder.is_dir():
+            notes.append(f"the checkpoint at step {row['step']} ({folder}) is gone")
+            continue
+        damaged = damaged_files(folder)
+        if not damaged:
+            if notes:
+                notes[-1] += f"; resuming from the one at step {row['step']} instead"
+            return row, tuple(notes)
+        notes.append(f"the checkpoint at step {row['step']} is damaged: " + "; ".join(
+            f"{path} {problem}" for path, problem in damaged))
+    if recorded:
+        raise WorkbenchError(f"Run {run_id} has no intact checkpoint to resume from: " + "; ".join(notes))
+    return None, ()
 
 
 def created_run_context(project: Project, run_id: str) -> RunContext:
@@ -199,6 +231,23 @@ def error_text(failed: Failed) -> str:
 
 
 # -- who is executing a run --------------------------------------------------------------------
+
+INTERRUPTED = "interrupted"
+INTERRUPTED_HELP = ("Its process ended without a word (killed, or the computer stopped) and nobody holds its lock: "
+                    "it can be resumed from its last checkpoint.")
+# What Resume continues: a run that was stopped, failed, or lost its process.
+RESUMABLE = ("cancelled", "failed", INTERRUPTED)
+
+
+def shown_status(project: Project, run: Mapping[str, Any]) -> str:
+    """A run's status as a person should read it. The database says 'running' until the process
+    says otherwise; a process killed by SIGKILL (or the app and its child killed together) never
+    does. The lock tells: `_execute_recorded` takes it before writing 'running' and writes the end
+    before letting go, so 'running' with a free lock is a run whose process is gone."""
+    status = run["status"]
+    if status == "running" and not RunLock.held(run_dir_of(project, run)):
+        return INTERRUPTED
+    return status
 
 
 def run_is_executing(run_dir: Path) -> bool:

@@ -27,11 +27,34 @@ from ..project import Project
 from ..training.config import config_from_dict, config_to_dict, load_config
 from ..training.console import EventLines
 from ..training.method import TrainingMethod
+from ..training.run_models import check_model_settings
 from .records import RunContext, created_run_context, resume_run, start_run
 from .thread import ThreadRunner
 from .work import Work
 
 ECHO_S = 2.0
+
+
+# Signals that came before the run's runner was up (see defer_signals).
+_early_signals: list[int] = []
+
+
+def defer_signals():
+    """Note SIGTERM and Ctrl+C instead of dying of them, until `_wait` takes them over. The CLI
+    calls this first thing for a training command: Python's default would kill the process
+    wherever it is, and between start_run and the job's first line that left a run marked
+    'created' for ever, with no checkpoint and nothing said. A signal noted before the run exists
+    ends the command with nothing recorded; after, it stops the run politely like any other.
+    Returns what puts the handlers before it back (for a caller that goes on: tests, notebooks)."""
+    _early_signals.clear()
+    previous = _on_signals(lambda signum, frame: _early_signals.append(signum))
+    return lambda: _on_signals(*previous)
+
+
+def _stopped_early() -> None:
+    if _early_signals:
+        name = signal.Signals(_early_signals[0]).name
+        raise WorkbenchError(f"stopped ({name}) before the run was created; nothing was recorded")
 
 
 def run_from_terminal(
@@ -71,6 +94,8 @@ def run_from_terminal(
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = config_from_options(method, config_path, overrides, fixed, preset)
+            check_model_settings(config, project)  # a bad folder refused before a run exists
+            _stopped_early()
             if not multi:
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
@@ -151,6 +176,9 @@ def _wait(runner: ThreadRunner) -> None:
     """
     previous = _on_signals(_interrupt)
     try:
+        if _early_signals:  # asked to stop before this could listen: the run stops at its first chance
+            _early_signals.clear()
+            raise KeyboardInterrupt
         while not runner.join(0.2):
             pass
     except KeyboardInterrupt:

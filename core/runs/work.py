@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DatabaseBusy, JobFailed, Stopped, WorkbenchError, disk_full_error, is_disk_full_os_error
-from ..events import Failed, Finished, Sink, StopFlag
+from ..events import Failed, Finished, Log, Sink, StopFlag
 from .records import ERROR_LOG_NAME, LOG_NAME, Recorder, RunContext, RunLock, error_text, save_failed
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,8 @@ def _execute_locked(work: Work, ctx: RunContext, store, sink: Sink, stop: StopFl
     recorder = Recorder(store, ctx.run_id, sink, ctx.run_dir / LOG_NAME)
     try:
         try:
+            for note in ctx.resume_notes:
+                recorder(Log(note[:1].upper() + note[1:], "warning"))
             summary = plain_summary(load_target(work.target)(*work.args, **work.kwargs, sink=recorder, stop=stop))
         finally:
             recorder.close()

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..models import ModelError, quiet_transformers
+from ..models import ModelError, check_model_files, quiet_transformers
+from .dependents import checkpoint_dependents
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
@@ -169,8 +170,11 @@ def _prune(run_dir: Path, keep_last: int) -> None:
     root = checkpoints_dir(run_dir)
     keep = {p.resolve() for p in (root / "best", root / "last") if p.is_symlink()}
     folders = step_folders(run_dir)
-    for _, folder in folders[:-keep_last] if keep_last > 0 else folders:
-        if folder.resolve() not in keep:
+    old = folders[:-keep_last] if keep_last > 0 else folders
+    # Another run that started from one of these loads it again whenever it is resumed.
+    depended = checkpoint_dependents(run_dir) if old else {}
+    for _, folder in old:
+        if folder.resolve() not in keep and folder.name not in depended:
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -191,6 +195,7 @@ def restore(folder: Path, *, model, optimizer, scheduler, scaler) -> dict[str, A
     """Loads weights, optimizer, scheduler, scaler and every RNG from `folder`; returns the state.
 
     `model` None: the caller restores the weights itself (PPO's two models)."""
+    check_model_files(folder)  # a damaged file named, not a traceback from deep in safetensors
     state = load_trainer_state(folder)
     if model is not None:
         restore_weights(model, folder)

@@ -20,6 +20,7 @@ from ..models import (
     LoraSettings,
     ModelError,
     _load_config,
+    check_model_files,
     check_safe_weights,
     load_tokenizer,
     quiet_transformers,
@@ -56,6 +57,7 @@ def load_policy(spec: str | Path, *, trust_remote_code: bool = False, dtype: Any
         from peft import PeftModel
 
         check_safe_weights(folder)
+        check_model_files(folder)
         base_name = _adapter_base(folder)
         base, tokenizer = load_policy(base_name, trust_remote_code=trust_remote_code, dtype=dtype)
         if (folder / "tokenizer_config.json").is_file():
@@ -64,7 +66,8 @@ def load_policy(spec: str | Path, *, trust_remote_code: bool = False, dtype: Any
             model = PeftModel.from_pretrained(base, folder, is_trainable=trainable)
         return model, tokenizer
     check_safe_weights(folder)
-    config = _load_config(folder, trust_remote_code)
+    config = _load_config(folder, trust_remote_code)  # first: it is what refuses remote code
+    check_model_files(folder)
     tokenizer = load_tokenizer(folder, trust_remote_code=trust_remote_code)
     from transformers import AutoModelForCausalLM
 

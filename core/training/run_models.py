@@ -9,11 +9,9 @@ from pathlib import Path
 
 from ..models import ModelError, resolve_model
 from ..runs.records import run_dir_of
+from .dependents import PINNED_MODELS_FILE  # noqa: F401 -- named here by rl/train.py and run_deletion.py
 
 LATEST_REWARD_MODEL = "latest"
-# In a run's folder: the models it started with, `latest` resolved to a run id, so that a resumed
-# run goes on with them (PPO writes it; deleting a run reads it to name the runs that used it).
-PINNED_MODELS_FILE = "models.json"
 
 
 def resolve_reward_model(spec: str, project=None) -> Path:
@@ -57,3 +55,47 @@ def run_checkpoint(project, run) -> Path | None:
 
     run_dir = run_dir_of(project, run)
     return best_checkpoint(run_dir) or latest_checkpoint(run_dir)
+
+
+# Settings that name a model folder, and what else they may name (a run, 'latest', 'demo'). Checked
+# before a run is created, so that a typo or a wrong folder is a one-line refusal, not a failed run
+# left behind on each try.
+_MODEL_SETTINGS = ("base_model", "policy", "reward_model")
+
+
+def check_model_settings(config, project=None) -> None:
+    """Raises ModelError naming the setting for one that names no usable model folder: missing, a
+    file, a folder without config.json, or a config.json that is not a model's. Torch-free and
+    quick (the app calls it on the GUI thread); what it cannot tell without loading (the weights
+    themselves) the run says when it loads them."""
+    for name in _MODEL_SETTINGS:
+        spec = str(getattr(config, name, None) or "").strip()
+        if not spec or spec in ("demo", LATEST_REWARD_MODEL):
+            continue
+        if project is not None and project.store.run(spec) is not None:
+            continue  # a run of this project: resolved when the run starts
+        path = Path(spec).expanduser()
+        if path.is_dir() and not (path / "config.json").is_file() and (path / "policy").is_dir():
+            path = path / "policy"  # an RL checkpoint: its policy is what loads
+        try:
+            folder = resolve_model(path if path.exists() else spec)
+        except ModelError as exc:
+            raise ModelError(f"{name}: {exc}") from None
+        _check_config_json(name, folder)
+
+
+def _check_config_json(name: str, folder: Path) -> None:
+    import json
+
+    path = folder / "config.json"
+    if not path.is_file():
+        return  # a LoRA adapter folder: its base is named in adapter_config.json
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{name}: {path}: is not valid JSON ({exc}); the file is damaged or not a model's config") from None
+    except OSError as exc:
+        raise ModelError(f"{name}: {path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or not data.get("model_type"):
+        raise ModelError(f"{name}: {path}: names no model_type, so transformers cannot tell which model this is")
+
