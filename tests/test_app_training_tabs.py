@@ -126,3 +126,36 @@ def test_copy_command_names_a_bad_setting_and_copies_nothing(window, qtbot):
         assert view.copy_command() is None
     assert error.args[0].startswith("lora_target_modules: is empty")
     assert QGuiApplication.clipboard().text() == "before"
+
+
+def test_a_preset_fills_the_form_for_the_chosen_method_and_says_what_changed(window):
+    rl = window.rl_view
+    rl.set_method("grpo")
+    box = rl.preset_box
+    index = box.findText("LoRA on one GPU, 8 GB")
+    assert index > 0 and "8 GB" in box.itemData(index, Qt.ItemDataRole.ToolTipRole)
+    box.setCurrentIndex(index)
+    box.activated.emit(index)
+    config = rl.form.value()
+    assert (config.lora, config.precision, config.gradient_checkpointing, config.device) == (True, "bf16", True, "cuda")
+    assert config.batch_size == 32 and config.learning_rate == 1e-5
+    status = rl.status.text()
+    assert status.startswith("Preset “LoRA on one GPU, 8 GB”:") and "Precision fp32 → bf16" in status
+    assert "LoRA off → on" in status
+    # The models stay the pickers'; the form's LoRA settings now show (LoRA is on), without Advanced.
+    assert rl.form.is_visible_field("lora_r")
+    # Nothing changes the second time; a person's edit after it stands.
+    assert rl.apply_preset("lora-8gb") == []
+    rl.form.widgets["batch_size"].setValue(64)
+    assert rl.config().batch_size == 64
+    # Each tab reads its own section: the reward model's batch is another.
+    reward = window.reward_view
+    reward.apply_preset("lora-8gb")
+    assert reward.form.value().batch_size == 4 and reward.form.value().gradient_accumulation_steps == 4
+    offline = window.offline_view
+    offline.set_method("sft")
+    offline.apply_preset("full-80gb")
+    assert offline.form.value().learning_rate == 1e-5
+    offline.set_method("dpo")
+    offline.apply_preset("full-80gb")
+    assert offline.form.value().learning_rate == 5e-7

@@ -1,4 +1,4 @@
-"""Presets: named sets of settings for a kind of machine, as data (resources/presets/*.toml).
+"""Presets: named sets of settings for a kind of machine, as data (resources/preset-*.toml).
 
 A person new to a method picks "LoRA on one GPU, 8 GB" rather than learning what twelve settings
 do on such a card; the training tabs offer them above the form, the training commands take
@@ -12,7 +12,7 @@ do on such a card; the training tabs offer them above the form, the training com
 
 A preset never names models (the pickers do); `settings_for` returns only the settings the method's
 config has, so [all] may hold what most methods share.
-A file's key is its name without the leading order number: "2-lora-8gb.toml" is `lora-8gb`.
+A file's key is its name without "preset-" and the order number: "preset-2-lora-8gb.toml" is `lora-8gb`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ConfigError
 
 PRESETS_PACKAGE = "rlhf_workbench.resources"
-PRESETS_FOLDER = "presets"
+PREFIX = "preset-"
 # Which section serves which training method's runs (TrainingMethod.kinds' first kind or the config's
 # `method`), after [all].
 FAMILY = {"reward": "reward", "sft": "offline", "dpo": "offline", "ppo": "rl", "rloo": "rl", "grpo": "rl"}
@@ -54,16 +54,15 @@ class Preset:
 
 
 def _key(stem: str) -> str:
-    return re.sub(r"^\d+-", "", stem)
+    return re.sub(r"^\d+-", "", stem[len(PREFIX):])
 
 
 @cache
 def presets() -> tuple[Preset, ...]:
     """Every preset shipped with the workbench, in their files' order."""
-    folder = resources.files(PRESETS_PACKAGE) / PRESETS_FOLDER
     found = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
+    for entry in sorted(resources.files(PRESETS_PACKAGE).iterdir(), key=lambda e: e.name):
+        if entry.name.startswith(PREFIX) and entry.name.endswith(".toml"):
             found.append(parse_preset(_key(entry.name[: -len(".toml")]), entry.read_text(encoding="utf-8"), entry.name))
     return tuple(found)
 
