@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
 
         self.data_view = DataView()
         self.data_view.contents_changed.connect(self._show_project_state)
+        self.data_view.step_chosen.connect(self._show_step)
         self.label_view = LabelView()
         self.label_view.annotator = self.annotator
         self.label_view.ask_annotator = self.ask_annotator
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.runs_view.follow(self.jobs)
         self.jobs.finished.connect(lambda _: self.runs_view.refresh())
         self.jobs.finished.connect(lambda _: self.evaluate_view.refresh())  # a new policy to evaluate
+        self.jobs.finished.connect(lambda _: self.data_view.refresh())  # the loop's steps move on
         self.runs_view.run_deleted.connect(self._run_deleted)
         self.runs_view.resume_requested.connect(self.resume_run)
         self.jobs.failed.connect(self._job_failed)
@@ -329,6 +331,13 @@ class MainWindow(QMainWindow):
         for view in (self.reward_view, self.offline_view, self.rl_view):
             view.forget_run(run_id)
         self._show_project_state()
+
+    def _show_step(self, key: str) -> None:
+        """A step of the loop chosen on the Data tab: its tab (a policy: RL, where the reward model is used)."""
+        view = {"label": self.label_view, "reward": self.reward_view, "policy": self.rl_view,
+                "check": self.evaluate_view}.get(key)
+        if view is not None:
+            self.show_tab(self.tabs.indexOf(view))
 
     def refresh(self) -> None:
         if self.project is None:

@@ -231,3 +231,21 @@ def test_the_cli_holds_out_evaluates_and_shows(demo, tmp_path, capsys):
     assert "n_prompts" in capsys.readouterr().err
     assert main(["ranking", str(path)]) == 0
     assert "no verdicts between policies yet" in capsys.readouterr().out
+
+
+def test_the_loop_progress_says_what_comes_next(make_project, demo):
+    from rlhf_workbench.core.progress import loop_progress
+
+    empty = make_project("empty")
+    with Project.open(empty) as project:
+        progress = loop_progress(project.store)
+        assert progress.done == 0 and progress.next.key == "data"
+        assert progress.summary().startswith("Next, step 1 of 5: import preference data")
+    unlabelled = make_project("unlabelled", [("q", "a", "b", "tests", None, None)])
+    with Project.open(unlabelled) as project:
+        assert loop_progress(project.store).next.key == "label"
+    # The demo comes labelled, with a policy run (the module's) and no reward model yet.
+    with Project.open(demo[0]) as project:
+        progress = loop_progress(project.store)
+        assert [s.done for s in progress.steps] == [True, True, False, True, False]
+        assert progress.next.key == "reward" and progress.steps[1].detail == "216 pairs labelled"

@@ -38,6 +38,7 @@ from rlhf_workbench.core.errors import Stopped
 from rlhf_workbench.core.events import Sink, StopFlag
 from rlhf_workbench.core.exporting import ExportReport
 from rlhf_workbench.core.importing import ImportReport
+from rlhf_workbench.core.progress import loop_progress
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.store import Store
 from rlhf_workbench.core.store.pairs import PairFilter
@@ -49,6 +50,7 @@ from .data_panels import DetailPane, OverviewPanel, table_view
 from .export_dialog import ExportChoice, ExportDialog, export_summary, run_export
 from .generate_dialog import GenerateControl
 from .import_dialog import ImportChoice, ImportDialog, ImportSummary, run_import
+from .next_steps import NextSteps
 from .pair_filters import FilterBar
 from .table_models import pairs_model, prompts_model
 
@@ -67,6 +69,7 @@ def read_overview(store: Store, sink: Sink, stop: StopFlag) -> dict[str, Any]:
         "counts": counts,
         "by_origin": store.pairs_by_origin(),
         "by_annotator": store.judgments_by_annotator_and_verdict(),
+        "progress": loop_progress(store),
     }
 
 
@@ -74,6 +77,7 @@ class DataView(QWidget):
     """The Data tab."""
 
     loaded = Signal()  # the counts and the pairs table are up to date (after a refresh or a filter)
+    step_chosen = Signal(str)  # a step of the loop's button ("label", "reward", ...): the window shows its tab
     contents_changed = Signal()  # an import added to the project (the window's counts are stale)
     error_shown = Signal(str)  # the message of every error dialog this view opens
 
@@ -82,6 +86,8 @@ class DataView(QWidget):
         self.project: Project | None = None
         self.overview = OverviewPanel()
         self.overview_data: dict[str, Any] | None = None
+        self.next_steps = NextSteps()
+        self.next_steps.step_chosen.connect(self._step_chosen)
 
         self.import_button = QPushButton("&Import…")
         self.export_button = QPushButton("E&xport…")
@@ -113,6 +119,7 @@ class DataView(QWidget):
         splitter.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)
+        layout.addWidget(self.next_steps)
         layout.addWidget(self.overview)
         layout.addLayout(toolbar)
         layout.addWidget(splitter, 1)
@@ -218,6 +225,13 @@ class DataView(QWidget):
         )
         self.ids_task.ended.connect(self._maybe_loaded)
 
+    def _step_chosen(self, key: str) -> None:
+        # The first step is this tab's own: with data already in, Import… still adds more.
+        if key == "data":
+            self.start_import()
+        else:
+            self.step_chosen.emit(key)
+
     def is_loading(self) -> bool:
         return any(t is not None and t.is_running() for t in (self.overview_task, self.ids_task))
 
@@ -227,6 +241,7 @@ class DataView(QWidget):
         self.overview_data = data
         counts = data["counts"]
         self.overview.show_counts(counts, data["by_origin"], data["by_annotator"])
+        self.next_steps.show_progress(data["progress"])
         self._set_tab_titles(counts["pairs"], counts["prompts"])
         self.filters.set_choices(list(data["by_origin"]), list(data["by_annotator"]))
         self._show_match_count()
