@@ -15,8 +15,10 @@ its bytes until `release` is set (or 10 s pass).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -198,3 +200,43 @@ class HubServer:
         req.end_headers()
         if body:
             req.wfile.write(payload)
+
+
+# -- for tests: a tiny model served, the cache in a temporary folder ------------------------------
+
+REPO = "tiny-org/tiny-llama"
+DECOY = "pytorch_model.bin"
+CHUNK = 64 * 1024
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """The demo model's folder (safetensors, tokenizer, chat template), plus pickle weights and a
+    model card that a download must leave on the server."""
+    from rlhf_workbench.core.models import build_demo_model
+
+    build_demo_model(folder)
+    (folder / DECOY).write_bytes(os.urandom(50_000))
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
+    return folder
+
+
+@contextlib.contextmanager
+def serving(folder: Path, tmp_path: Path, monkeypatch):
+    """A local hub serving `folder` as REPO, HF_ENDPOINT pointing at it (child processes inherit
+    it), and the Hugging Face cache and the workbench's data in tmp_path."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("RLHF_WORKBENCH_HOME", str(tmp_path / "home"))
+    # Other test modules turn the hub off for the whole process (huggingface_hub reads it once).
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # The hub client reads 10 MB at a time, more than the tiny model's weights: smaller reads make
+    # them span several, as a real model's do (Cancel and resume work at that grain).
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
+    with HubServer() as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        server.add(Repo(REPO, folder))
+        yield server

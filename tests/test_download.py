@@ -3,13 +3,12 @@
 cache, a broken connection resumed, Cancel, the disk-space check, and the CLI command."""
 
 import io
-import os
 import shutil
 from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer, Repo
+from hub_server import CHUNK, DECOY, REPO, Repo, build_tiny_model, serving
 
 from rlhf_workbench.core import download as dl
 from rlhf_workbench.core.cli import main
@@ -17,41 +16,15 @@ from rlhf_workbench.core.errors import Stopped
 from rlhf_workbench.core.events import Progress
 from rlhf_workbench.core.models import ModelError, discover_models, resolve_model
 
-REPO = "tiny-org/tiny-llama"
-DECOY = "pytorch_model.bin"
-CHUNK = 64 * 1024
-
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """The demo model's folder (safetensors, tokenizer, chat template), plus pickle weights and a
-    model card the download must leave on the server."""
-    from rlhf_workbench.core.models import build_demo_model
-
-    folder = build_demo_model(tmp_path_factory.mktemp("served") / "tiny-llama")
-    (folder / DECOY).write_bytes(os.urandom(50_000))
-    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny\n")
-    return folder
+    return build_tiny_model(tmp_path_factory.mktemp("served") / "tiny-llama")
 
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch, tiny_model):
-    """A local hub serving the tiny model as tiny-org/tiny-llama; the cache in tmp_path."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    monkeypatch.setenv("RLHF_WORKBENCH_HOME", str(tmp_path / "home"))
-    # Other test modules turn the hub off for the whole process (huggingface_hub reads it once).
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    # The hub client reads 10 MB at a time, more than the tiny model's weights: smaller reads make
-    # them span several, as a real model's do (Cancel and resume work at that grain).
-    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
-    with HubServer() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        server.add(Repo(REPO, tiny_model))
+    with serving(tiny_model, tmp_path, monkeypatch) as server:
         yield server
 
 

@@ -1,6 +1,7 @@
 """Picking a policy (a causal LM), wherever one is picked: the SFT / DPO tab, the RL tab, Generate.
 
     Policy  'demo' · the project's trained policies (SFT, DPO, RL runs) · causal LMs in the HF cache · [Browse…]
+            [Download…] (a model from the Hugging Face hub, into its cache: download_dialog.py)
 
 A policy trained in the project is offered as its run (core/policies.py: an SFT or DPO run's best
 checkpoint, an RL run's latest checkpoint's `policy/` folder, beside the value model). The boxes are editable: a folder
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
@@ -74,6 +75,7 @@ class SpecBox(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setToolTip(tooltip)
+        self.download_dialog = None  # the last Download… dialog opened here
         # An editable box keeps its cursor at the end of the text, which scrolls a long label's
         # start out of sight; a picked item should read from its name.
         self.currentIndexChanged.connect(lambda _index: self.lineEdit().setCursorPosition(0))
@@ -104,13 +106,38 @@ class SpecBox(QComboBox):
         self.setCurrentIndex(self.count() - 1)
 
     def with_browse(self, what: str) -> QHBoxLayout:
-        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it."""
+        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it, and a
+        Download… button that fetches a model from the Hugging Face hub and selects it."""
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda _checked=False: self._choose_folder(what))
+        download = QPushButton("Download…")
+        download.setToolTip("Download a model from the Hugging Face hub (its safetensors weights, config and "
+                            "tokenizer) into the Hugging Face cache, and pick it here")
+        download.clicked.connect(lambda _checked=False: self.open_download())
         row = QHBoxLayout()
         row.addWidget(self, 1)
         row.addWidget(browse)
+        row.addWidget(download)
         return row
+
+    def open_download(self) -> None:
+        """The Download… dialog (not blocking the window); what it downloads is picked here."""
+        from .download_dialog import DownloadDialog
+
+        typed = self.spec()  # a hub name typed into the box (which resolve_model did not find) fills the dialog
+        dialog = DownloadDialog(self.window(), typed if typed.count("/") == 1 and not typed.startswith((".", "/", "~")) else "")
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.downloaded.connect(self.add_downloaded)
+        self.download_dialog = dialog
+        dialog.open()
+
+    def add_downloaded(self, repo_id: str, folder: str) -> None:
+        """Selects a model just downloaded into the Hugging Face cache, listed as a refresh lists it."""
+        index = self.findData(folder)
+        if index < 0:
+            self.addItem(f"{repo_id}  (hf-cache)", folder)
+            index = self.count() - 1
+        self.setCurrentIndex(index)
 
     def _choose_folder(self, what: str) -> None:
         folder = QFileDialog.getExistingDirectory(self.window(), f"Choose a {what} (with config.json)")
