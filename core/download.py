@@ -28,6 +28,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -233,6 +234,7 @@ def download(
         # The weights first, at the looked-up commit; then the rest by the revision's name, which
         # also records the name (refs/main) for `resolve_model`.
         snapshot_download(revision=info.sha, allow_patterns=weights, **common)
+        progress.next_call()
         path = Path(snapshot_download(revision=info.revision, allow_patterns=rest, **common))
     if path.name != info.sha:
         raise DownloadError(
@@ -289,6 +291,11 @@ class _ByteProgress:
             self.seen = max(self.seen, int(bar.n))
         self.emit()
 
+    def next_call(self) -> None:
+        # Each snapshot_download call starts its bars at zero.
+        with self.lock:
+            self.base, self.seen = self.base + self.seen, 0
+
     def emit(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_emit < 0.1:
@@ -330,7 +337,25 @@ def download_command(repo_id: str, revision: str | None, *, yes: bool, progress:
         if answer not in ("y", "yes"):
             print("nothing was downloaded", file=out)
             return 1
-    result = download(info.repo_id, info.revision, sink=progress, info=info)
+    # Ctrl+C asks the download to stop (heard with the next chunk received), as Cancel does: a
+    # KeyboardInterrupt would leave the hub client's threads fetching until their files are whole.
+    # A second Ctrl+C interrupts at once.
+    interrupted = threading.Event()
+
+    def on_interrupt(_signum, _frame) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
+    try:
+        result = download(info.repo_id, info.revision, sink=progress, stop=interrupted.is_set, info=info)
+    except Stopped as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     print(f"downloaded {info.repo_id} into {result['path']}", file=out)
     print(f"use it as `{info.repo_id}` wherever a model is asked for", file=out)
     return 0

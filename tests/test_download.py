@@ -4,6 +4,9 @@ cache, a broken connection resumed, Cancel, the disk-space check, and the CLI co
 
 import io
 import shutil
+import subprocess
+import sys
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -146,13 +149,14 @@ def test_too_little_disk_space_is_refused_before_anything_is_fetched(hub, tmp_pa
 
 
 def test_the_download_command_prints_size_and_licence_then_downloads(hub, capsys, monkeypatch):
-    # Not a terminal and no --yes: it says what it would fetch, and fetches nothing.
-    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
-    assert main(["download", REPO]) == 1
-    out, err = capsys.readouterr()
-    assert "apache-2.0" in out and "files" in out and "--yes" in err
+    # As a person runs it: a real process. Input not a terminal and no --yes: it says what it
+    # would fetch, and fetches nothing.
+    refused = cli("download", REPO)
+    assert refused.returncode == 1
+    assert "apache-2.0" in refused.stdout and "files" in refused.stdout and "--yes" in refused.stderr
     assert fetched(hub) == set()
 
+    # At a terminal, answering no.
     class Terminal(io.StringIO):
         def isatty(self):
             return True
@@ -162,11 +166,34 @@ def test_the_download_command_prints_size_and_licence_then_downloads(hub, capsys
     assert "nothing was downloaded" in capsys.readouterr().out
     assert fetched(hub) == set()
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    assert main(["download", REPO, "--yes"]) == 0
-    out, _ = capsys.readouterr()
-    path = resolve_model(REPO)
-    assert str(path) in out and "apache-2.0" in out
+    done = cli("download", REPO, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert str(resolve_model(REPO)) in done.stdout and "apache-2.0" in done.stdout
+    assert DECOY not in fetched(hub)
 
-    assert main(["download", "tiny-org/missing", "--yes"]) == 1
-    assert "no such model" in capsys.readouterr().err
+    missing = cli("download", "tiny-org/missing", "--yes")
+    assert missing.returncode == 1 and "no such model" in missing.stderr
+
+
+def cli(*args):
+    command = Path(sys.executable).with_name("rlhf-workbench")
+    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_ctrl_c_stops_the_download_command_and_keeps_nothing_unfinished(hub, tmp_path):
+    import signal
+
+    hub.stall("model.safetensors")
+    command = Path(sys.executable).with_name("rlhf-workbench")
+    with subprocess.Popen([str(command), "download", REPO, "--yes"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert hub.half_sent.wait(60)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the signal is handled before the rest of the file arrives
+        hub.release.set()
+        out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "cancelled" in err
+    cache = tmp_path / "hf" / "hub"
+    assert not list(cache.rglob("*.incomplete")) and not list(cache.rglob("model.safetensors"))
