@@ -41,6 +41,7 @@ def look_up(qtbot, box, button, name):
     dialog = box.download_dialog
     assert dialog is not None and dialog.isVisible()
     assert not dialog.download_button.isEnabled()  # nothing to download before a look-up
+    dialog.typed_before = dialog.repo.text()
     dialog.repo.setText(name)
     qtbot.mouseClick(dialog.look_up_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.model is not None or "no such model" in dialog.status.text(), timeout=60_000)
@@ -49,7 +50,9 @@ def look_up(qtbot, box, button, name):
 
 def test_the_dialog_downloads_a_model_into_the_picker(qtbot, picker, hub, tiny_model):
     box, button = picker
+    box.setEditText(REPO)  # typed into the picker, not on this machine: Download… starts from it
     dialog = look_up(qtbot, box, button, REPO)
+    assert dialog.typed_before == REPO
 
     info = dialog.info.text()
     served = sum(p.stat().st_size for p in tiny_model.iterdir() if p.name not in ("pytorch_model.bin", "README.md"))
