@@ -39,6 +39,7 @@ from typing import Any, TextIO
 from .errors import Stopped, WorkbenchError
 from .events import Progress, Sink, StopFlag
 from .models import PICKLE_PATTERNS, hf_cache_dir
+from .terminal import for_terminal
 
 # The files a model needs besides its weights, at the repository's top level.
 COMPANION_PATTERNS = (
@@ -216,11 +217,12 @@ def download(
     sink = sink or (lambda _event: None)
     stop = stop or (lambda: False)
     info = info or look_up(repo_id, revision)
-    if info.needed_bytes + DISK_MARGIN_BYTES > info.free_bytes:
+    free = free_bytes(hf_cache_dir())  # now, not at look-up: the dialog may have waited a while
+    if info.needed_bytes + DISK_MARGIN_BYTES > free:
         raise DownloadError(
-            f"{info.repo_id}: needs {human_size(info.needed_bytes)} but only {human_size(info.free_bytes)} is free in "
-            f"{info.cache_dir} (the Hugging Face cache), and {human_size(DISK_MARGIN_BYTES)} is kept spare",
-            hint="Free some space there, or point HF_HOME at a bigger disk before starting the workbench",
+            f"{info.repo_id}: needs {human_size(info.needed_bytes)} but only {human_size(free)} is free in "
+            f"{hf_cache_dir()} (the Hugging Face cache), and {human_size(DISK_MARGIN_BYTES)} is kept spare; free some "
+            "space there, or set HF_HOME to a folder on a bigger disk and start again",
         )
     from huggingface_hub import snapshot_download
 
@@ -328,7 +330,7 @@ def download_command(repo_id: str, revision: str | None, *, yes: bool, progress:
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     info = look_up(repo_id, revision)
-    print(info.summary(), file=out, flush=True)
+    print(for_terminal(info.summary(), keep_newlines=True), file=out, flush=True)  # the hub's text, made safe
     if not yes:
         if not stdin.isatty():
             raise DownloadError(f"{info.repo_id}: not downloaded: add --yes to download without being asked")
@@ -373,7 +375,7 @@ def _endpoint() -> str | None:
 def _check_repo_id(repo_id: str) -> str:
     text = str(repo_id).strip()
     if text.startswith(("https://huggingface.co/", "http://huggingface.co/")):
-        text = text.split("huggingface.co/", 1)[1].strip("/")
+        text = "/".join(text.split("huggingface.co/", 1)[1].split("/")[:2])  # a page's address: org/name
     parts = text.split("/")
     if len(parts) != 2 or not all(parts) or any(c.isspace() for c in text) or text.startswith((".", "~")):
         raise DownloadError(f"{repo_id!r}: is not a model name on the hub; it is written org/name, "
@@ -415,6 +417,8 @@ class _HubErrors:
                                 "that may read it)") from None
         if isinstance(exc, errors.OfflineModeIsEnabled):
             raise DownloadError(f"{name}: cannot be downloaded: HF_HUB_OFFLINE is set") from None
+        if isinstance(exc, errors.HFValidationError):
+            raise DownloadError(f"{name!r}: is not a valid model name on the hub ({_first_line(exc)})") from None
         if isinstance(exc, errors.HfHubHTTPError):
             raise DownloadError(f"{name}: the hub answered {_first_line(exc)}") from None
         if isinstance(exc, (OSError, ConnectionError)) or type(exc).__module__.startswith(("httpx", "httpcore")):

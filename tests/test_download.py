@@ -141,9 +141,8 @@ def test_too_little_disk_space_is_refused_before_anything_is_fetched(hub, tmp_pa
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 5_000, 5_000))
 
-    with pytest.raises(dl.DownloadError, match="only 5.0 KB is free") as caught:
+    with pytest.raises(dl.DownloadError, match="only 5.0 KB is free.*set HF_HOME"):
         dl.download(REPO)
-    assert "HF_HOME" in caught.value.hint
     assert fetched(hub) == set()
     assert not (tmp_path / "hf" / "hub").exists()
 
