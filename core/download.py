@@ -232,12 +232,22 @@ def download(
     progress = _ByteProgress(info, sink, stop)
     common = dict(repo_id=info.repo_id, cache_dir=str(hf_cache_dir()), endpoint=_endpoint(),
                   tqdm_class=progress.bar_class())
-    with _HubErrors(info.repo_id, info.revision):
-        # The weights first, at the looked-up commit; then the rest by the revision's name, which
-        # also records the name (refs/main) for `resolve_model`.
-        snapshot_download(revision=info.sha, allow_patterns=weights, **common)
-        progress.next_call()
-        path = Path(snapshot_download(revision=info.revision, allow_patterns=rest, **common))
+    from huggingface_hub import constants
+
+    # The client reads 10 MB at a time and hears Cancel, reports progress and keeps what a broken
+    # connection brought at that grain: seconds on a slow line, past the app's grace before it
+    # kills the child (which would strand the unfinished file). 1 MB is fine-grained and cheap.
+    chunk = constants.DOWNLOAD_CHUNK_SIZE
+    constants.DOWNLOAD_CHUNK_SIZE = min(chunk, 1024 * 1024)
+    try:
+        with _HubErrors(info.repo_id, info.revision):
+            # The weights first, at the looked-up commit; then the rest by the revision's name,
+            # which also records the name (refs/main) for `resolve_model`.
+            snapshot_download(revision=info.sha, allow_patterns=weights, **common)
+            progress.next_call()
+            path = Path(snapshot_download(revision=info.revision, allow_patterns=rest, **common))
+    finally:
+        constants.DOWNLOAD_CHUNK_SIZE = chunk
     if path.name != info.sha:
         raise DownloadError(
             f"{info.repo_id}: changed on the hub during the download ({info.revision} is now commit {path.name[:10]}, "

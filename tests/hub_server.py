@@ -233,8 +233,9 @@ def serving(folder: Path, tmp_path: Path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    # The hub client reads 10 MB at a time, more than the tiny model's weights: smaller reads make
-    # them span several, as a real model's do (Cancel and resume work at that grain).
+    # The download reads 1 MB at a time, more than the tiny model's weights: smaller reads make them
+    # span several, as a real model's do (Cancel and resume work at that grain). A child process
+    # (the app's) reads at 1 MB.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", CHUNK)
     with HubServer() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
