@@ -94,3 +94,16 @@ def test_an_unknown_model_is_said_in_the_dialog(qtbot, picker, hub):
     dialog = look_up(qtbot, box, button, "tiny-org/missing")
     qtbot.waitUntil(lambda: not dialog.busy())
     assert "no such model" in dialog.status.text() and not dialog.download_button.isEnabled()
+
+
+def test_the_reward_tab_base_model_picker_downloads_too(qtbot, hub, demo_window):
+    view = demo_window.reward_view
+    qtbot.waitUntil(lambda: view.model_box.count() > 0, timeout=10_000)
+    button = next(b for b in view.findChildren(QPushButton) if b.text() == "Download…")
+    dialog = look_up(qtbot, view.model_box, button, REPO)
+    qtbot.waitUntil(dialog.download_button.isEnabled)
+
+    with qtbot.waitSignal(dialog.downloaded, timeout=60_000):
+        qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
+
+    assert view.model_spec() == str(resolve_model(REPO))

@@ -1,7 +1,8 @@
 """Picking a policy (a causal LM), wherever one is picked: the SFT / DPO tab, the RL tab, Generate.
 
     Policy  'demo' · the project's trained policies (SFT, DPO, RL runs) · causal LMs in the HF cache · [Browse…]
-            [Download…] (a model from the Hugging Face hub, into its cache: download_dialog.py)
+            [Download…] (a model from the Hugging Face hub, into its cache: download_dialog.py; the
+            Reward model tab's base model picker has the same button, `download_button`)
 
 A policy trained in the project is offered as its run (core/policies.py: an SFT or DPO run's best
 checkpoint, an RL run's latest checkpoint's `policy/` folder, beside the value model). The boxes are editable: a folder
@@ -68,6 +69,40 @@ def policy_name(spec: str) -> str:
     return path.name or str(spec)
 
 
+def download_button(box: QComboBox) -> QPushButton:
+    """Download… for a model picker: a model from the Hugging Face hub, downloaded into its cache
+    (download_dialog.py), then added to `box` as a refresh would list it, and selected."""
+    button = QPushButton("Download…")
+    button.setToolTip("Download a model from the Hugging Face hub (its safetensors weights, config and tokenizer) "
+                      "into the Hugging Face cache, and pick it here")
+    button.clicked.connect(lambda _checked=False: open_download(box))
+    return button
+
+
+def open_download(box: QComboBox) -> None:
+    """The Download… dialog for `box` (not blocking the window), kept as `box.download_dialog`."""
+    from .download_dialog import DownloadDialog
+
+    index, typed = box.currentIndex(), box.currentText().strip()
+    picked = index >= 0 and box.itemText(index) == typed
+    # A hub name typed into the box (one resolve_model did not find) fills the dialog.
+    hub_name = not picked and typed.count("/") == 1 and not typed.startswith((".", "/", "~"))
+    dialog = DownloadDialog(box.window(), typed if hub_name else "")
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.downloaded.connect(lambda repo_id, folder: select_downloaded(box, repo_id, folder))
+    box.download_dialog = dialog
+    dialog.open()
+
+
+def select_downloaded(box: QComboBox, repo_id: str, folder: str) -> None:
+    """Selects a model just downloaded into the Hugging Face cache, labelled as discovery labels it."""
+    index = box.findData(folder)
+    if index < 0:
+        box.addItem(f"{repo_id}  (hf-cache)", folder)
+        index = box.count() - 1
+    box.setCurrentIndex(index)
+
+
 class SpecBox(QComboBox):
     """An editable picker of model specs: items show a name and carry the spec; text may be typed."""
 
@@ -75,7 +110,6 @@ class SpecBox(QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setToolTip(tooltip)
-        self.download_dialog = None  # the last Download… dialog opened here
         # An editable box keeps its cursor at the end of the text, which scrolls a long label's
         # start out of sight; a picked item should read from its name.
         self.currentIndexChanged.connect(lambda _index: self.lineEdit().setCursorPosition(0))
@@ -110,34 +144,11 @@ class SpecBox(QComboBox):
         Download… button that fetches a model from the Hugging Face hub and selects it."""
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda _checked=False: self._choose_folder(what))
-        download = QPushButton("Download…")
-        download.setToolTip("Download a model from the Hugging Face hub (its safetensors weights, config and "
-                            "tokenizer) into the Hugging Face cache, and pick it here")
-        download.clicked.connect(lambda _checked=False: self.open_download())
         row = QHBoxLayout()
         row.addWidget(self, 1)
         row.addWidget(browse)
-        row.addWidget(download)
+        row.addWidget(download_button(self))
         return row
-
-    def open_download(self) -> None:
-        """The Download… dialog (not blocking the window); what it downloads is picked here."""
-        from .download_dialog import DownloadDialog
-
-        typed = self.spec()  # a hub name typed into the box (which resolve_model did not find) fills the dialog
-        dialog = DownloadDialog(self.window(), typed if typed.count("/") == 1 and not typed.startswith((".", "/", "~")) else "")
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.downloaded.connect(self.add_downloaded)
-        self.download_dialog = dialog
-        dialog.open()
-
-    def add_downloaded(self, repo_id: str, folder: str) -> None:
-        """Selects a model just downloaded into the Hugging Face cache, listed as a refresh lists it."""
-        index = self.findData(folder)
-        if index < 0:
-            self.addItem(f"{repo_id}  (hf-cache)", folder)
-            index = self.count() - 1
-        self.setCurrentIndex(index)
 
     def _choose_folder(self, what: str) -> None:
         folder = QFileDialog.getExistingDirectory(self.window(), f"Choose a {what} (with config.json)")
