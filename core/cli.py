@@ -8,6 +8,7 @@
     rlhf-workbench generate PROJECT [--model SPEC] [--model-b SPEC] [-n N] [--set KEY=VALUE]
     rlhf-workbench score MODEL TEXT...
     rlhf-workbench score-pairs PROJECT [--run RUN_ID]   for the Label tab's least-sure queue
+    rlhf-workbench download ID [--revision R] [--yes]    a model from the Hugging Face hub, into its cache
     rlhf-workbench runs PROJECT [--compare RUN_ID...] [--export RUN_ID... --to DIR] [--delete RUN_ID]
     rlhf-workbench check PROJECT [--repair]            look for damage; make the safe repairs
     rlhf-workbench backup PROJECT OUT                  a consistent copy of the database, even in use
@@ -221,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("project", type=Path)
     p.add_argument("--run", metavar="RUN_ID", help="a reward-model run (default: the latest finished one)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+
+    p = sub.add_parser(
+        "download",
+        help="download a model from the Hugging Face hub into its cache (safetensors only)",
+        description="Look ID (org/name) up on the hub, print its size and licence, ask, then download its "
+        "safetensors weights, config and tokenizer (never pickle weights) into the Hugging Face cache, where every "
+        "command and tool finds it as ID. Ctrl+C keeps the files already finished; downloading again fetches the rest.",
+    )
+    p.add_argument("repo_id", metavar="ID", help="the model's name on the hub, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+    p.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    p.add_argument("--yes", action="store_true", help="download without asking (needed when input is not a terminal)")
 
     p = sub.add_parser(
         "evaluate",
@@ -544,6 +556,13 @@ def _cmd_score_pairs(args) -> int:
     return 0
 
 
+def _cmd_download(args) -> int:
+    from .download import download_command
+
+    with _ProgressBar(args.repo_id, disabled=False) as bar:
+        return download_command(args.repo_id, args.revision, yes=args.yes, progress=bar.sink)
+
+
 def _cmd_evaluate(args) -> int:
     from .evaluation_console import evaluate_command
 
@@ -619,6 +638,7 @@ _COMMANDS = {
     "runs": _cmd_runs,
     "score": _cmd_score,
     "score-pairs": _cmd_score_pairs,
+    "download": _cmd_download,
     "export-model": _cmd_export_model,
     "evaluate": _cmd_evaluate,
     "compare-policies": _cmd_compare_policies,

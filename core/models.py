@@ -1,6 +1,6 @@
 """Finding and loading local models safely; building the tiny demo model.
 
-Nothing here downloads. A model is one of:
+Nothing here downloads (core/download.py does, into the Hugging Face cache). A model is one of:
 - a folder holding a `transformers` model (config.json + safetensors weights), or a LoRA adapter
   folder (adapter_config.json) over such a model;
 - a model already in this machine's Hugging Face cache, named `org/name`;
@@ -271,7 +271,7 @@ def resolve_model(spec: str | Path) -> Path:
             return snapshot
         raise ModelError(
             f"{text}: is neither a folder nor a model in the Hugging Face cache ({hf_cache_dir()}); "
-            "the workbench does not download, so fetch it first (e.g. `huggingface-cli download`)"
+            "download it first: Download… beside the model picker, or `rlhf-workbench download " + text + "`"
         )
     raise ModelError(f"{text}: no such model folder")
 

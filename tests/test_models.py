@@ -141,7 +141,7 @@ def test_discovery_finds_the_cache_the_project_checkpoints_and_the_demo(tmp_path
     assert not any(name == "acme/empty" for name, _ in found)
     assert resolve_model("acme/tiny-rm") == snapshot
     assert resolve_model(project / "runs" / "rm-1") == best
-    with pytest.raises(ModelError, match="does not download"):
+    with pytest.raises(ModelError, match="rlhf-workbench download acme/missing"):
         resolve_model("acme/missing")
     with pytest.raises(ModelError, match="no such model folder"):
         resolve_model(tmp_path / "nowhere")

@@ -1,6 +1,8 @@
 """Picking a policy (a causal LM), wherever one is picked: the SFT / DPO tab, the RL tab, Generate.
 
     Policy  'demo' · the project's trained policies (SFT, DPO, RL runs) · causal LMs in the HF cache · [Browse…]
+            [Download…] (a model from the Hugging Face hub, into its cache: download_dialog.py; the
+            Reward model tab's base model picker has the same button, `download_button`)
 
 A policy trained in the project is offered as its run (core/policies.py: an SFT or DPO run's best
 checkpoint, an RL run's latest checkpoint's `policy/` folder, beside the value model). The boxes are editable: a folder
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from rlhf_workbench.core.offline.config import METHOD_TITLES as OFFLINE_TITLES
@@ -67,6 +69,40 @@ def policy_name(spec: str) -> str:
     return path.name or str(spec)
 
 
+def download_button(box: QComboBox) -> QPushButton:
+    """Download… for a model picker: a model from the Hugging Face hub, downloaded into its cache
+    (download_dialog.py), then added to `box` as a refresh would list it, and selected."""
+    button = QPushButton("Download…")
+    button.setToolTip("Download a model from the Hugging Face hub (its safetensors weights, config and tokenizer) "
+                      "into the Hugging Face cache, and pick it here")
+    button.clicked.connect(lambda _checked=False: open_download(box))
+    return button
+
+
+def open_download(box: QComboBox) -> None:
+    """The Download… dialog for `box` (not blocking the window), kept as `box.download_dialog`."""
+    from .download_dialog import DownloadDialog
+
+    index, typed = box.currentIndex(), box.currentText().strip()
+    picked = index >= 0 and box.itemText(index) == typed
+    # A hub name typed into the box (one resolve_model did not find) fills the dialog.
+    hub_name = not picked and typed.count("/") == 1 and not typed.startswith((".", "/", "~"))
+    dialog = DownloadDialog(box.window(), typed if hub_name else "")
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.downloaded.connect(lambda repo_id, folder: select_downloaded(box, repo_id, folder))
+    box.download_dialog = dialog
+    dialog.open()
+
+
+def select_downloaded(box: QComboBox, repo_id: str, folder: str) -> None:
+    """Selects a model just downloaded into the Hugging Face cache, labelled as discovery labels it."""
+    index = box.findData(folder)
+    if index < 0:
+        box.addItem(f"{repo_id}  (hf-cache)", folder)
+        index = box.count() - 1
+    box.setCurrentIndex(index)
+
+
 class SpecBox(QComboBox):
     """An editable picker of model specs: items show a name and carry the spec; text may be typed."""
 
@@ -104,12 +140,14 @@ class SpecBox(QComboBox):
         self.setCurrentIndex(self.count() - 1)
 
     def with_browse(self, what: str) -> QHBoxLayout:
-        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it."""
+        """This box beside a Browse… button that adds a chosen `what` (a model folder) to it, and a
+        Download… button that fetches a model from the Hugging Face hub and selects it."""
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda _checked=False: self._choose_folder(what))
         row = QHBoxLayout()
         row.addWidget(self, 1)
         row.addWidget(browse)
+        row.addWidget(download_button(self))
         return row
 
     def _choose_folder(self, what: str) -> None:

@@ -25,6 +25,7 @@ from rlhf_workbench.core.reward.method import REWARD_MODEL
 from ..curves import REWARD_GROUPS
 from ..tasks import run_task
 from ..widgets import heading_label
+from .model_pickers import download_button
 from .reward_panels import MostWrongPanel, ScorePanel
 from .training_tab import TrainingTab
 
@@ -62,6 +63,7 @@ class RewardView(TrainingTab):
         row = QHBoxLayout()
         row.addWidget(self.model_box, 1)
         row.addWidget(browse)
+        row.addWidget(download_button(self.model_box))
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
