@@ -348,3 +348,22 @@ def test_resume_in_the_runs_tab_continues_a_killed_run_in_its_methods_tab(start,
         assert run["status"] == "finished" and run["summary"]["steps"] == 4, run
     finally:
         window.jobs.shutdown(10)
+
+
+def test_the_data_tab_says_what_comes_next_and_goes_there(start, make_project, qtbot):
+    window = start(make_project("fresh"))
+    steps = window.data_view.next_steps
+    qtbot.waitUntil(lambda: steps.progress is not None)
+    assert steps.progress.next.key == "data"
+    assert steps.summary.text().startswith("Next, step 1 of 5: import")
+    assert steps.buttons["data"].text() == "▶ 1 Import or generate" and steps.buttons["data"].font().bold()
+    window.close()
+    window = start(make_project("p2", PAIRS))
+    steps = window.data_view.next_steps
+    qtbot.waitUntil(lambda: steps.progress is not None)
+    assert steps.buttons["data"].text().startswith("✓ 1")
+    # Each step's button shows its tab.
+    for key, view in (("label", window.label_view), ("reward", window.reward_view), ("policy", window.rl_view),
+                      ("check", window.evaluate_view)):
+        qtbot.mouseClick(steps.buttons[key], Qt.MouseButton.LeftButton)
+        assert window.tabs.currentWidget() is view, key
