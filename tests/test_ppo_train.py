@@ -307,3 +307,39 @@ def test_the_reward_checkpoint_a_run_started_with_is_kept_and_used_on_resume(fol
     (resumed,) = [e for e in events if isinstance(e, Metric)]
     (expected,) = [e for e in straight_events if isinstance(e, Metric) and e.step == 2]
     assert resumed.values["objective/scores"] == pytest.approx(expected.values["objective/scores"], rel=1e-4, abs=1e-6)
+
+
+def test_a_reward_model_picked_as_gold_scores_the_same_answers(folders, make_project, tmp_path):
+    import shutil
+
+    from rlhf_workbench.core.events import Log
+
+    from rlhf_workbench.core.models import load_reward_model, quiet_transformers
+
+    path = _project(make_project)
+    # A reward model with its head saved (the demo folder is a bare LM that gets a new head at each
+    # load), and the same weights in another folder: as gold they must give exactly the proxy's
+    # scores, which shows the gold scores the very answers the proxy scored.
+    model, tokenizer = load_reward_model(folders["reward"], trainable=False)
+    reward = tmp_path / "reward"
+    with quiet_transformers():
+        model.save_pretrained(reward)
+    tokenizer.save_pretrained(reward)
+    gold = tmp_path / "gold"
+    shutil.copytree(reward, gold)
+    config = _config(folders, prompt_origin="demo", total_episodes=16, reward_model=str(reward), gold_model=str(gold))
+    ctx, result, events = _run(path, config)
+    assert not hasattr(result, "message"), getattr(result, "message", None)
+    metrics = [e for e in events if isinstance(e, Metric)]
+    assert len(metrics) == 2
+    for m in metrics:
+        assert m.values["objective/gold_score"] == pytest.approx(m.values["objective/scores"], abs=1e-5)
+    assert any(isinstance(e, Log) and e.message.startswith(f"gold: reward model {gold}") for e in events)
+    # Another judge, on prompts that are not the demo's: a gold all the same.
+    config = _config(folders, total_episodes=8, gold_model=str(folders["other"]))
+    _, result, events = _run(path, config)
+    assert "objective/gold_score" in [e for e in events if isinstance(e, Metric)][0].values
+    with pytest.raises(ConfigError, match="gold_model: is the reward model itself"):
+        _config(folders, gold_model=str(folders["reward"]))
+    _, result, _ = _run(path, _config(folders, gold_model=str(tmp_path / "missing")))
+    assert "gold_model" in result.message

@@ -68,6 +68,14 @@ class RLConfig:
         "model folder.",
         basic=True,
     )
+    gold_model: str | None = setting(
+        None,
+        "A reward model to act as the true goal: its mean score of each update's answers is logged as "
+        "objective/gold_score beside the proxy's (over-optimisation shows as the proxy rising while it falls). "
+        "A reward-model run id or folder, say one trained on more or other labels. Empty: the demo's rules "
+        "on the demo's prompts, none elsewhere.",
+        optional=True,
+    )
     value_model: str = setting(
         "reward",
         "Where the value model starts: 'reward' (a copy of the reward model, as TRL and the N+ details do) or "
@@ -296,6 +304,8 @@ class RLConfig:
             raise ConfigError("policy: is empty; give a model folder, a cached model name, a checkpoint or 'demo'")
         if not self.reward_model.strip():
             raise ConfigError("reward_model: is empty; give 'latest', a reward-model run id or a model folder")
+        if self.gold_model is not None and self.gold_model.strip() == self.reward_model.strip():
+            raise ConfigError("gold_model: is the reward model itself; the gold must be another judge (or empty)")
         if self.batch_size % self.num_mini_batches:
             raise ConfigError(
                 f"num_mini_batches: {self.num_mini_batches} does not divide batch_size {self.batch_size}; "

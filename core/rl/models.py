@@ -8,6 +8,8 @@
                 N+ details do) or of the policy with a new head. RLOO and GRPO load none.
     reward      frozen; scores a whole response. Its tokenizer may differ from the policy's: the
                 response is decoded to text and re-tokenized (TRL refuses such pairs)
+    gold        optional (gold_model), frozen: another reward model as the true goal, scoring the same
+                answers for objective/gold_score; nothing trains against it
 
 Where each comes from is a string a person typed (see RLConfig): 'demo', a folder, a model in the
 Hugging Face cache, a checkpoint of this project, or a run id.
@@ -38,6 +40,8 @@ class RLModels:
     tokenizer: Any
     reward_tokenizer: Any
     has_reference: bool = True  # False: the method keeps no KL to a reference (GRPO, RLOO with beta 0)
+    gold: Any | None = None  # a reward model acting as the true goal (gold_model), frozen; None: none
+    gold_tokenizer: Any | None = None
 
     @contextlib.contextmanager
     def reference_model(self):
@@ -86,8 +90,17 @@ def load_models(config: RLConfig, project=None, *, log=lambda message: None) -> 
         raise ModelError(f"reward_model: {exc}" if not str(exc).startswith("reward_model:") else str(exc)) from None
     reward.requires_grad_(False)
     reward.eval()
+    gold = gold_tokenizer = None
+    if config.gold_model:
+        try:
+            gold, gold_tokenizer = load_reward_model(resolve_reward_model(config.gold_model, project),
+                                                     trust_remote_code=config.trust_remote_code, trainable=False)
+        except ModelError as exc:
+            raise ModelError(f"gold_model: {exc}") from None
+        gold.requires_grad_(False)
+        gold.eval()
     if config.method != "ppo":
-        return RLModels(policy, reference, None, reward, tokenizer, reward_tokenizer, has_reference)
+        return RLModels(policy, reference, None, reward, tokenizer, reward_tokenizer, has_reference, gold, gold_tokenizer)
     value_from = config.value_model
     if value_from == "reward" and not same_vocabulary(tokenizer, reward_tokenizer):
         log(
@@ -103,7 +116,7 @@ def load_models(config: RLConfig, project=None, *, log=lambda message: None) -> 
         value = value.merge_and_unload()  # a LoRA reward model: its merged weights start the value model
     value.config.pad_token_id = tokenizer.pad_token_id
     value.requires_grad_(True)
-    return RLModels(policy, reference, value, reward, tokenizer, reward_tokenizer)
+    return RLModels(policy, reference, value, reward, tokenizer, reward_tokenizer, gold=gold, gold_tokenizer=gold_tokenizer)
 
 
 def same_vocabulary(a, b) -> bool:

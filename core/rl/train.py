@@ -234,13 +234,13 @@ class _Trainer:
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.n_params = sum(p.numel() for p in models.policy.parameters())
         self.reward_params = sum(p.numel() for p in models.reward.parameters())
-        self.gold = demo_gold(self.prompts)
+        self.gold = model_gold(models, config) or demo_gold(self.prompts)
 
     # -- set-up ----------------------------------------------------------------------------------
 
     def run(self, threads: int, resume: bool, resume_from: Path | None, started: float) -> dict[str, Any]:
         models, config = self.models, self.config
-        for model in (models.policy, models.value, models.reward, models.reference):
+        for model in (models.policy, models.value, models.reward, models.reference, models.gold):
             if model is not None:
                 model.to(self.device)
                 model.eval()  # dropout off everywhere (see the module docstring)
@@ -282,7 +282,10 @@ class _Trainer:
             + reference
             + (f"; {self.world} ranks, {config.batch_size // self.world} episodes each" if self.world > 1 else "")
         ))
-        if self.gold is not None:
+        if models.gold is not None:
+            self.sink(Log(f"gold: reward model {config.gold_model} (objective/gold_score, its mean score of each "
+                          "update's answers), beside the reward model's score (the proxy)"))
+        elif self.gold is not None:
             self.sink(Log("gold: the demo's own rules (objective/gold_score, the share of each update's answers that "
                           "follow them), beside the reward model's score (the proxy)"))
         return self._loop(started)
@@ -506,6 +509,18 @@ def _by_length(rollout: Rollout, per_token, n_params: int, together: torch.Tenso
         values = per_token(rollout.select(group))
         out[group, : values.shape[1]] = values.float()
     return out
+
+
+def model_gold(models: RLModels, config: RLConfig):
+    """The gold a person picked (gold_model): that reward model's mean score of the answers; None without one."""
+    if models.gold is None:
+        return None
+
+    def gold(batch: Sequence[Any], responses: Sequence[str]) -> float:
+        return float(reward_scores(models.gold, models.gold_tokenizer, batch, responses,
+                                   max_length=config.max_prompt_length + config.max_new_tokens).mean())
+
+    return gold
 
 
 def demo_gold(prompts: Sequence[Any]):

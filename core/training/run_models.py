@@ -60,7 +60,7 @@ def run_checkpoint(project, run) -> Path | None:
 # Settings that name a model folder, and what else they may name (a run, 'latest', 'demo'). Checked
 # before a run is created, so that a typo or a wrong folder is a one-line refusal, not a failed run
 # left behind on each try.
-_MODEL_SETTINGS = ("base_model", "policy", "reward_model")
+_MODEL_SETTINGS = ("base_model", "policy", "reward_model", "gold_model")
 
 
 def check_model_settings(config, project=None) -> None:
