@@ -313,7 +313,6 @@ def test_a_reward_model_picked_as_gold_scores_the_same_answers(folders, make_pro
     import shutil
 
     from rlhf_workbench.core.events import Log
-
     from rlhf_workbench.core.models import load_reward_model, quiet_transformers
 
     path = _project(make_project)
