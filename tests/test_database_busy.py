@@ -143,3 +143,56 @@ def test_records_wait_in_order_while_busy_and_are_written_once_free(short_busy_t
     assert recorder.error is None
     assert project.store.metric_series(ctx.run_id, "loss") == [(0, 1.0), (1, 0.5)]
     assert [c["step"] for c in project.store.checkpoints(ctx.run_id)] == [0]
+
+
+def _locked(db_path) -> bool:
+    """Whether another connection holds the write lock now (a write would have to wait)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
+
+
+def test_a_real_import_holding_the_lock_past_the_busy_timeout_loses_no_figure_and_no_verdict(
+    short_busy_timeout, labelled_project, tmp_path
+):
+    import json
+
+    project = labelled_project
+    # A file big enough that its one all-or-nothing transaction holds the lock for seconds here.
+    data = tmp_path / "big.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for i in range(60_000):
+            f.write(json.dumps({"prompt": f"question {i}", "chosen": f"a good answer {i}", "rejected": f"a bad one {i}"}) + "\n")
+    config = CountConfig(steps=30, sleep_s=0.1, checkpoint_every=5)
+    ctx = start_run(project, kind="reward", name="during an import", config=config)
+    events = []
+    runner = ThreadRunner(Work.job("job_fixtures:count", config, ctx), on_event=events.append)
+    importer = subprocess.Popen([sys.executable, "-m", "rlhf_workbench.core.cli", "import", str(project.path), str(data)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    # The import is writing its pairs: the lock held now and a moment later (not a short bookkeeping write).
+    while not (_locked(project.db_path) and time.sleep(0.1) is None and _locked(project.db_path)):
+        assert importer.poll() is None, importer.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    session = LabelSession(project.store, "ada")
+    shown = session.next()
+    started = time.monotonic()
+    judgment_id = session.judge("left")  # waits for the import's transaction
+    waited = time.monotonic() - started
+    out, err = importer.communicate(timeout=120)
+    assert importer.returncode == 0, err
+    assert runner.join(60)
+    assert isinstance(runner.result, Finished), runner.result
+    assert waited > 0.3  # longer than the busy timeout: the import held the lock that long
+    assert len(project.store.metric_series(ctx.run_id, "train/loss")) == config.steps
+    assert project.store.conn.execute("SELECT pair_id FROM judgments WHERE id = ?", (judgment_id,)).fetchone() == (shown.pair_id,)
+    assert project.store.counts()["pairs"] == 12 + 60_000
