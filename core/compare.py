@@ -85,23 +85,27 @@ def compare_with_reference(
         if which == "policy":
             report(len(prompts), total, "Loading the reference…")
 
-    kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
     if stopped():
         raise Stopped("The comparison was cancelled; nothing was added")
     report(total, total, "Adding the pairs…")
+    counts = _add_pairs(project_path, prompts, responses, origin, f"{run_id}: policy vs reference",
+                        {"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": sampling["reference"]})
+    return {"origin": origin, "step": step, **counts}
+
+
+def _add_pairs(project_path, prompts: list, responses: list[list[str]], origin: str, source_name: str,
+               meta: dict[str, Any]) -> dict[str, int]:
+    """Two models' responses to the same prompts as pairs of `origin` (A the first's), in one
+    transaction; the same text twice is no pair. Counts: prompts, pairs_added, pairs_existing, identical."""
+    kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
     with Project.open(project_path) as project:
         store = project.store
         with store.transaction():
-            writer = BulkWriter(store, import_id=None, source="model", source_name=f"{run_id}: policy vs reference")
+            writer = BulkWriter(store, import_id=None, source="model", source_name=source_name)
             for prompt, a, b in kept:
-                writer.add_pair(
-                    prompt, a, b, origin=origin,
-                    meta={"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": sampling["reference"]},
-                )
+                writer.add_pair(prompt, a, b, origin=origin, meta=meta)
             writer.flush()
     return {
-        "origin": origin,
-        "step": step,
         "prompts": len(prompts),
         "pairs_added": writer.counts.pairs_added,
         "pairs_existing": writer.counts.pairs_existing,
@@ -221,25 +225,9 @@ def compare_policies(
         report(k * len(prompts), total, f"Loading {label}…")
         responses.append(_sample(label, spec, prompts, sampling, seed, lambda done, k=k, label=label: report(
             k * len(prompts) + done, total, f"Sampling {label}: {done} of {len(prompts)}"), stopped))
-    kept = [(p, a, b) for p, a, b in zip(prompts, *responses) if a != b]
     if stopped():
         raise Stopped("The comparison was cancelled; nothing was added")
     report(total, total, "Adding the pairs…")
-    with Project.open(project_path) as project:
-        store = project.store
-        with store.transaction():
-            writer = BulkWriter(store, import_id=None, source="model", source_name=f"{sides[0][0]} vs {sides[1][0]}")
-            for prompt, a, b in kept:
-                writer.add_pair(prompt, a, b, origin=origin,
-                                meta={"a": sides[0][0], "b": sides[1][0], "a_spec": sides[0][1], "b_spec": sides[1][1]})
-            writer.flush()
-    return {
-        "origin": origin,
-        "a": sides[0][0],
-        "b": sides[1][0],
-        "heldout": bool(heldout),
-        "prompts": len(prompts),
-        "pairs_added": writer.counts.pairs_added,
-        "pairs_existing": writer.counts.pairs_existing,
-        "identical": len(prompts) - len(kept),
-    }
+    counts = _add_pairs(project_path, prompts, responses, origin, f"{sides[0][0]} vs {sides[1][0]}",
+                        {"a": sides[0][0], "b": sides[1][0], "a_spec": sides[0][1], "b_spec": sides[1][1]})
+    return {"origin": origin, "a": sides[0][0], "b": sides[1][0], "heldout": bool(heldout), **counts}

@@ -247,5 +247,5 @@ def test_the_loop_progress_says_what_comes_next(make_project, demo):
     # The demo comes labelled, with a policy run (the module's) and no reward model yet.
     with Project.open(demo[0]) as project:
         progress = loop_progress(project.store)
-        assert [s.done for s in progress.steps] == [True, True, False, True, False]
+        assert [s.done for s in progress.steps[:4]] == [True, True, False, True]  # evaluations: other tests
         assert progress.next.key == "reward" and progress.steps[1].detail == "216 pairs labelled"
