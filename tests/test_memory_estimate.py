@@ -223,3 +223,28 @@ def test_every_method_estimates_its_defaults_without_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == len(METHODS)
+
+
+def test_cli_prints_the_line_and_refuses_a_run_that_cannot_fit(make_project, tmp_path):
+    """A 70B Llama's config.json (no weights: the estimate reads nothing else) cannot fit this
+    machine: refused before a run is recorded, naming the changes; --force goes on to load it."""
+    path = make_project("p", [("Question?", "Kind answer.", "Go away.", "t", "a", "dataset:x")])
+    big = tmp_path / "llama-70b"
+    big.mkdir()
+    (big / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 128256, "tie_word_embeddings": False}))
+    cli = [sys.executable, "-m", "rlhf_workbench.core.cli", "train-rm", str(path), "--set", f"base_model={big}"]
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("memory: needs about ") and "does not fit" in refused.stdout
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: this run needs about ") and "RAM on this CPU, more than it has" in line
+    assert "--force starts it anyway" in line
+    from rlhf_workbench.core.project import Project
+
+    with Project.open(path) as project:
+        assert project.store.runs() == []
+    forced = subprocess.run([*cli, "--force"], capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 1 and "memory: needs about" in forced.stdout
+    assert "no model weights" in forced.stderr and "more than it has" not in forced.stderr

@@ -45,12 +45,15 @@ def run_from_terminal(
     created_run: str | None = None,
     events: bool = False,
     fixed: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> int:
     """Runs `method` on the project to its end and returns the exit status: settings from
     --config and --set (or the run's own with --resume), Ctrl+C a polite stop. `created_run` is
     a run the app created (and configured) for this command to execute; `events` prints JSON
     lines for it instead of the method's lines. `fixed`: settings the command stands for (`ppo`
-    is `rl` with method ppo); another value for one of them is refused, naming it."""
+    is `rl` with method ppo); another value for one of them is refused, naming it. The memory
+    estimate is printed first; a run that cannot fit is refused unless `force` (a run the app
+    created was shown the estimate there, and only prints it)."""
     from ..training import distributed
 
     multi = distributed.launched()
@@ -65,10 +68,12 @@ def run_from_terminal(
                     raise WorkbenchError(f"run {resume or created_run} has {key} {getattr(config, key)}; this command "
                                          f"runs {key} {value} (use `{method.command}`)")
             if not multi:
+                _check_memory(method, config, project, force=force or bool(created_run), quiet=events)
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = config_from_options(method, config_path, overrides, fixed)
             if not multi:
+                _check_memory(method, config, project, force=force, quiet=events)
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
     if multi:
@@ -87,6 +92,26 @@ def run_from_terminal(
     runner = ThreadRunner(Work.job(method.job, config, ctx), printer)
     _wait(runner)
     return _report(method, runner.result, ctx, project_path)
+
+
+def _check_memory(method: TrainingMethod, config, project: Project, *, force: bool, quiet: bool) -> None:
+    """Prints the memory estimate's line; refuses a run that cannot fit unless forced, with the
+    settings that would make it fit."""
+    from ..training.memory import memory_check
+
+    check = memory_check(method, config, project=project)
+    if not quiet:
+        print(f"memory: {check.line}", flush=True)
+    if check.fits or force:
+        return
+    tips = "; ".join(" ".join(f"--set {k}={_toml(v)}" for k, v in tip.changes.items()) + f" ({tip.label.rsplit(': ', 1)[-1]})"
+                     for tip in check.suggestions)
+    raise WorkbenchError(f"this run {check.line.removesuffix(' — does not fit')}, more than it has"
+                         + (f"; try {tips}" if tips else "") + "; --force starts it anyway")
+
+
+def _toml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def config_from_options(method: TrainingMethod, config_path: Path | None, overrides: list[str] = (),

@@ -618,28 +618,29 @@ def suggestions(method, config: Any, project=None, *, found: Estimate, limit: in
 
 
 def memory_check(method, config: Any, project_path: str | Path | None = None, *,
-                 device: DeviceMemory | None = None) -> MemoryCheck:
+                 device: DeviceMemory | None = None, project=None) -> MemoryCheck:
     """What the training tab shows under Start and the CLI prints at start, for a method
     (core/training/method.py's TrainingMethod) and its settings: the line, whether it fits, and
     one-click suggestions. Cheap (reads a few config.json files and the project's runs; the first
     call on a machine with an NVIDIA driver asks nvidia-smi once). Never raises for a model that
-    cannot be read: the line says so and `fits` is True (nothing to refuse on)."""
+    cannot be read: the line says so and `fits` is True (nothing to refuse on). `project`: an open
+    Project in place of its path."""
     plan_of = getattr(method, "memory_plan", None)
     if plan_of is None:
         return MemoryCheck(f"no memory estimate for {method.title}", True)
-    project = None
+    opened = None
     try:
-        if project_path is not None and Path(project_path, "project.db").is_file():
+        if project is None and project_path is not None and Path(project_path, "project.db").is_file():
             from ..project import Project
 
-            project = Project.open(project_path)
+            project = opened = Project.open(project_path)
         found = estimate(plan_of(config), project, device=device)
         tips = () if found.fits else suggestions(method, config, project, found=found)
     except (WorkbenchError, OSError, ValueError) as exc:
         return MemoryCheck(f"no memory estimate: {exc}", True)
     finally:
-        if project is not None:
-            project.close()
+        if opened is not None:
+            opened.close()
     line = estimate_line(found)
     if not found.fits:
         line += " — does not fit"
