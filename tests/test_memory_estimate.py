@@ -10,6 +10,7 @@ a GPU with torch.cuda.max_memory_allocated.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +249,39 @@ def test_cli_prints_the_line_and_refuses_a_run_that_cannot_fit(make_project, tmp
     forced = subprocess.run([*cli, "--force"], capture_output=True, text=True, timeout=120)
     assert forced.returncode == 1 and "memory: needs about" in forced.stdout
     assert "no model weights" in forced.stderr and "more than it has" not in forced.stderr
+
+
+def test_reward_models_of_the_project_are_read_from_their_runs(make_project, qwen):
+    """'latest' and a run id name a reward-model run: its checkpoint's config.json (an adapter's
+    base's), or before its first checkpoint the model it started from."""
+    from rlhf_workbench.core.project import Project
+
+    path = make_project("p", [("Question?", "Kind answer.", "Go away.", "t", "a", "dataset:x")])
+    small = {"model_type": "llama", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "vocab_size": 500, "tie_word_embeddings": False}
+    with Project.open(path) as project:
+        for run_id, status in (("reward-old", "finished"), ("reward-new", "finished"), ("reward-running", "running")):
+            project.store.create_run(run_id, kind="reward", name="", config={"base_model": qwen},
+                                     output_dir=f"runs/{run_id}")
+            project.store.set_run_status(run_id, status)
+    best = path / "runs" / "reward-new" / "checkpoints" / "best"
+    best.mkdir(parents=True)
+    (best / "config.json").write_text(json.dumps(small))
+    device = _device(80)
+    scalar = ModelShape.from_config(small).params("scalar")
+
+    def reward_params(reward_model):
+        found = memory_check(RL, RLConfig(policy=qwen, reward_model=reward_model), path, device=device).estimate
+        return {p.role: p.params for p in found.parts}
+
+    assert reward_params("latest")["reward"] == scalar and reward_params("latest")["value"] == scalar
+    assert reward_params("reward-new")["reward"] == scalar
+    # no checkpoint yet: the model the run started from
+    assert reward_params("reward-old")["reward"] == ModelShape.from_config(json.loads(
+        (Path(qwen) / "config.json").read_text())).params("scalar")
+    # an adapter checkpoint reads its base
+    best.joinpath("config.json").unlink()
+    (best / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": qwen}))
+    assert reward_params("latest")["reward"] == reward_params("reward-old")["reward"]
+    missing = memory_check(RL, RLConfig(policy=qwen, reward_model="no-such-run"), path, device=device)
+    assert missing.fits and missing.line.startswith("no memory estimate: reward_model: no-such-run")

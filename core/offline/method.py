@@ -71,7 +71,7 @@ def _memory_plan(config: OfflineConfig) -> MemoryPlan:
     sequences = config.batch_size * (2 if config.method == "dpo" else 1)
     run = Pass(sequences, config.max_length, logit_tokens=max(1, config.max_length // 2))
     policy = ModelUse("policy", config.policy, train=run, infer=(run,) if config.method == "dpo" else (),
-                      demo=DEMO_POLICY_SPEC, lora=config.lora)
+                      demo=DEMO_POLICY_SPEC, lora=config.lora, setting="policy")
     return MemoryPlan((policy,), config.precision, config.gradient_checkpointing, config.lora_r,
                       config.lora_target_modules, config.device)
 

@@ -41,7 +41,7 @@ def _global_batch_line(config: RewardConfig, world: int) -> str:
 
 def _memory_plan(config: RewardConfig) -> MemoryPlan:
     """One model with a scalar head; a forward pass holds batch_size pairs, both sides of each."""
-    model = ModelUse("reward model", config.base_model, head="scalar", lora=config.lora,
+    model = ModelUse("reward model", config.base_model, head="scalar", lora=config.lora, setting="base_model",
                      train=Pass(2 * config.batch_size, config.max_length))
     return MemoryPlan((model,), config.precision, config.gradient_checkpointing, config.lora_r,
                       config.lora_target_modules, config.device)

@@ -68,16 +68,18 @@ def _memory_plan(config: RLConfig) -> MemoryPlan:
     batch, micro, new = config.batch_size, config.micro_batch_size, config.max_new_tokens
     sample, score = Pass(batch, length, 1, generate=True), Pass(batch, length, new)
     models = [ModelUse("policy", config.policy, train=Pass(micro, length, new), infer=(sample, score),
-                       demo=DEMO_POLICY_SPEC, lora=config.lora)]
+                       demo=DEMO_POLICY_SPEC, lora=config.lora, setting="policy")]
     if config.method == "ppo" or config.beta != 0.0:
         models.append(ModelUse("reference", config.policy, infer=(score,), demo=DEMO_POLICY_SPEC,
-                               same_as="policy" if config.lora else None))
+                               same_as="policy" if config.lora else None, setting="policy"))
     if config.method == "ppo":
         from_reward = config.value_model == "reward"
         models.append(ModelUse("value", config.reward_model if from_reward else config.policy, head="scalar",
                                train=Pass(micro, length), infer=(Pass(batch, length),),
-                               demo=DEMO_MODEL_SPEC if from_reward else DEMO_POLICY_SPEC))
-    models.append(ModelUse("reward", config.reward_model, head="scalar", infer=(Pass(batch, length),)))
+                               demo=DEMO_MODEL_SPEC if from_reward else DEMO_POLICY_SPEC,
+                               setting="reward_model" if from_reward else "policy"))
+    models.append(ModelUse("reward", config.reward_model, head="scalar", infer=(Pass(batch, length),),
+                           setting="reward_model"))
     return MemoryPlan(tuple(models), config.precision, config.gradient_checkpointing, config.lora_r,
                       config.lora_target_modules, config.device)
 

@@ -260,6 +260,7 @@ class ModelUse:
     demo: Mapping[str, Any] = field(default_factory=lambda: DEMO_MODEL_SPEC)  # what 'demo' means for it
     same_as: str | None = None  # the role whose weights it shares (the reference of a LoRA policy)
     lora: bool = False  # trained as LoRA adapters (and its scalar head), the plan's rank and targets
+    setting: str = ""  # the setting that names it, for errors ("reward_model"); default: its role
 
 
 @dataclass(frozen=True)
@@ -423,7 +424,8 @@ def estimate(plan: MemoryPlan, project=None, *, device: DeviceMemory | None = No
         try:
             shape = ModelShape.from_config(model_config(use.spec, project, demo=use.demo))
         except ModelError as exc:
-            raise ModelError(f"{use.role}: {exc}" if not str(exc).startswith(f"{use.role}:") else str(exc)) from None
+            name = use.setting or use.role
+            raise ModelError(f"{name}: {exc}" if not str(exc).startswith(f"{name}:") else str(exc)) from None
         shapes[use.role] = shape
         params = shape.params(use.head)
         shared = use.same_as is not None
