@@ -134,14 +134,24 @@ def test_lora_targets_and_configs(tmp_path):
     (base / "config.json").write_text(json.dumps({"model_type": "qwen2", "hidden_size": 896, "num_hidden_layers": 24,
                                                   "num_attention_heads": 14, "num_key_value_heads": 2,
                                                   "intermediate_size": 4864, "vocab_size": 151936,
-                                                  "tie_word_embeddings": True, "attention_bias": True}))
+                                                  "tie_word_embeddings": True}))
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
     shape = ModelShape.from_config(model_config(str(adapter)))  # an adapter reads its base
     assert shape.kv_heads == 2 and shape.head_dim == 64 and shape.tied
-    # Qwen2.5-0.5B has 494,032,768 parameters (its q, k and v have biases; o has none: within 0.1%)
-    assert abs(shape.params() - 494_032_768) / 494_032_768 < 0.001
+    assert shape.params() == 494_032_768  # Qwen2.5-0.5B's (its q, k and v have biases, o none)
+    # what save_pretrained writes leaves out the class's defaults (GPT-2: tied, biases, LayerNorm;
+    # Llama: untied)
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    for config, cls in ((GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=500, n_positions=128), GPT2LMHeadModel),
+                        (_config(64, 2, 160, 4, 2, 500), LlamaForCausalLM), (LlamaConfig(
+                            hidden_size=64, num_hidden_layers=1, intermediate_size=128, num_attention_heads=4,
+                            vocab_size=300, mlp_bias=True), LlamaForCausalLM)):
+        config.save_pretrained(tmp_path / cls.__name__)
+        written = json.loads((tmp_path / cls.__name__ / "config.json").read_text())
+        assert ModelShape.from_config(written).params() == sum(p.numel() for p in cls(config).parameters())
 
 
 def _device(gb: float) -> DeviceMemory:

@@ -67,6 +67,11 @@ _NAMES = {
 # Architectures whose MLP is a product of two projections (SwiGLU, GeGLU); anything with an
 # `intermediate_size` not named here as plain counts as gated (most decoders since Llama).
 _PLAIN_MLP = {"gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "gpt_bigcode", "starcoder2"}
+# config.json leaves out what equals its class's default: these architectures' default is untied
+# embeddings (PretrainedConfig's is tied).
+_UNTIED = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gpt_neox", "olmo",
+           "olmo2", "granite", "smollm3", "deepseek_v3"}
+_QKV_BIAS = {"qwen2", "qwen2_moe"}  # q, k and v have biases, o none (Qwen2's attention)
 
 
 # -- what a model is -------------------------------------------------------------------------------
@@ -87,7 +92,8 @@ class ModelShape:
     tied: bool
     gated: bool
     positions: int = 0  # learned position embeddings (GPT-2), 0 for rotary
-    bias: bool = False  # Linears and norms with biases (GPT-2 style LayerNorm)
+    biases: frozenset[str] = frozenset()  # the layer roles whose Linears have a bias
+    norm_bias: bool = False  # LayerNorm (a bias beside the scale) rather than RMSNorm
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> "ModelShape":
@@ -108,9 +114,12 @@ class ModelShape:
             model_type=model_type, hidden=hidden, layers=layers, heads=heads,
             kv_heads=int(get("num_key_value_heads", "n_head_kv", default=heads)),
             head_dim=int(get("head_dim", default=hidden // heads)), intermediate=intermediate, vocab=vocab,
-            tied=bool(get("tie_word_embeddings", default=True)), gated=not plain,
+            tied=bool(get("tie_word_embeddings", default=model_type not in _UNTIED)), gated=not plain,
             positions=int(get("n_positions", default=0)) if model_type == "gpt2" else 0,
-            bias=plain or bool(get("attention_bias", default=False)),
+            biases=frozenset(_ALL_LINEAR if plain else (
+                (("q", "k", "v", "o") if get("attention_bias", default=False) else ("q", "k", "v") if model_type in _QKV_BIAS
+                 else ()) + (("gate", "up", "down") if get("mlp_bias", default=False) else ()))),
+            norm_bias=plain,
         )
 
     def linears(self) -> dict[str, tuple[int, int]]:
@@ -125,9 +134,10 @@ class ModelShape:
     def params(self, head: str = "lm") -> int:
         """Parameters: `head` "lm" (a causal LM) or "scalar" (a sequence-classification head)."""
         h = self.hidden
-        per_layer = sum(i * o + (o if self.bias else 0) for i, o in self.linears().values())
-        per_layer += 2 * h * (2 if self.bias else 1)  # two norms
-        total = self.vocab * h + self.positions * h + self.layers * per_layer + h * (2 if self.bias else 1)
+        norm = h * (2 if self.norm_bias else 1)
+        per_layer = sum(i * o + (o if role in self.biases else 0) for role, (i, o) in self.linears().items())
+        per_layer += 2 * norm
+        total = self.vocab * h + self.positions * h + self.layers * per_layer + norm
         if head == "lm":
             total += 0 if self.tied else self.vocab * h
         else:
