@@ -65,7 +65,7 @@ def _memory_plan(config: RLConfig) -> MemoryPlan:
     optimizer step's forward and backward holds a micro-batch (batch / num_mini_batches /
     gradient_accumulation_steps) of prompt + response through the policy (and PPO's value model)."""
     length = config.max_prompt_length + config.max_new_tokens
-    batch, micro, new = config.batch_size, config.micro_batch_size, config.max_new_tokens
+    batch, micro, new = config.batch_size, max(1, config.micro_batch_size), config.max_new_tokens
     sample, score = Pass(batch, length, 1, generate=True), Pass(batch, length, new)
     models = [ModelUse("policy", config.policy, train=Pass(micro, length, new), infer=(sample, score),
                        demo=DEMO_POLICY_SPEC, lora=config.lora, setting="policy")]

@@ -12,6 +12,7 @@ run, records it and prints, and hands the run to the others; they train beside i
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -78,7 +79,10 @@ def run_from_terminal(
     printer = EventLines() if events else method.printer()
     if multi:
         # Every rank read the same settings; each refuses a bad one itself, before any waiting.
-        config.check_world(distributed.env_world_size())
+        world = distributed.env_world_size()
+        config.check_world(world)
+        _check_memory(method, _rank_share(config, world), project_path, force=force or bool(created_run),
+                      quiet=events or os.environ.get("RANK", "0") != "0")
         if method.prepare is not None:
             method.prepare(config)
         distributed.setup(getattr(config, "device", "auto"))
@@ -94,12 +98,16 @@ def run_from_terminal(
     return _report(method, runner.result, ctx, project_path)
 
 
-def _check_memory(method: TrainingMethod, config, project: Project, *, force: bool, quiet: bool) -> None:
+def _check_memory(method: TrainingMethod, config, project: Project | Path, *, force: bool, quiet: bool) -> None:
     """Prints the memory estimate's line; refuses a run that cannot fit unless forced, with the
-    settings that would make it fit."""
+    settings that would make it fit. Under torchrun every rank decides alike (one settings, one
+    arithmetic), so all refuse together; rank 0 alone prints."""
     from ..training.memory import memory_check
 
-    check = memory_check(method, config, project=project)
+    if isinstance(project, Project):
+        check = memory_check(method, config, project=project)
+    else:
+        check = memory_check(method, config, project)
     if not quiet:
         print(f"memory: {check.line}", flush=True)
     if check.fits or force:
@@ -108,6 +116,14 @@ def _check_memory(method: TrainingMethod, config, project: Project, *, force: bo
                      for tip in check.suggestions)
     raise WorkbenchError(f"this run {check.line.removesuffix(' — does not fit')}, more than it has"
                          + (f"; try {tips}" if tips else "") + "; --force starts it anyway")
+
+
+def _rank_share(config, world: int):
+    """The settings one rank's memory sees: every rank holds every model, and its share of the
+    batch (batch_size is the global batch of a forward pass, or of an update for RL)."""
+    import dataclasses
+
+    return dataclasses.replace(config, batch_size=max(1, config.batch_size // world)) if world > 1 else config
 
 
 def _toml(value: Any) -> str:
