@@ -428,7 +428,6 @@ def inference_bytes(shape: ModelShape, run: Pass, *, precision: str = "fp32", he
 
 def estimate(plan: MemoryPlan, project=None, *, device: DeviceMemory | None = None) -> Estimate:
     """The memory a run with this plan needs; raises ModelError when a model cannot be read."""
-    shapes = {}
     parts = []
     for use in plan.models:
         try:
@@ -436,7 +435,6 @@ def estimate(plan: MemoryPlan, project=None, *, device: DeviceMemory | None = No
         except ModelError as exc:
             name = use.setting or use.role
             raise ModelError(f"{name}: {exc}" if not str(exc).startswith(f"{name}:") else str(exc)) from None
-        shapes[use.role] = shape
         params = shape.params(use.head)
         shared = use.same_as is not None
         if use.train is None:
@@ -494,6 +492,8 @@ def _torch_has_cuda() -> bool:
     """Whether this program's torch can use a GPU, judged without importing it: a '+cpu' build
     cannot, unless the app's GPU runtime is active (gpu_runtime.py)."""
     version = gpu_runtime.bundled_torch_version() or ""
+    if os.environ.get(gpu_runtime.CPU_ONLY_ENV, "") not in ("", "0"):
+        return False
     if getattr(sys, "frozen", False):
         return bool(gpu_runtime.active_variant())
     return not version.endswith("+cpu") and sys.platform != "darwin"
