@@ -110,7 +110,6 @@ def measure(shape, device) -> dict:
     step_bytes = training_pass(estimated, Pass(batch, length, logit_tokens), precision=precision, checkpointing=ckpt,
                                trained=trained, trainable=n_trainable).peak
     estimate = FLOAT32 * params + 2 * FLOAT32 * n_trainable + step_bytes
-    del model, optimizer
     return {
         "shape": f"h{hidden} L{layers} kv{kv} V{vocab} b{batch}x{length} {precision}" + (" ckpt" if ckpt else "")
         + (" lora" if lora else ""),
