@@ -501,6 +501,8 @@ def _training_parser(sub, method: TrainingMethod, command: str, fixed: dict | No
     # For the app, which creates the run itself and reads the events (core/runs/torchrun.py).
     p.add_argument("--app-run", dest="created_run", metavar="RUN_ID", help=argparse.SUPPRESS)
     p.add_argument("--events", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--force", action="store_true",
+                   help="start even when the memory estimate says the run does not fit the device")
 
 
 def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
@@ -509,7 +511,7 @@ def _cmd_train(method: TrainingMethod, fixed: dict | None = None):
 
         return run_from_terminal(method, args.project, config_path=args.config, overrides=args.overrides,
                                  name=args.name, resume=args.resume, created_run=args.created_run, events=args.events,
-                                 fixed=fixed, preset=args.preset)
+                                 fixed=fixed, preset=args.preset, force=args.force)
 
     return command
 

@@ -130,6 +130,29 @@ def detect_driver() -> Driver | None:
     return Driver("unknown")
 
 
+def gpu_memory() -> list[tuple[str, int]]:
+    """Each NVIDIA GPU's name and total memory in bytes, from nvidia-smi (no torch, so the window
+    can ask before a run: core/training/memory.py); [] without a driver or nvidia-smi."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=15, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in out.splitlines():
+        name, _, mib = line.rpartition(",")
+        try:
+            found.append((name.strip(), int(float(mib.strip()) * 2**20)))
+        except ValueError:
+            continue
+    return found
+
+
 def choose_variant(driver: Driver | None) -> str | None:
     """The newest CUDA build the driver runs, or None (no driver, or one too old)."""
     if driver is None:

@@ -3,8 +3,10 @@ tab know of them (core/training/method.py). A run's kind is its method. Imports 
 
 from __future__ import annotations
 
+from ..demo_policy import DEMO_POLICY_SPEC
 from ..generate import GenerateConfig
 from ..training.console import RunPrinter
+from ..training.memory import MemoryPlan, ModelUse, Pass
 from ..training.method import PolicyOutput, TrainingMethod
 from .config import METHOD_TITLES, METHODS, OfflineConfig
 
@@ -62,6 +64,18 @@ def _describe(config: OfflineConfig, verb: str) -> str:
     return f"{verb} {config.policy!r} by {METHOD_TITLES[config.method]}"
 
 
+def _memory_plan(config: OfflineConfig) -> MemoryPlan:
+    """One policy. DPO's reference is that policy before training: its log-probabilities are
+    computed once, before the first step, so no second model is held. The loss reads logits at the
+    response's tokens alone (ResponseLogits): taken as half of max_length."""
+    sequences = config.batch_size * (2 if config.method == "dpo" else 1)
+    run = Pass(sequences, config.max_length, logit_tokens=max(1, config.max_length // 2))
+    policy = ModelUse("policy", config.policy, train=run, infer=(run,) if config.method == "dpo" else (),
+                      demo=DEMO_POLICY_SPEC, lora=config.lora, setting="policy")
+    return MemoryPlan((policy,), config.precision, config.gradient_checkpointing, config.lora_r,
+                      config.lora_target_modules, config.device)
+
+
 OFFLINE = TrainingMethod(
     kinds=METHODS,
     title="SFT / DPO",
@@ -86,4 +100,5 @@ OFFLINE = TrainingMethod(
     examples_per_step=lambda config: (
         config.batch_size * config.gradient_accumulation_steps, "pairs" if config.method == "dpo" else "sequences"
     ),
+    memory_plan=_memory_plan,
 )

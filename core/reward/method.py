@@ -4,6 +4,7 @@ Reward model tab know of it (core/training/method.py). Imports no torch."""
 from __future__ import annotations
 
 from ..training.console import RunPrinter
+from ..training.memory import MemoryPlan, ModelUse, Pass
 from ..training.method import TrainingMethod
 from .config import RewardConfig
 
@@ -38,6 +39,14 @@ def _global_batch_line(config: RewardConfig, world: int) -> str:
     )
 
 
+def _memory_plan(config: RewardConfig) -> MemoryPlan:
+    """One model with a scalar head; a forward pass holds batch_size pairs, both sides of each."""
+    model = ModelUse("reward model", config.base_model, head="scalar", lora=config.lora, setting="base_model",
+                     train=Pass(2 * config.batch_size, config.max_length))
+    return MemoryPlan((model,), config.precision, config.gradient_checkpointing, config.lora_r,
+                      config.lora_target_modules, config.device)
+
+
 REWARD_MODEL = TrainingMethod(
     kinds=("reward",),
     title="Reward model",
@@ -57,4 +66,5 @@ REWARD_MODEL = TrainingMethod(
     prepare=_build_demo_model,
     # batch_size is the global batch (torchrun's ranks share it); the last step of an epoch may hold fewer
     examples_per_step=lambda config: (config.batch_size * config.gradient_accumulation_steps, "pairs"),
+    memory_plan=_memory_plan,
 )

@@ -4,7 +4,10 @@ method, so the Runs tab and the run ids say which one it was. Imports no torch."
 
 from __future__ import annotations
 
+from ..demo_policy import DEMO_POLICY_SPEC
+from ..models import DEMO_MODEL_SPEC
 from ..training.console import RunPrinter
+from ..training.memory import MemoryPlan, ModelUse, Pass
 from ..training.method import PolicyOutput, TrainingMethod
 from .config import METHOD_TITLES, METHODS, RLConfig
 
@@ -55,6 +58,32 @@ def _describe(config: RLConfig, verb: str) -> str:
             f"{config.reward_model!r}")
 
 
+def _memory_plan(config: RLConfig) -> MemoryPlan:
+    """PPO: policy, reference, value and reward model; RLOO and GRPO: no value model, and no
+    reference with beta 0; with LoRA the reference is the policy with its adapter off (no second
+    copy). A rollout samples the whole batch with a KV cache and scores it without gradients; each
+    optimizer step's forward and backward holds a micro-batch (batch / num_mini_batches /
+    gradient_accumulation_steps) of prompt + response through the policy (and PPO's value model)."""
+    length = config.max_prompt_length + config.max_new_tokens
+    batch, micro, new = config.batch_size, max(1, config.micro_batch_size), config.max_new_tokens
+    sample, score = Pass(batch, length, 1, generate=True), Pass(batch, length, new)
+    models = [ModelUse("policy", config.policy, train=Pass(micro, length, new), infer=(sample, score),
+                       demo=DEMO_POLICY_SPEC, lora=config.lora, setting="policy")]
+    if config.method == "ppo" or config.beta != 0.0:
+        models.append(ModelUse("reference", config.policy, infer=(score,), demo=DEMO_POLICY_SPEC,
+                               same_as="policy" if config.lora else None, setting="policy"))
+    if config.method == "ppo":
+        from_reward = config.value_model == "reward"
+        models.append(ModelUse("value", config.reward_model if from_reward else config.policy, head="scalar",
+                               train=Pass(micro, length), infer=(Pass(batch, length),),
+                               demo=DEMO_MODEL_SPEC if from_reward else DEMO_POLICY_SPEC,
+                               setting="reward_model" if from_reward else "policy"))
+    models.append(ModelUse("reward", config.reward_model, head="scalar", infer=(Pass(batch, length),),
+                           setting="reward_model"))
+    return MemoryPlan(tuple(models), config.precision, config.gradient_checkpointing, config.lora_r,
+                      config.lora_target_modules, config.device)
+
+
 RL = TrainingMethod(
     kinds=METHODS,
     title="RL",
@@ -78,4 +107,5 @@ RL = TrainingMethod(
     policy=PolicyOutput(folder="policy", sampling=_sampling),  # beside the value model, in the latest checkpoint
     # an update learns from batch_size episodes (its minibatches and accumulation only cut them up)
     examples_per_step=lambda config: (config.batch_size, "episodes"),
+    memory_plan=_memory_plan,
 )

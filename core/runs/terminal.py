@@ -12,6 +12,7 @@ run, records it and prints, and hands the run to the others; they train beside i
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -69,12 +70,15 @@ def run_from_terminal(
     events: bool = False,
     fixed: Mapping[str, Any] | None = None,
     preset: str | None = None,
+    force: bool = False,
 ) -> int:
     """Runs `method` on the project to its end and returns the exit status: settings from
     --config and --set (or the run's own with --resume), Ctrl+C a polite stop. `created_run` is
     a run the app created (and configured) for this command to execute; `events` prints JSON
     lines for it instead of the method's lines. `fixed`: settings the command stands for (`ppo`
-    is `rl` with method ppo); another value for one of them is refused, naming it."""
+    is `rl` with method ppo); another value for one of them is refused, naming it. The memory
+    estimate is printed first; a run that cannot fit is refused unless `force` (a run the app
+    created was shown the estimate there, and only prints it)."""
     from ..training import distributed
 
     multi = distributed.launched()
@@ -91,17 +95,22 @@ def run_from_terminal(
                     raise WorkbenchError(f"run {resume or created_run} has {key} {getattr(config, key)}; this command "
                                          f"runs {key} {value} (use `{method.command}`)")
             if not multi:
+                _check_memory(method, config, project, force=force or bool(created_run), quiet=events)
                 ctx = resume_run(project, resume) if resume else created_run_context(project, created_run)
         else:
             config = config_from_options(method, config_path, overrides, fixed, preset)
             check_model_settings(config, project)  # a bad folder refused before a run exists
             _stopped_early()
             if not multi:
+                _check_memory(method, config, project, force=force, quiet=events)
                 ctx = start_run(project, kind=method.run_kind(config), name=name, config=config)
     printer = EventLines() if events else method.printer()
     if multi:
         # Every rank read the same settings; each refuses a bad one itself, before any waiting.
-        config.check_world(distributed.env_world_size())
+        world = distributed.env_world_size()
+        config.check_world(world)
+        _check_memory(method, _rank_share(config, world), project_path, force=force or bool(created_run),
+                      quiet=events or os.environ.get("RANK", "0") != "0")
         if method.prepare is not None:
             method.prepare(config)
         distributed.setup(getattr(config, "device", "auto"))
@@ -115,6 +124,38 @@ def run_from_terminal(
     runner = ThreadRunner(Work.job(method.job, config, ctx), printer)
     _wait(runner)
     return _report(method, runner.result, ctx, project_path)
+
+
+def _check_memory(method: TrainingMethod, config, project: Project | Path, *, force: bool, quiet: bool) -> None:
+    """Prints the memory estimate's line; refuses a run that cannot fit unless forced, with the
+    settings that would make it fit. Under torchrun every rank decides alike (one settings, one
+    arithmetic), so all refuse together; rank 0 alone prints."""
+    from ..training.memory import memory_check
+
+    if isinstance(project, Project):
+        check = memory_check(method, config, project=project)
+    else:
+        check = memory_check(method, config, project)
+    if not quiet:
+        print(f"memory: {check.line}", flush=True)
+    if check.fits or force:
+        return
+    tips = "; ".join(" ".join(f"--set {k}={_toml(v)}" for k, v in tip.changes.items()) + f" ({tip.label.rsplit(': ', 1)[-1]})"
+                     for tip in check.suggestions)
+    raise WorkbenchError(f"this run {check.line.removesuffix(' — does not fit')}, more than it has"
+                         + (f"; try {tips}" if tips else "") + "; --force starts it anyway")
+
+
+def _rank_share(config, world: int):
+    """The settings one rank's memory sees: every rank holds every model, and its share of the
+    batch (batch_size is the global batch of a forward pass, or of an update for RL)."""
+    import dataclasses
+
+    return dataclasses.replace(config, batch_size=max(1, config.batch_size // world)) if world > 1 else config
+
+
+def _toml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def config_from_options(method: TrainingMethod, config_path: Path | None, overrides: list[str] = (),

@@ -14,6 +14,7 @@
     rollout.py      sampling responses with the KV cache, and what online RL scores them with
     run_models.py   models a project's runs made ('latest' reward model, a run's checkpoint)
     console.py      a run's events as terminal lines
+    memory.py       will it fit? the memory a run needs, from config.json, against the device's (no torch)
 
 Method packages (core/reward, core/rl, ...) import from here and never from each other; nothing
 here imports a method package. Importing the package imports none of its modules, so torch loads

@@ -53,6 +53,9 @@ class TrainingMethod:
     # config -> how many examples one step of its runs learns from, and what they are ((32, "pairs")): the
     # "samples seen" axis when runs are compared (core/experiments.py); None: its runs have no such axis
     examples_per_step: Callable[[Any], tuple[int, str]] | None = None
+    # config -> the models its runs hold and what passes through them (a training/memory.py MemoryPlan):
+    # the memory estimate before Start; None: no estimate
+    memory_plan: Callable[[Any], Any] | None = None
 
     def run_kind(self, config: Any) -> str:
         """The kind a run with these settings is recorded as (its id's prefix too)."""
