@@ -159,3 +159,15 @@ def test_a_preset_fills_the_form_for_the_chosen_method_and_says_what_changed(win
     offline.set_method("dpo")
     offline.apply_preset("full-80gb")
     assert offline.form.value().learning_rate == 5e-7
+
+
+def test_the_memory_line_follows_the_form_and_its_suggestions_change_it(window, qtbot):
+    reward = window.reward_view
+    qtbot.waitUntil(lambda: reward.memory.label.text().startswith("Memory: needs about"), timeout=10_000)
+    before = reward.memory.check.estimate.total
+    reward.form.widgets["batch_size"].setValue(reward.form.widgets["batch_size"].value() * 64)
+    qtbot.waitUntil(lambda: reward.memory.check.estimate.total > before, timeout=10_000)
+    # A suggestion's button asks for its settings; the tab puts them in the form and says so.
+    reward.memory.change_requested.emit({"batch_size": 8, "gradient_checkpointing": True})
+    assert reward.form.value().batch_size == 8 and reward.form.value().gradient_checkpointing
+    assert reward.status.text() == "Changed Batch size to 8, Gradient checkpointing to on."

@@ -34,7 +34,7 @@ import dataclasses
 import re
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
@@ -64,6 +64,7 @@ from ..config_form import ConfigForm, label_for
 from ..curves import CurvesPanel, Groups
 from ..jobs import JobController
 from ..widgets import heading_label, plain_label, run_buttons, run_processes
+from .memory_line import MemoryLine
 from .policy_compare import CompareControl
 
 _WARNING_LINE = re.compile(r"^\S+ \S+ warning: (.*)$")  # how core.runs writes a warning to log.txt
@@ -150,6 +151,15 @@ class TrainingTab(QWidget):
         self.left_layout.addLayout(settings_row)
         self.left_layout.addWidget(scroll, 1)
         self.left_layout.addLayout(buttons)
+        # Will it fit? Re-estimated a moment after the settings change (reading a few config.json files).
+        self.memory = MemoryLine()
+        self.memory.change_requested.connect(self.apply_changes)
+        self.left_layout.addWidget(self.memory)
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setSingleShot(True)
+        self._memory_timer.setInterval(200)
+        self._memory_timer.timeout.connect(self.update_memory)
+        self.form.changed.connect(self._memory_timer.start)
         self.left_layout.addWidget(self.status)
 
         # -- the right side: one run's figures, panels and log ---------------------------------
@@ -201,7 +211,30 @@ class TrainingTab(QWidget):
         jobs.finished.connect(self._finished)
         jobs.failed.connect(self._failed)
         jobs.running_changed.connect(self._running_changed)
+        # A model picked, or the method, changes what memory the run needs too.
+        for widget in self.choice_widgets():
+            for box in [widget] if isinstance(widget, QComboBox) else widget.findChildren(QComboBox):
+                box.currentTextChanged.connect(self._memory_timer.start)
         self._update_buttons()
+
+    # -- memory ----------------------------------------------------------------------------------
+
+    def update_memory(self) -> None:
+        """The memory line for the settings as they are now (not validated: the line says what it cannot tell)."""
+        try:
+            config = dataclasses.replace(self.form.value(), **self.picked())
+        except (ValueError, TypeError) as exc:
+            self.memory.label.setText(f"Memory: no estimate ({exc})")
+            return
+        self.memory.refresh(self.method, config, self.project.path if self.project else None)
+
+    def apply_changes(self, changes: dict[str, Any]) -> None:
+        """A suggestion's settings, into the form (and the line then re-estimated)."""
+        for name, value in changes.items():
+            if name in self.form.widgets:
+                self.form.set_field(name, value)
+        self.status.setText("Changed " + ", ".join(f"{label_for(k)} to {_setting_text(v)}" for k, v in changes.items()) + ".")
+        self.update_memory()
 
     # -- presets ---------------------------------------------------------------------------------
 
@@ -289,6 +322,7 @@ class TrainingTab(QWidget):
         self.refresh_runs(select=self.run_id)
         self.set_choices_project(project)
         self._update_buttons()
+        self._memory_timer.start()
 
     def showEvent(self, event) -> None:
         # Runs may have ended meanwhile (and judgments given in the Label tab change win rates).
