@@ -239,7 +239,6 @@ def _evaluate_and_judge(project: Path, runs: list[str]) -> None:
     from rlhf_workbench.core.demo import rule_verdict
     from rlhf_workbench.core.project import Project
 
-    _cli("evaluate", str(project), *[arg for run in runs for arg in ("--policy", run)])
     for run in runs:
         _cli("compare-policies", str(project), run, "demo", "--prompts", "36")
     _cli("compare-policies", str(project), runs[0], runs[-1], "--prompts", "36", "--seed", "1")
@@ -253,6 +252,7 @@ def _evaluate_and_judge(project: Path, runs: list[str]) -> None:
         for pair_id, messages, a, b in rows:
             verdict = rule_verdict(json.loads(messages)[-1]["content"], a, b)
             store.add_judgment(pair_id, "you", verdict, shown_left="a", seconds=3.0)
+    _cli("evaluate", str(project), *[arg for run in runs for arg in ("--policy", run)])
 
 
 def _first_row_of_a_spread_group(samples) -> int:

@@ -457,6 +457,26 @@ def _win_rate(games: list[tuple[str, str, str]], run_id: str, reference: str) ->
     return tally
 
 
+def win_rates_now(project: Project, evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """People's win rate of each run of a saved evaluation against its reference as the verdicts
+    stand now (the evaluation keeps the figure of its day): by run id, {"win_rate", "win_interval",
+    "judged"}; the Evaluate tab shows these, so that labelling moves the table."""
+    rows = evaluation["results"]["rows"]
+    reference = next((r["spec"] for r in rows if r["reference"]), None)
+    if reference is None:
+        return {}
+    games = named_verdicts(project)
+    rates = {}
+    for row in rows:
+        if row["run"]:
+            tally = _win_rate(games, row["run"], model_label(reference, project.path))
+            judged = sum(tally.values())
+            won = tally["wins"] + 0.5 * tally["ties"]
+            rates[row["run"]] = {"win_rate": won / judged if judged else None,
+                                 "win_interval": list(wilson_interval(won, judged)) if judged else None, "judged": judged}
+    return rates
+
+
 def _row(entry: _Entry, samples: list[dict], prompts: list, proxy: list[float] | None, gold: list[float] | None,
          rate: dict[str, int] | None, heldout_since: str | None) -> dict[str, Any]:
     texts = [s["response"] for s in samples]

@@ -60,3 +60,9 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
     names = {view.ranking.item(r, 0).text() for r in range(view.ranking.rowCount())}
     assert names == {run_id, "demo"}
     assert len(view.ranking_plot.getPlotItem().items) == 3  # intervals, points, the anchor's line
+    # The table's win rate follows the verdicts as they stand now (the evaluation keeps its day's).
+    verdicts = [store.conn.execute("SELECT verdict FROM judgments WHERE pair_id = ?", (pair_id,)).fetchone()[0]
+                for pair_id, *_ in rows]
+    rate = (verdicts.count("a") + verdicts.count("tie") / 2) / len(verdicts)
+    assert view.results.item(1, 6).text().startswith(f"{rate:.0%} [") and view.results.item(1, 6).text().endswith(
+        f"of {len(rows)}")

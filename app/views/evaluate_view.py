@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.evaluation import DEFAULT_HOLDOUT, EvaluateSettings, policy_ranking
+from rlhf_workbench.core.evaluation import DEFAULT_HOLDOUT, EvaluateSettings, policy_ranking, win_rates_now
 from rlhf_workbench.core.policies import trained_policies
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.training.config import config_to_dict
@@ -52,7 +52,7 @@ from ..tasks import run_in_child
 from ..text import kind_name
 from ..widgets import heading_label, plain_label
 
-RESULT_COLUMNS = ("Policy", "Proxy", "Gold", "KL", "Tokens", "Distinct-2", "People's win rate (95%)")
+RESULT_COLUMNS = ("Policy", "Proxy", "Gold", "KL", "Tokens", "Distinct-2", "People's win rate now (95%)")
 RESPONSE_COLUMNS = ("Prompt", "Response", "Proxy", "Gold", "KL")
 RANKING_COLUMNS = ("Policy", "Rating", "95% interval", "Verdicts", "Won", "Lost", "Tied")
 COMPARE_PROMPTS = 32
@@ -343,7 +343,9 @@ class EvaluateView(QWidget):
             lines.append("* started before the prompts were held out: it may have trained on them.")
         self.about_label.setText("\n".join(lines))
         self.results.setRowCount(len(results["rows"]))
+        live = win_rates_now(self.project, evaluation) if self.project is not None else {}
         for row, r in enumerate(results["rows"]):
+            r = {**r, **live.get(r["run"], {})}  # people's verdicts as they stand now
             win = "–"
             if r["win_rate"] is not None:
                 low, high = r["win_interval"]
@@ -359,7 +361,7 @@ class EvaluateView(QWidget):
                       number=True),
                 _item(_figure(r["length_tokens"], ".1f"), f"{_figure(r['length_words'], '.1f')} words", number=True),
                 _item(_figure(r["distinct_2"], ".3f"), "distinct word pairs over all word pairs", number=True),
-                _item(win, "people's verdicts on pairs of it and the reference (Wilson interval)"),
+                _item(win, "people's verdicts on pairs of it and the reference, as they stand now (Wilson interval)"),
             ]
             for column, cell in enumerate(cells):
                 self.results.setItem(row, column, cell)
