@@ -73,7 +73,10 @@ def _awkward_configs():
     for method, config in ((REWARD_MODEL, RewardConfig()), (OFFLINE, OfflineConfig(method="sft")),
                            (OFFLINE, OfflineConfig(method="dpo")), (RL, RLConfig(method="grpo"))):
         for text in AWKWARD:
-            yield method, dataclasses.replace(config, **dict.fromkeys(_string_fields(config), text))
+            awkward = dict.fromkeys(_string_fields(config), text)
+            if "gold_model" in awkward:
+                awkward["gold_model"] = f"{text} (gold)"  # the gold must be another model than the proxy
+            yield method, dataclasses.replace(config, **awkward)
 
 
 ALL = CONFIGS + list(_awkward_configs())
