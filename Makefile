@@ -7,6 +7,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
+# Test processes side by side (pytest-xdist): the tests are independent of each other (each has its
+# own project, home folder and ports), and most of their time is one core's work. 1 runs them in turn.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-fast lint bench gpu-check clean help package selftest-package test-packaging
 
@@ -44,10 +47,10 @@ run: $(VENV)/.installed-app
 	$(VENV)/bin/rlhf-workbench --demo
 
 test: $(VENV)/.installed-test $(VENV)/trl-$(TRL_NEW)/trl
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test $(VENV)/trl-$(TRL_NEW)/trl
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m "not slow and not packaging" $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not packaging" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
