@@ -126,6 +126,8 @@ class EvaluateView(QWidget):
         self.ranking_label = plain_label("")
         self.ranking_label.setWordWrap(True)
         self.ranking = _table(RANKING_COLUMNS)
+        self.ranking.horizontalHeader().setStretchLastSection(False)  # the policy's name takes the room
+        self.ranking.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.ranking_plot = pg.PlotWidget()
         self.ranking_plot.setMinimumHeight(160)
         self.ranking_plot.getPlotItem().setLabel("bottom", "rating (Elo scale)")
