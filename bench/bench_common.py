@@ -114,3 +114,20 @@ def training_flops(model, tokens: int, attention_row_squares: int) -> float:
     config = model.config
     matrix = sum(p.numel() for name, p in model.named_parameters() if p.ndim == 2 and "embed" not in name)
     return 6.0 * matrix * tokens + 12.0 * config.num_hidden_layers * config.hidden_size * attention_row_squares
+
+
+def cpu_peak_bytes(step) -> int:
+    """The most CPU memory held at once by tensors allocated while `step()` runs, from torch's
+    profiler's allocation events (what torch.cuda.max_memory_allocated gives on a GPU; the CPU
+    allocator keeps no such figure). tests/test_memory_estimate.py and memory_check.py measure with it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    held = peak = 0
+    for event in events:
+        held += event.nbytes()
+        peak = max(peak, held)
+    return peak

@@ -93,18 +93,10 @@ def measure(shape, device) -> dict:
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - start
     else:
-        from torch.profiler import ProfilerActivity, profile
+        from bench_common import cpu_peak_bytes
 
         step()
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step()
-        events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                        key=lambda e: e.start_ns())
-        held = top = 0
-        for event in events:
-            held += event.nbytes()
-            top = max(top, held)
-        peak = top + weights + 2 * FLOAT32 * n_trainable  # the profiler sees what the step allocates
+        peak = cpu_peak_bytes(step) + weights + 2 * FLOAT32 * n_trainable  # the profiler sees what the step allocates
     moments = sum(t.numel() * t.element_size() for s in optimizer.state.values() for k, t in s.items() if k != "step")
     params = estimated.params() + (estimated.lora_params(16, trained) if lora else 0)
     step_bytes = training_pass(estimated, Pass(batch, length, logit_tokens), precision=precision, checkpointing=ckpt,

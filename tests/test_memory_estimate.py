@@ -33,6 +33,9 @@ from rlhf_workbench.core.training.memory import (
     training_pass,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from bench_common import cpu_peak_bytes  # noqa: E402  (bench/ is no package: its folder on the path)
+
 # (hidden, layers, intermediate, heads, kv heads, vocab, head, batch, length, logit tokens, precision, checkpointing, lora)
 SHAPES = [
     (64, 2, 256, 4, 4, 1024, "lm", 4, 32, 16, "fp32", False, False),
@@ -49,21 +52,6 @@ def _config(hidden, layers, intermediate, heads, kv, vocab):
     return LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=intermediate,
                        num_attention_heads=heads, num_key_value_heads=kv, vocab_size=vocab,
                        max_position_embeddings=256, tie_word_embeddings=False)
-
-
-def _peak_bytes(step) -> int:
-    """The most CPU memory held at once by tensors allocated during `step()`."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    held = peak = 0
-    for event in events:
-        held += event.nbytes()
-        peak = max(peak, held)
-    return peak
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"h{s[0]}-L{s[1]}-{s[6]}-b{s[7]}x{s[8]}-{s[10]}"
@@ -109,7 +97,7 @@ def test_estimate_matches_torch(shape, tmp_path):
     def step():
         forward().backward()
 
-    measured = _peak_bytes(step)
+    measured = cpu_peak_bytes(step)
     run = Pass(batch, length, logit_tokens)
     trainable = [p for p in model.parameters() if p.requires_grad]
     expected = training_pass(estimated, run, precision=precision, checkpointing=ckpt, trained=trained, head=head,
