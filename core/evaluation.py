@@ -152,7 +152,7 @@ def evaluate_policies(
         entries, reference, sampling_run = _entries(project, policies, settings)
         prompts, heldout_total = _heldout_prompts(project, settings)
         heldout_since = project.store.heldout_since()
-        games = named_verdicts(project)
+        games = named_verdicts(project.store, project.path)
         proxies = {e.proxy_spec for e in entries if e.proxy_spec}
         gold_kind, gold_name, gold_spec = _gold(project, settings, prompts)
         reward_folders = {spec: str(_reward_folder(project, spec)) for spec in proxies | ({gold_spec} if gold_spec else set())}
@@ -465,7 +465,7 @@ def win_rates_now(project: Project, evaluation: dict[str, Any]) -> dict[str, dic
     reference = next((r["spec"] for r in rows if r["reference"]), None)
     if reference is None:
         return {}
-    games = named_verdicts(project)
+    games = named_verdicts(project.store, project.path)
     rates = {}
     for row in rows:
         if row["run"]:
@@ -537,19 +537,19 @@ def evaluate_task(project_path: str, policies: list[str], settings: dict[str, An
 VERDICT_SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
 
 
-def named_verdicts(project: Project) -> list[tuple[str, str, str]]:
+def named_verdicts(store, project_path: str | Path) -> list[tuple[str, str, str]]:
     """store.policy_verdicts with each policy named as the ranking and the Evaluate table name it:
     a run by its id, a model by model_label (so "demo" met as a run's reference and "demo" compared
     by hand are one player)."""
-    runs = {run["id"] for run in project.store.runs()}
+    runs = {run["id"] for run in store.runs()}
     names: dict[str, str] = {}
 
     def player(spec: str) -> str:
         if spec not in names:
-            names[spec] = spec if spec in runs or spec.startswith("reference of ") else model_label(spec, project.path)
+            names[spec] = spec if spec in runs or spec.startswith("reference of ") else model_label(spec, project_path)
         return names[spec]
 
-    return [(player(a), player(b), v) for a, b, v in project.store.policy_verdicts()]
+    return [(player(a), player(b), v) for a, b, v in store.policy_verdicts()]
 
 
 def policy_ranking(project_path: str | Path, *, rounds: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -558,11 +558,17 @@ def policy_ranking(project_path: str | Path, *, rounds: int = 200, seed: int = 0
     stats.bootstrap_ratings), best first: {"anchor", "games", "rows": [{"policy", "rating", "low",
     "high", "games", "wins", "losses", "ties"}]}. The anchor (rated 1000) is the reference met most
     often, so a rating reads as "this much better than where training started"."""
+    with Project.open(project_path) as project:
+        return rank_policies(project.store, project.path, rounds=rounds, seed=seed)
+
+
+def rank_policies(store, project_path: str | Path, *, rounds: int = 200, seed: int = 0) -> dict[str, Any]:
+    """policy_ranking on an open store (the Evaluate tab computes it in a worker: the bootstrap refits
+    the ratings `rounds` times, a second or so at thousands of verdicts)."""
     from .stats import bootstrap_ratings, bradley_terry
 
-    with Project.open(project_path) as project:
-        runs = {run["id"] for run in project.store.runs()}
-        games = [(a, b, VERDICT_SCORES[v]) for a, b, v in named_verdicts(project) if v in VERDICT_SCORES]
+    runs = {run["id"] for run in store.runs()}
+    games = [(a, b, VERDICT_SCORES[v]) for a, b, v in named_verdicts(store, project_path) if v in VERDICT_SCORES]
     if not games:
         return {"anchor": None, "games": 0, "rows": []}
     references = {}

@@ -51,11 +51,14 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
         """SELECT p.id, pr.messages, ra.text, rb.text FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id
            JOIN responses ra ON ra.id = p.response_a_id JOIN responses rb ON rb.id = p.response_b_id
            WHERE p.origin = ?""", (f"policies:{run_id} vs demo",)).fetchall()
+    # The ranking is computed in a worker (its bootstrap refits 200 times): its answer comes a moment later.
+    qtbot.waitUntil(lambda: view.ranking_label.text() != "Ranking the policies…", timeout=10_000)
     assert rows and "No verdicts between policies yet" in view.ranking_label.text()
     for pair_id, messages, a, b in rows:
         store.add_judgment(pair_id, "ada", rule_verdict(json.loads(messages)[-1]["content"], a, b), shown_left="a")
     window.show_tab(0)
     window.show_tab(window.tabs.indexOf(window.evaluate_view))
+    qtbot.waitUntil(lambda: view.ranking.rowCount() > 0, timeout=10_000)
     assert f"from {len(rows)} verdicts" in view.ranking_label.text()
     names = {view.ranking.item(r, 0).text() for r in range(view.ranking.rowCount())}
     assert names == {run_id, "demo"}
@@ -66,3 +69,4 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
     rate = (verdicts.count("a") + verdicts.count("tie") / 2) / len(verdicts)
     assert view.results.item(1, 6).text().startswith(f"{rate:.0%} [") and view.results.item(1, 6).text().endswith(
         f"of {len(rows)}")
+

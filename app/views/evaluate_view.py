@@ -42,15 +42,16 @@ from PySide6.QtWidgets import (
 )
 
 from rlhf_workbench.core.errors import WorkbenchError
-from rlhf_workbench.core.evaluation import DEFAULT_HOLDOUT, EvaluateSettings, policy_ranking, win_rates_now
+from rlhf_workbench.core.evaluation import DEFAULT_HOLDOUT, EvaluateSettings, rank_policies, win_rates_now
 from rlhf_workbench.core.policies import trained_policies
 from rlhf_workbench.core.project import Project
 from rlhf_workbench.core.training.config import config_to_dict
 
 from ..config_form import ConfigForm
-from ..tasks import run_in_child
+from ..tasks import run_in_child, run_store_task
 from ..text import kind_name
 from ..widgets import heading_label, plain_label
+from .model_pickers import SpecBox
 
 RESULT_COLUMNS = ("Policy", "Proxy", "Gold", "KL", "Tokens", "Distinct-2", "People's win rate now (95%)")
 RESPONSE_COLUMNS = ("Prompt", "Response", "Proxy", "Gold", "KL")
@@ -91,6 +92,8 @@ class EvaluateView(QWidget):
         super().__init__(parent)
         self.project: Project | None = None
         self.task = None  # the evaluation or comparison running, if any
+        self.ranking_task = None  # the ranking being computed, if any
+        self._ranking_generation = 0  # a newer ranking's answer replaces an older one's
         self._evaluations: list[dict[str, Any]] = []
 
         self.heldout_label = plain_label("")
@@ -132,11 +135,8 @@ class EvaluateView(QWidget):
         self.ranking_plot.setMinimumHeight(160)
         self.ranking_plot.getPlotItem().setLabel("bottom", "rating (Elo scale)")
         self.ranking_plot.getPlotItem().showGrid(x=True, alpha=0.25)
-        self.policy_a = QComboBox()
-        self.policy_b = QComboBox()
-        for box, which in ((self.policy_a, "A"), (self.policy_b, "B")):
-            box.setEditable(True)
-            box.setToolTip(f"Policy {which}: a run, the reference, or a model folder typed in")
+        self.policy_a = SpecBox("Policy A: a run, the reference, or a model folder typed in")
+        self.policy_b = SpecBox("Policy B: a run, the reference, or a model folder typed in")
         self.compare_count = QSpinBox()
         self.compare_count.setRange(1, 4096)
         self.compare_count.setValue(COMPARE_PROMPTS)
@@ -217,6 +217,7 @@ class EvaluateView(QWidget):
         for widget in (self.hold_out_button, self.evaluate_button, self.compare_button, self.add_folder_button):
             widget.setEnabled(enabled)
         if self.project is None:
+            self._ranking_generation += 1  # an answer for the previous project is dropped
             self.heldout_label.setText("")
             self._evaluations = []
             self._fill_evaluations()
@@ -236,10 +237,20 @@ class EvaluateView(QWidget):
         self._evaluations = store.evaluations()
         self._fill_evaluations()
         self._fill_compare_boxes()
-        try:
-            self._show_ranking(policy_ranking(self.project.path))
-        except (WorkbenchError, ValueError) as exc:
-            self.ranking_label.setText(f"The ranking cannot be computed: {exc}")
+        self._rank()
+
+    def _rank(self) -> None:
+        """The ranking, computed in a worker: its bootstrap refits the ratings 200 times."""
+        self._ranking_generation += 1
+        generation, path = self._ranking_generation, self.project.path
+        if self.ranking.rowCount() == 0:
+            self.ranking_label.setText("Ranking the policies…")
+        self.ranking_task = run_store_task(
+            self, self.project, lambda store, sink, stop: rank_policies(store, path),
+            on_done=lambda ranking: generation == self._ranking_generation and self._show_ranking(ranking),
+            on_error=lambda message: generation == self._ranking_generation and self.ranking_label.setText(
+                f"The ranking cannot be computed: {message}"),
+        )
 
     def _fill_policies(self) -> None:
         checked = {self.policy_list.item(i).data(Qt.ItemDataRole.UserRole)
@@ -286,18 +297,8 @@ class EvaluateView(QWidget):
         references = {r["spec"] for e in self._evaluations for r in e["results"]["rows"] if r["reference"]}
         items += [(f"{spec} (reference)", spec) for spec in sorted(references)]
         for box in (self.policy_a, self.policy_b):
-            current = self._box_spec(box)
-            box.blockSignals(True)
-            box.clear()
-            for label, spec in items:
-                box.addItem(label, spec)
-            index = box.findData(current)
-            if index >= 0:
-                box.setCurrentIndex(index)
-            elif current:
-                box.setEditText(current)  # typed by hand: kept
-            box.blockSignals(False)
-        if self.policy_b.currentText() == self.policy_a.currentText() and self.policy_b.count() > 1:
+            box.set_items(items)
+        if self.policy_b.spec() == self.policy_a.spec() and self.policy_b.count() > 1:
             # A policy against its reference is the first comparison to make: B starts on the last item.
             self.policy_b.setCurrentIndex(self.policy_b.count() - 1)
 
@@ -464,7 +465,7 @@ class EvaluateView(QWidget):
     def start_comparison(self) -> None:
         if self.project is None or self.task is not None:
             return
-        a, b = (self._box_spec(box) for box in (self.policy_a, self.policy_b))
+        a, b = self.policy_a.spec(), self.policy_b.spec()
         if not a or not b or a == b:
             self.status.setText("Pick two different policies to compare.")
             return
@@ -474,14 +475,6 @@ class EvaluateView(QWidget):
             what="comparison", title=f"Comparing {a} with {b}", on_done=self._compared,
             running=f"Comparing {a} with {b}…",
         )
-
-    @staticmethod
-    def _box_spec(box: QComboBox) -> str:
-        index = box.currentIndex()
-        text = box.currentText().strip()
-        if index >= 0 and box.itemText(index) == text:
-            return box.itemData(index) or text
-        return text
 
     def _start_task(self, target: str, *args: Any, what: str, title: str, on_done, running: str, **kwargs: Any) -> None:
         try:
