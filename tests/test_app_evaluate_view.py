@@ -70,3 +70,12 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
     assert view.results.item(1, 6).text().startswith(f"{rate:.0%} [") and view.results.item(1, 6).text().endswith(
         f"of {len(rows)}")
 
+
+def test_a_project_without_a_trained_policy_says_how_to_get_one(demo_window):
+    window = demo_window
+    window.show_tab(window.tabs.indexOf(window.evaluate_view))
+    view = window.evaluate_view
+    assert view.policy_list.count() == 0
+    assert view.status.text().startswith("No trained policy yet: train one in the RL or SFT / DPO tab")
+    view.start()  # nothing checked: said, nothing started
+    assert view.task is None and "Check at least one policy" in view.status.text()

@@ -267,6 +267,9 @@ class EvaluateView(QWidget):
                              checked=run["id"] in checked or (first and index < 3))
         for folder in folders:
             self._add_policy(folder, folder, "folder", checked=folder in checked)
+        if not self.policy_list.count() and self.task is None:
+            self.status.setText("No trained policy yet: train one in the RL or SFT / DPO tab (it is listed here "
+                                "when it has a checkpoint), or add a model folder.")
 
     def _add_policy(self, text: str, spec: str, kind: str, *, checked: bool) -> None:
         item = QListWidgetItem(text)
