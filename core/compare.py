@@ -13,7 +13,9 @@ people preferred the policy.
 The method says how (`TrainingMethod.policy.sampling`): an RL run's policy answers the run's own
 prompts (its `prompt_origin`) with the run's temperature, top_p and max_new_tokens; an SFT or DPO
 run, which samples nothing while it trains, answers every prompt of the project with the Generate
-dialog's defaults. Prompts not compared for this run before come first, in a seeded random order.
+dialog's defaults. Among those prompts the held-out ones come first (no run trained on them, so the
+verdicts say how the policy does on prompts it never saw, as the Evaluate tab's figures do), then
+the rest; within each, those not compared for this run before first, in a seeded random order.
 Both models sample with the same seed, so that any difference comes from the weights. Identical
 responses are not a pair (there is nothing to judge): they are skipped and counted.
 
@@ -58,8 +60,9 @@ def compare_with_reference(
     """Add up to `n_prompts` policy-vs-reference pairs of run `run_id` (one that trains a policy:
     SFT, DPO, PPO, RLOO, GRPO) to the project, reporting Progress into `sink`.
 
-    Returns counts: prompts (sampled), pairs_added, pairs_existing (already in the project),
-    identical (skipped: both models wrote the same text), step (of the checkpoint), origin.
+    Returns counts: prompts (sampled), heldout (how many of them are held-out prompts), pairs_added,
+    pairs_existing (already in the project), identical (skipped: both models wrote the same text),
+    step (of the checkpoint), origin.
     Raises WorkbenchError when the run trains no policy, has no checkpoint or no prompts, and
     Stopped (nothing added) when `stop()` turns true.
     """
@@ -70,7 +73,7 @@ def compare_with_reference(
     with Project.open(project_path) as project:
         sampling, policy_dir, step = _run_policy(project, run_id)
         origin = compare_origin(run_id)
-        prompts = _pick_prompts(project, sampling["prompt_origin"], origin, n_prompts, seed)
+        prompts, heldout = _pick_prompts(project, sampling["prompt_origin"], origin, n_prompts, seed)
 
     total = 2 * len(prompts)
     report(0, total, "Loading the policy…")
@@ -90,7 +93,7 @@ def compare_with_reference(
     report(total, total, "Adding the pairs…")
     counts = _add_pairs(project_path, prompts, responses, origin, f"{run_id}: policy vs reference",
                         {"run": run_id, "step": step, "a": "policy", "b": "reference", "reference": sampling["reference"]})
-    return {"origin": origin, "step": step, **counts}
+    return {"origin": origin, "step": step, "heldout": heldout, **counts}
 
 
 def _add_pairs(project_path, prompts: list, responses: list[list[str]], origin: str, source_name: str,
@@ -131,20 +134,24 @@ def _run_policy(project: Project, run_id: str) -> tuple[dict[str, Any], Path, in
     return method.policy.sampling(config), folder, step
 
 
-def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> list:
-    """n of the run's prompts, those not yet compared for this run first, seeded random order."""
+def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> tuple[list, int]:
+    """n of the run's prompts and how many of them are held out: held-out prompts first, then the
+    rest; within each, those not yet compared for this run first; each part in a seeded random order."""
     candidates = project.store.prompt_ids_for_comparison(origin_prefix, origin)
     if not candidates:
         where = f"of pairs whose origin starts with {origin_prefix!r}" if origin_prefix else "in this project"
         raise WorkbenchError(f"There are no prompts {where} to compare on")
     rng = random.Random(seed)
-    fresh = [i for i, done in candidates if not done]
-    seen = [i for i, done in candidates if done]
-    rng.shuffle(fresh)
-    rng.shuffle(seen)
-    chosen = (fresh + seen)[:n]
+    heldout = set(project.store.heldout_prompt_ids())
+    # A fresh prompt of any kind before one compared already: the same seed answers a compared
+    # prompt the same way again, a pair the project has, so it would add nothing.
+    parts = [[i for i, done in candidates if done == compared and (i in heldout) == held]
+             for compared in (False, True) for held in (True, False)]
+    for part in parts:
+        rng.shuffle(part)
+    chosen = [i for part in parts for i in part][:n]
     messages = project.store.prompt_messages(chosen)
-    return [conversation_from_json(messages[i]) for i in chosen]
+    return [conversation_from_json(messages[i]) for i in chosen], sum(i in heldout for i in chosen)
 
 
 def _sample(which: str, spec: str, prompts: list, sampling: dict[str, Any], seed: int, on_sampled, stop) -> list[str]:

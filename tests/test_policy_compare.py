@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from rlhf_workbench.core.bulk import BulkWriter
 from rlhf_workbench.core.compare import compare_origin, compare_with_reference
 from rlhf_workbench.core.demo import DEMO_ORIGIN, create_demo_project
 from rlhf_workbench.core.errors import Stopped, WorkbenchError
@@ -78,6 +79,8 @@ def test_pairs_of_policy_and_reference_go_into_the_project(demo):
     counts = compare_with_reference(path, run_id, n_prompts=10, seed=0, sink=lambda e: reports.append((e.step, e.total, e.message)))
     assert counts["origin"] == compare_origin(run_id) == f"ppo-vs-ref:{run_id}"
     assert counts["prompts"] == 10 and counts["step"] == 3
+    # The demo holds out 36 of its prompts: they come first, so the verdicts judge unseen prompts.
+    assert counts["heldout"] == 10
     assert counts["pairs_added"] + counts["pairs_existing"] + counts["identical"] == 10
     assert counts["pairs_added"] >= 5  # the nudged policy writes something else most of the time
     pairs = _pairs(path, counts["origin"])
@@ -98,12 +101,50 @@ def test_pairs_of_policy_and_reference_go_into_the_project(demo):
             )
         }
     assert {messages for _, messages, *_ in pairs} <= demo_prompts
+    with Project.open(path) as project:
+        heldout = set(project.store.prompt_messages(project.store.heldout_prompt_ids()).values())
+    assert {messages for _, messages, *_ in pairs} <= heldout
 
     # Again: prompts not compared yet come first, and the same seed gives the same answers.
     again = compare_with_reference(path, run_id, n_prompts=10, seed=0)
     assert again["prompts"] == 10
     second = _pairs(path, counts["origin"])[len(pairs):]
     assert not {m for _, m, *_ in second} & {m for _, m, *_ in pairs}
+
+
+def test_held_out_prompts_come_first_then_fresh_ones_then_those_compared_before(make_project):
+    """The order Compare with reference takes a run's prompts in: held out and not yet compared for
+    this run; then the rest not yet compared; then held out and compared; then the rest."""
+    from rlhf_workbench.core.compare import _pick_prompts
+
+    origin = compare_origin("ppo-test")
+    questions = [f"Question {i}?" for i in range(12)]
+    path = make_project("order", [(q, "yes", "no", "mine", None, None) for q in questions]
+                        + [("Other origin?", "a", "b", "theirs", None, None)])
+    with Project.open(path) as project:
+        store = project.store
+        every = [prompt_id for prompt_id, _ in store.prompt_ids_for_comparison(None, origin)]
+        ids = {messages: prompt_id for prompt_id, messages in store.prompt_messages(every).items()}
+        by_question = {q: ids[conversation_to_json(user_prompt(q))] for q in questions}
+        held = {by_question[q] for q in questions[:4]}
+        with store.transaction():
+            store.conn.executemany("INSERT INTO heldout_prompts (prompt_id, held_at) VALUES (?, '2026-12-08')",
+                                   [(i,) for i in held])
+        compared = {by_question[q] for q in questions[2:6]}  # two held out, two not
+        with store.transaction():
+            writer = BulkWriter(store, import_id=None, source="model", source_name="earlier comparison")
+            for q in questions[2:6]:
+                writer.add_pair(user_prompt(q), "policy said", "reference said", origin=origin)
+            writer.flush()
+        for seed in (0, 1):
+            prompts, heldout = _pick_prompts(project, "mine", origin, 20, seed)
+            chosen = [ids[conversation_to_json(p)] for p in prompts]
+            assert len(chosen) == 12 and heldout == 4  # only the run's origin, every prompt once
+            assert set(chosen[:2]) == held - compared
+            assert set(chosen[2:8]) == set(by_question.values()) - held - compared
+            assert set(chosen[8:10]) == held & compared
+            assert set(chosen[10:]) == compared - held
+        assert _pick_prompts(project, "mine", origin, 3, 0)[1] == 2
 
 
 def test_the_reference_against_itself_gives_no_pairs(demo, tmp_path):

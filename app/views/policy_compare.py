@@ -127,6 +127,8 @@ class CompareControl(QObject):
     def _done(self, run_id: str, counts: dict[str, Any]) -> None:
         added = counts["pairs_added"]
         parts = [f"{added:,} policy-vs-reference pairs went into the Label queue (origin {counts['origin']})"]
+        if counts.get("heldout"):
+            parts.append(f"{counts['heldout']:,} of the {counts['prompts']:,} prompts are held out from training")
         if counts.get("pairs_existing"):
             parts.append(f"{counts['pairs_existing']:,} were there already")
         if counts.get("identical"):
