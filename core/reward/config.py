@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..training.config import setting, validate_fields
+from ..training.config import check_lora, lora_setting, setting, validate_fields
 
 
 @dataclass
@@ -119,26 +119,17 @@ class RewardConfig:
         False, "Train small low-rank adapters (and the reward head) instead of every weight.",
         basic=True,
     )
-    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024, requires="lora")
-    lora_alpha: float = setting(
-        32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4,
-        requires="lora",
-    )
-    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9, requires="lora")
-    lora_target_modules: str = setting(
-        "auto",
-        "Layers that get adapters: comma-separated module names (e.g. q_proj,v_proj), 'all-linear', or "
-        "'auto' (peft's choice for the architecture).",
-        requires="lora",
-    )
+    lora_r: int = lora_setting("r")
+    lora_alpha: float = lora_setting("alpha")
+    lora_dropout: float = lora_setting("dropout")
+    lora_target_modules: str = lora_setting("target_modules")
 
     def validate(self) -> "RewardConfig":
         """Raises ConfigError naming the first field outside its allowed values; returns self."""
         validate_fields(self)
         if not self.base_model.strip():
             raise ConfigError("base_model: is empty; give a model folder, a cached model name or 'demo'")
-        if self.lora and not self.lora_target_modules.strip():
-            raise ConfigError("lora_target_modules: is empty; give module names, 'all-linear' or 'auto'")
+        check_lora(self)
         return self
 
     def check_world(self, world: int) -> None:

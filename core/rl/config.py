@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..training.config import check_method_fields, setting, validate_fields
+from ..training.config import check_lora, check_method_fields, lora_setting, setting, validate_fields
 from ..training.run_models import LATEST_REWARD_MODEL
 
 METHODS = ("ppo", "rloo", "grpo")
@@ -280,16 +280,10 @@ class RLConfig:
         "the base weights in memory).",
         basic=True,
     )
-    lora_r: int = setting(16, "LoRA rank.", min=1, max=1024, requires="lora")
-    lora_alpha: float = setting(
-        32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", min=0.0, max=1e4,
-        requires="lora",
-    )
-    lora_dropout: float = setting(0.0, "Dropout on the LoRA path.", min=0.0, max=0.9, requires="lora")
-    lora_target_modules: str = setting(
-        "auto", "Layers that get adapters: comma-separated module names, 'all-linear', or 'auto' (peft's choice).",
-        requires="lora",
-    )
+    lora_r: int = lora_setting("r")
+    lora_alpha: float = lora_setting("alpha")
+    lora_dropout: float = lora_setting("dropout")
+    lora_target_modules: str = lora_setting("target_modules")
 
     def validate(self) -> RLConfig:
         """Raises ConfigError naming the first setting outside its allowed values; returns self."""
@@ -317,8 +311,7 @@ class RLConfig:
                 f"gradient_accumulation_steps: {self.gradient_accumulation_steps} does not divide the minibatch of "
                 f"{minibatch} episodes (batch_size / num_mini_batches)"
             )
-        if self.lora and not self.lora_target_modules.strip():
-            raise ConfigError("lora_target_modules: is empty; give module names, 'all-linear' or 'auto'")
+        check_lora(self)
         return self
 
     def check_world(self, world: int) -> None:

@@ -34,6 +34,28 @@ def setting(default: Any, help: str, **limits: Any) -> Any:
     return field(default=default, metadata={"help": help, **limits})
 
 
+# LoRA's settings, the same in every config that trains with it (each config's `lora` switch says
+# what LoRA means for its job).
+_LORA = {
+    "r": (16, "LoRA rank.", {"min": 1, "max": 1024}),
+    "alpha": (32.0, "LoRA scaling numerator (the update is scaled by alpha / r).", {"min": 0.0, "max": 1e4}),
+    "dropout": (0.0, "Dropout on the LoRA path.", {"min": 0.0, "max": 0.9}),
+    "target_modules": ("auto", "Layers that get adapters: comma-separated module names (e.g. q_proj,v_proj), "
+                               "'all-linear', or 'auto' (peft's choice for the architecture).", {}),
+}
+
+
+def lora_setting(name: str) -> Any:
+    """The field of LoRA's setting `lora_<name>`; a new one each call (a dataclass takes the one it is given)."""
+    default, help, limits = _LORA[name]
+    return setting(default, help, requires="lora", **limits)
+
+
+def check_lora(config: Any) -> None:
+    if config.lora and not config.lora_target_modules.strip():
+        raise ConfigError("lora_target_modules: is empty; give module names, 'all-linear' or 'auto'")
+
+
 C = TypeVar("C")
 
 
