@@ -171,6 +171,45 @@ def test_the_built_app_runs_the_command_line(program, tmp_path):
 
 
 @pytest.mark.packaging
+def test_the_built_app_downloads_a_model(program, tmp_path, monkeypatch):
+    """Download… fetches through huggingface_hub, which imports parts of itself by name at run
+    time: the bundle must hold them. A local stand-in for the hub (tests/hub_server.py) serves."""
+    from hub_server import REPO, build_tiny_model, serving
+
+    with serving(build_tiny_model(tmp_path / "served" / "tiny-llama"), tmp_path, monkeypatch) as hub:
+        env = _bundle_env(tmp_path)
+        done = subprocess.run([str(program), "download", REPO, "--yes"], capture_output=True, text=True, env=env,
+                              stdin=subprocess.DEVNULL, timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+        assert "apache-2.0" in done.stdout
+        assert any(path.endswith("/model.safetensors") for method, path, _ in hub.requests if method == "GET")
+    assert list((tmp_path / "hf" / "hub").rglob("model.safetensors"))
+
+
+@pytest.mark.packaging
+def test_the_built_app_imports_parquet_and_zstd(program, tmp_path):
+    """Both are read through pyarrow, which PyInstaller finds only through the spec's hidden imports:
+    a bundle without them would refuse these files, though the venv reads them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."} for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    with pa.CompressedOutputStream(str(tmp_path / "pairs.jsonl.zst"), "zstd") as out:
+        out.write("".join(json.dumps({**row, "prompt": row["prompt"] + " (zstd)"}) + "\n" for row in rows).encode())
+    env = _bundle_env(tmp_path)
+    project = tmp_path / "project"
+    subprocess.run([str(program), "init", str(project)], check=True, env=env, capture_output=True)
+    for name in ("pairs.parquet", "pairs.jsonl.zst"):
+        done = subprocess.run([str(program), "import", str(project), str(tmp_path / name)], capture_output=True,
+                              text=True, env=env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    stats = subprocess.run([str(program), "stats", str(project), "--json"], capture_output=True, text=True, env=env,
+                           check=True)
+    assert json.loads(stats.stdout)["counts"]["pairs"] == 10
+
+
+@pytest.mark.packaging
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run (apt-get install xvfb)")
 def test_the_built_app_opens_its_window_under_xvfb(program, tmp_path):
     shot = tmp_path / "frozen-window.png"
