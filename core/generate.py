@@ -204,10 +204,13 @@ def summary(counts: dict[str, Any]) -> str:
 
 
 def pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> list[Conversation]:
-    """n prompts: in no pair first, then not yet answered by `origin`, then the rest; seeded order."""
+    """n prompts, none held out: in no pair first, then not yet answered by `origin`, then the rest; seeded order."""
     ranked = project.store.prompts_for_generation(origin_prefix, origin)
     if not ranked:
         where = f"of pairs whose origin starts with {origin_prefix!r}" if origin_prefix else "in this project"
+        if project.store.heldout_prompt_ids():
+            raise WorkbenchError(f"There are no prompts {where} but held-out ones, which no run trains on: "
+                                 "import more (a prompt list will do)")
         raise WorkbenchError(f"There are no prompts {where}: import some first (a prompt list will do)")
     rng = random.Random(seed)
     groups: list[list[int]] = [[], [], []]

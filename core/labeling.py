@@ -36,6 +36,11 @@ The queues (walked in pair-id order unless said otherwise)
   newest finished run with scores); none scored yet, the queue is empty. core/reward/pair_scores.py
   writes them.
 
+Pairs whose prompt is held out (core/store/evaluations.py: no run trains on it) are in the
+"unlabelled" and "least_sure" queues no more, and Generate… answers no held-out prompt: a verdict
+there would train nothing. Comparisons of policies are made on held-out prompts on purpose, and
+their queue ("policy_vs_reference") offers them.
+
 A session walks a queue in two passes. The first offers the pairs with no judgment of mine (for
 "unlabelled": no judgment by any person); a skip records a skip judgment, which takes the pair
 out of the first pass, so a skipped pair never comes straight back. When the first pass reaches

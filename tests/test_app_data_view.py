@@ -55,10 +55,10 @@ def cell(model, row, column):
     return model.data(model.index(row, column), Qt.ItemDataRole.DisplayRole)
 
 
-def test_counts_pairs_by_origin_and_verdicts_by_annotator(data_view):
+def test_counts_pairs_by_origin_and_verdicts_by_annotator(data_view, qtbot):
     overview = data_view.overview
     shown = {key: label.text() for key, label in overview.values.items()}
-    assert shown == {"prompts": "4", "responses": "8", "pairs": "4", "judgments": "3", "unlabelled": "2"}
+    assert shown == {"prompts": "4", "responses": "8", "pairs": "4", "judgments": "3", "unlabelled": "2", "heldout": "0"}
     origins = {overview.origins.item(r, 0).text(): overview.origins.item(r, 1).text() for r in range(overview.origins.rowCount())}
     assert origins == {"arena": "2", "trl": "2"}
     table = overview.verdicts
@@ -67,6 +67,12 @@ def test_counts_pairs_by_origin_and_verdicts_by_annotator(data_view):
     rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in range(1, 7)] for r in range(table.rowCount())}
     assert rows == {"alice": ["0", "1", "1", "0", "0", "2"], "dataset:arena": ["1", "0", "0", "0", "0", "1"]}
     assert data_view.tables.tabText(0) == "Pairs (4)" and data_view.tables.tabText(1) == "Prompts (4)"
+
+    # A held-out prompt's pair is not left for people to judge: its verdict would train nothing.
+    assert data_view.project.store.hold_out_prompts(1) == 1  # an unjudged one first
+    data_view.refresh()
+    wait_loaded(qtbot, data_view)
+    assert overview.values["unlabelled"].text() == "1" and overview.values["heldout"].text() == "1"
 
 
 def test_pairs_table_lists_pairs_with_verdicts(data_view):

@@ -16,6 +16,7 @@ from rlhf_workbench.core.errors import ConfigError, Stopped, WorkbenchError
 from rlhf_workbench.core.generate import GenerateConfig, generate_pairs, model_label, pick_prompts, sample_from
 from rlhf_workbench.core.importing import import_file
 from rlhf_workbench.core.project import Project
+from rlhf_workbench.core.records import conversation_to_json
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -146,6 +147,20 @@ def test_an_empty_project_is_told_to_import_prompts(home, make_project):
     path = make_project("empty")
     with pytest.raises(WorkbenchError, match="There are no prompts in this project: import some first"):
         generate_pairs(path, GenerateConfig())
+
+
+def test_held_out_prompts_get_no_candidates(listed):
+    """A pair on a held-out prompt trains nothing: Generate… leaves those prompts to Evaluate."""
+    from rlhf_workbench.core.generate import pick_prompts
+
+    with Project.open(listed) as project:
+        assert project.store.hold_out_prompts(4) == 4
+        held = set(project.store.prompt_messages(project.store.heldout_prompt_ids()).values())
+        picked = pick_prompts(project, None, "generated:demo", 10, 0)
+        assert len(picked) == 2 and not {conversation_to_json(p) for p in picked} & held
+        project.store.hold_out_prompts(2)
+        with pytest.raises(WorkbenchError, match="no prompts in this project but held-out ones"):
+            pick_prompts(project, None, "generated:demo", 10, 0)
 
 
 @pytest.mark.slow

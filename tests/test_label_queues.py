@@ -234,6 +234,30 @@ def plain(make_project):
         yield project
 
 
+def test_pairs_on_held_out_prompts_are_in_no_queue_for_training_data(make_project):
+    """Their verdicts would train nothing (no run trains on a held-out prompt): the unlabelled queue
+    passes them by in both passes and does not count them, and least-sure scoring leaves them out."""
+    path = make_project("held", plain_pairs(12))
+    with Project.open(path) as project:
+        store = project.store
+        session = LabelSession(store, "ada", rng=random.Random(0))
+        everything = walk(session)
+        assert len(everything) == 12 and queue_progress(store, "ada", "unlabelled").remaining == 12
+        store.hold_out_prompts(3)
+        held = {pair_id for (pair_id,) in store.conn.execute(
+            "SELECT id FROM pairs WHERE prompt_id IN (SELECT prompt_id FROM heldout_prompts)")}
+        assert len(held) == 3
+        session.set_queue("unlabelled")
+        assert walk(session) == [i for i in everything if i not in held]
+        assert queue_progress(store, "ada", "unlabelled").remaining == 9
+        # Skipped by someone, none held out: offered again in the second pass; a held-out one is not.
+        for pair_id in sorted(held)[:1] + [i for i in everything if i not in held][:1]:
+            store.add_judgment(pair_id, "bob", "skip", shown_left="a", seconds=1.0)
+        assert queue_progress(store, "ada", "unlabelled").remaining == 9
+        assert store.skipped_only_pair_count() == 1
+        assert set(store.pair_ids_to_score("some-run")) == set(everything) - held
+
+
 def test_least_sure_is_empty_until_pairs_are_scored(plain):
     session = LabelSession(plain.store, "ada", "least_sure")
     assert session.next() is None

@@ -133,7 +133,9 @@ def test_judge_20_pairs_with_every_choice_undo_3_and_relabel(demo):
     assert progress.labelled_by_me == 17
     assert progress.total == 360
     # The 17 labelled pairs left the queue; the 3 skipped ones are still to label (second pass).
-    assert progress.remaining == 360 - 17
+    # The demo's 36 held-out prompts' pairs are not in it: their verdicts would train nothing.
+    assert len(demo.store.heldout_prompt_ids()) == 36
+    assert progress.remaining == 360 - 17 - 36
     assert progress.overlap_percent is None
 
 

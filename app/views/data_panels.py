@@ -54,7 +54,9 @@ class OverviewPanel(QWidget):
         ("responses", "Responses"),
         ("pairs", "Pairs"),
         ("judgments", "Judgments"),
-        ("unlabelled", "Not yet judged by a person"),
+        # Pairs on held-out prompts are left out: their verdicts would train nothing (core/labeling.py).
+        ("unlabelled", "Left for people to judge"),
+        ("heldout", "Prompts held out to evaluate"),
     )
 
     def __init__(self, parent: QWidget | None = None):

@@ -25,6 +25,10 @@ from .connection import VERDICT_WAIT_S, Connection, now_iso
 # LIKE as in the schema's triggers (case-insensitive), so "is a person" means the same everywhere.
 _PERSON = f"NOT LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
 _DATASET = f"LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
+# A pair whose prompt is held out trains no run (evaluations.py): a verdict on it would be labour
+# that goes nowhere, so the queues for training data pass it by. The policies-compared queue
+# (model_pairs.py) is the place for pairs on held-out prompts: people's win rates come from it.
+_TRAINS = "NOT IN (SELECT prompt_id FROM heldout_prompts)"
 
 
 def _mine(pair: str, mode: str) -> str:
@@ -79,15 +83,22 @@ class LabelQueries(Connection):
         return result
 
     def unlabelled_pair_count(self) -> int:
-        """Pairs that no person has judged yet (labels that came with data do not count)."""
-        return self.conn.execute("SELECT count(*) FROM pairs WHERE human_verdicts = 0").fetchone()[0]
+        """Pairs that no person has judged yet (labels that came with data do not count), those
+        on held-out prompts aside."""
+        # All unlabelled ones (the partial index alone) less the held-out prompts' (their few index look-ups).
+        return self.conn.execute(
+            """SELECT (SELECT count(*) FROM pairs WHERE human_verdicts = 0)
+                    - (SELECT count(*) FROM pairs WHERE human_verdicts = 0
+                       AND prompt_id IN (SELECT prompt_id FROM heldout_prompts))"""
+        ).fetchone()[0]
 
     # -- labelling -----------------------------------------------------------------------------
 
     def next_unlabelled_pair_id(self, after_id: int = 0) -> int | None:
-        """The next pair (in id order) that no person has judged yet, or None."""
+        """The next pair (in id order) that no person has judged yet and whose prompt is not held out, or None."""
         row = self.conn.execute(
-            "SELECT id FROM pairs WHERE human_verdicts = 0 AND id > ? ORDER BY id LIMIT 1", (after_id,)
+            f"SELECT id FROM pairs WHERE human_verdicts = 0 AND id > ? AND prompt_id {_TRAINS} ORDER BY id LIMIT 1",
+            (after_id,),
         ).fetchone()
         return row[0] if row else None
 
@@ -99,7 +110,7 @@ class LabelQueries(Connection):
         """
         row = self.conn.execute(
             f"""SELECT p.id FROM pairs p
-                WHERE p.id > :after AND p.human_verdicts > 0
+                WHERE p.id > :after AND p.human_verdicts > 0 AND p.prompt_id {_TRAINS}
                   AND NOT EXISTS (SELECT 1 FROM judgments v WHERE v.pair_id = p.id AND v.undone = 0
                                   AND v.verdict != 'skip' AND v.annotator {_PERSON})
                 ORDER BY p.id LIMIT 1""",
@@ -112,6 +123,7 @@ class LabelQueries(Connection):
         return self.conn.execute(
             f"""SELECT count(DISTINCT s.pair_id) FROM judgments s
                 WHERE s.undone = 0 AND s.verdict = 'skip' AND s.annotator {_PERSON}
+                  AND (SELECT prompt_id FROM pairs WHERE id = s.pair_id) {_TRAINS}
                   AND NOT EXISTS (SELECT 1 FROM judgments v WHERE v.pair_id = s.pair_id AND v.undone = 0
                                   AND v.verdict != 'skip' AND v.annotator {_PERSON})"""
         ).fetchone()[0]
@@ -266,10 +278,11 @@ class LabelQueries(Connection):
     # -- reward-model scores and the least-sure queue ----------------------------------------------
 
     def pair_ids_to_score(self, run_id: str) -> list[int]:
-        """Pairs without any person's verdict (skips aside) that `run_id` has not scored, by id."""
+        """Pairs without any person's verdict (skips aside) that `run_id` has not scored, by id; not
+        those on held-out prompts (the least-sure queue would offer them for labelling)."""
         return [row[0] for row in self.conn.execute(
             f"""SELECT p.id FROM pairs p
-                WHERE (p.human_verdicts = 0 OR NOT {_person_verdict("p.id")})
+                WHERE (p.human_verdicts = 0 OR NOT {_person_verdict("p.id")}) AND p.prompt_id {_TRAINS}
                   AND NOT EXISTS (SELECT 1 FROM pair_scores s WHERE s.pair_id = p.id AND s.run_id = :run)
                 ORDER BY p.id""",
             {"run": run_id},

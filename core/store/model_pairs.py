@@ -123,12 +123,15 @@ class ModelPairQueries(Connection):
     def prompts_for_generation(self, origin_prefix: str | None, generated_origin: str) -> list[tuple[int, int]]:
         """(prompt id, rank) for generating candidate responses (core/generate.py): rank 0 for a
         prompt in no pair at all, 1 for one not yet in a pair of `generated_origin`, 2 for the rest.
-        Only prompts of pairs whose origin starts with `origin_prefix`, when it is given. Id order."""
+        Only prompts of pairs whose origin starts with `origin_prefix`, when it is given, and never
+        a held-out one (its pairs would train nothing). Id order."""
         rank = """CASE WHEN NOT EXISTS (SELECT 1 FROM pairs p WHERE p.prompt_id = pr.id) THEN 0
                        WHEN EXISTS (SELECT 1 FROM pairs p WHERE p.prompt_id = pr.id AND p.origin = :generated) THEN 2
                        ELSE 1 END"""
         # substr, not LIKE: LIKE ignores case and reads % and _ in the prefix as wildcards.
-        where = "WHERE pr.id IN (SELECT prompt_id FROM pairs WHERE substr(origin, 1, :n) = :prefix)" if origin_prefix else ""
+        where = "WHERE pr.id NOT IN (SELECT prompt_id FROM heldout_prompts)"
+        if origin_prefix:
+            where += " AND pr.id IN (SELECT prompt_id FROM pairs WHERE substr(origin, 1, :n) = :prefix)"
         params = {"generated": generated_origin, "n": len(origin_prefix or ""), "prefix": origin_prefix or ""}
         return list(self.conn.execute(f"SELECT pr.id, {rank} FROM prompts pr {where} ORDER BY pr.id", params))
 
