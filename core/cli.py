@@ -419,7 +419,8 @@ def _cmd_stats(args) -> int:
             "project": project.name,
             "path": str(project.path),
             "counts": store.counts(),
-            "unlabelled_pairs": store.unlabelled_pair_count(),
+            "unlabelled_pairs": store.unlabelled_pair_count(),  # held-out prompts' pairs aside: they train nothing
+            "heldout_prompts": len(store.heldout_prompt_ids()),
             "pairs_by_origin": store.pairs_by_origin(),
             "judgments_by_annotator": store.judgments_by_annotator_and_verdict(),
         }
@@ -432,7 +433,8 @@ def _cmd_stats(args) -> int:
         f"  {counts['prompts']:,} prompts, {counts['responses']:,} responses, {counts['pairs']:,} pairs, "
         f"{counts['judgments']:,} verdicts, {counts['runs']:,} runs"
     )
-    print(f"  {stats['unlabelled_pairs']:,} pairs not yet judged by a person")
+    heldout = f" ({stats['heldout_prompts']:,} prompts held out to evaluate; their pairs train nothing)" if stats["heldout_prompts"] else ""
+    print(f"  {stats['unlabelled_pairs']:,} pairs left for people to judge{heldout}")
     if stats["pairs_by_origin"]:
         print("pairs by origin:")
         for origin, n in stats["pairs_by_origin"].items():

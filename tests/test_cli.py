@@ -91,8 +91,10 @@ def test_demo_creates_a_project_with_judged_and_unjudged_pairs(tmp_path):
     stats = json.loads(run("stats", tmp_path / "demo", "--json").stdout)
     pairs = stats["counts"]["pairs"]
     assert pairs >= 200
-    # The demo's own labels are not people's: every pair is still there for a person to judge...
-    assert stats["unlabelled_pairs"] == pairs
+    # The demo's own labels are not people's: every pair is still there for a person to judge, but
+    # those of the prompts held out to evaluate (whose verdicts would train nothing)...
+    assert stats["heldout_prompts"] == 36
+    assert stats["unlabelled_pairs"] == pairs - 36
     # ...and some pairs come with a label, the rest without.
     assert 0 < sum(stats["judgments_by_annotator"]["dataset:demo"].values()) < pairs
 

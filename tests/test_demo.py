@@ -214,8 +214,10 @@ def test_create_demo_project(tmp_path, pairs):
         assert project.store.judgments_by_annotator_and_verdict()[DEMO_ANNOTATOR] == dict(
             Counter(p.verdict for p in pairs if p.verdict)
         )
-        # Dataset verdicts do not count as labelled: the rest waits for a person.
-        assert project.store.unlabelled_pair_count() == len(pairs)
+        # Dataset verdicts do not count as labelled: every pair waits for a person, but those of the
+        # 36 prompts held out to evaluate (one pair each), whose verdicts would train nothing.
+        assert len(project.store.heldout_prompt_ids()) == 36
+        assert project.store.unlabelled_pair_count() == len(pairs) - 36
         sources = project.store.conn.execute("SELECT DISTINCT source FROM responses").fetchall()
         assert sources == [("demo",)]
         # The stored verdicts follow the rules, read back from the database.
