@@ -54,6 +54,7 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
     # The ranking is computed in a worker (its bootstrap refits 200 times): its answer comes a moment later.
     qtbot.waitUntil(lambda: view.ranking_label.text() != "Ranking the policies…", timeout=10_000)
     assert rows and "No verdicts between policies yet" in view.ranking_label.text()
+    assert view.ranking_plot.isHidden()
     for pair_id, messages, a, b in rows:
         store.add_judgment(pair_id, "ada", rule_verdict(json.loads(messages)[-1]["content"], a, b), shown_left="a")
     window.show_tab(0)
@@ -63,6 +64,7 @@ def test_evaluate_compare_and_rank_from_the_tab(demo_window, demo_models, qtbot)
     names = {view.ranking.item(r, 0).text() for r in range(view.ranking.rowCount())}
     assert names == {run_id, "demo"}
     assert len(view.ranking_plot.getPlotItem().items) == 3  # intervals, points, the anchor's line
+    assert not view.ranking_plot.isHidden()
     # The table's win rate follows the verdicts as they stand now (the evaluation keeps its day's).
     verdicts = [store.conn.execute("SELECT verdict FROM judgments WHERE pair_id = ?", (pair_id,)).fetchone()[0]
                 for pair_id, *_ in rows]

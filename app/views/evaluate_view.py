@@ -398,6 +398,8 @@ class EvaluateView(QWidget):
         self.ranking.setRowCount(len(rows))
         plot = self.ranking_plot.getPlotItem()
         plot.clear()
+        # An empty plot is a black box with axes from 0 to 1: the table has the room until there are ratings.
+        self.ranking_plot.setVisible(bool(rows))
         if not rows:
             self.ranking_label.setText(
                 "No verdicts between policies yet. “Compare with reference” (in a policy's tab) or “Compare two "
