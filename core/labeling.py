@@ -37,8 +37,8 @@ The queues (walked in pair-id order unless said otherwise)
   writes them.
 
 Pairs whose prompt is held out (core/store/evaluations.py: no run trains on it) are in the
-"unlabelled" and "least_sure" queues no more, and Generate… answers no held-out prompt: a verdict
-there would train nothing. Comparisons of policies are made on held-out prompts on purpose, and
+"unlabelled" and "least_sure" queues no more (nor scored for the latter), and Generate… answers no
+held-out prompt: a verdict there would train nothing. Comparisons of policies are made on held-out prompts on purpose, and
 their queue ("policy_vs_reference") offers them.
 
 A session walks a queue in two passes. The first offers the pairs with no judgment of mine (for

@@ -243,6 +243,11 @@ def test_pairs_on_held_out_prompts_are_in_no_queue_for_training_data(make_projec
         session = LabelSession(store, "ada", rng=random.Random(0))
         everything = walk(session)
         assert len(everything) == 12 and queue_progress(store, "ada", "unlabelled").remaining == 12
+        # Scored for the least-sure queue before any prompt was held out.
+        store.create_run("rm", kind="reward", name="rm", config={}, output_dir="runs/rm")
+        store.set_run_status("rm", "running")
+        store.set_run_status("rm", "finished")
+        store.save_pair_scores("rm", [(pair_id, 0.5) for pair_id in everything])
         store.hold_out_prompts(3)
         held = {pair_id for (pair_id,) in store.conn.execute(
             "SELECT id FROM pairs WHERE prompt_id IN (SELECT prompt_id FROM heldout_prompts)")}
@@ -256,6 +261,8 @@ def test_pairs_on_held_out_prompts_are_in_no_queue_for_training_data(make_projec
         assert queue_progress(store, "ada", "unlabelled").remaining == 9
         assert store.skipped_only_pair_count() == 1
         assert set(store.pair_ids_to_score("some-run")) == set(everything) - held
+        assert walk(LabelSession(store, "ada", "least_sure")) == [i for i in everything if i not in held]
+        assert queue_progress(store, "ada", "least_sure").remaining == 9
 
 
 def test_least_sure_is_empty_until_pairs_are_scored(plain):

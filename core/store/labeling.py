@@ -31,6 +31,11 @@ _DATASET = f"LIKE '{DATASET_ANNOTATOR_PREFIX}%'"
 _TRAINS = "NOT IN (SELECT prompt_id FROM heldout_prompts)"
 
 
+def _on_trained_prompt(pair: str) -> str:
+    """`pair`'s prompt is not held out (for a pair id met without its row: scores, judgments)."""
+    return f"(SELECT prompt_id FROM pairs WHERE id = {pair}) {_TRAINS}"
+
+
 def _mine(pair: str, mode: str) -> str:
     """A condition on my own (`:me`) judgments of `pair`.
 
@@ -123,7 +128,7 @@ class LabelQueries(Connection):
         return self.conn.execute(
             f"""SELECT count(DISTINCT s.pair_id) FROM judgments s
                 WHERE s.undone = 0 AND s.verdict = 'skip' AND s.annotator {_PERSON}
-                  AND (SELECT prompt_id FROM pairs WHERE id = s.pair_id) {_TRAINS}
+                  AND {_on_trained_prompt("s.pair_id")}
                   AND NOT EXISTS (SELECT 1 FROM judgments v WHERE v.pair_id = s.pair_id AND v.undone = 0
                                   AND v.verdict != 'skip' AND v.annotator {_PERSON})"""
         ).fetchone()[0]
@@ -339,7 +344,7 @@ class LabelQueries(Connection):
         row = self.conn.execute(
             f"""SELECT s.pair_id, abs(s.p - 0.5) FROM pair_scores s
                 WHERE s.run_id = :run AND (abs(s.p - 0.5), s.pair_id) > (:distance, :after)
-                  AND {_mine("s.pair_id", _pass(skipped_by_me))}
+                  AND {_mine("s.pair_id", _pass(skipped_by_me))} AND {_on_trained_prompt("s.pair_id")}
                 ORDER BY abs(s.p - 0.5), s.pair_id LIMIT 1""",
             {"run": run_id, "distance": distance, "after": after_id, "me": annotator},
         ).fetchone()
@@ -348,6 +353,7 @@ class LabelQueries(Connection):
     def least_sure_left(self, annotator: str, run_id: str) -> int:
         """Pairs scored by `run_id` with no verdict by `annotator` (skipped ones included)."""
         return self.conn.execute(
-            f"""SELECT count(*) FROM pair_scores s WHERE s.run_id = :run AND {_mine("s.pair_id", "no_verdict")}""",
+            f"""SELECT count(*) FROM pair_scores s WHERE s.run_id = :run AND {_mine("s.pair_id", "no_verdict")}
+                AND {_on_trained_prompt("s.pair_id")}""",
             {"run": run_id, "me": annotator},
         ).fetchone()[0]
