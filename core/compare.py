@@ -13,9 +13,9 @@ people preferred the policy.
 The method says how (`TrainingMethod.policy.sampling`): an RL run's policy answers the run's own
 prompts (its `prompt_origin`) with the run's temperature, top_p and max_new_tokens; an SFT or DPO
 run, which samples nothing while it trains, answers every prompt of the project with the Generate
-dialog's defaults. Among those prompts the held-out ones come first (no run trained on them, so the
-verdicts say how the policy does on prompts it never saw, as the Evaluate tab's figures do), then
-the rest; within each, those not compared for this run before first, in a seeded random order.
+dialog's defaults. Prompts not compared for this run before come first, and among them the held-out
+ones first (no run trained on them, so the verdicts say how the policy does on prompts it never
+saw, as the Evaluate tab's figures do); each part in a seeded random order.
 Both models sample with the same seed, so that any difference comes from the weights. Identical
 responses are not a pair (there is nothing to judge): they are skipped and counted.
 
@@ -135,8 +135,9 @@ def _run_policy(project: Project, run_id: str) -> tuple[dict[str, Any], Path, in
 
 
 def _pick_prompts(project: Project, origin_prefix: str | None, origin: str, n: int, seed: int) -> tuple[list, int]:
-    """n of the run's prompts and how many of them are held out: held-out prompts first, then the
-    rest; within each, those not yet compared for this run first; each part in a seeded random order."""
+    """n of the run's prompts and how many of them are held out: those not yet compared for this run
+    first, held-out ones before the rest among the fresh and among the compared; each part in a
+    seeded random order."""
     candidates = project.store.prompt_ids_for_comparison(origin_prefix, origin)
     if not candidates:
         where = f"of pairs whose origin starts with {origin_prefix!r}" if origin_prefix else "in this project"
