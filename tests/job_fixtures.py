@@ -109,6 +109,13 @@ def nap(seconds: float, *, sink, stop) -> float:
     return seconds
 
 
+def deaf_nap(seconds: float, *, sink, stop) -> float:
+    """A task that never looks at stop (as a child still importing torch when asked cannot)."""
+    sink(Progress(0, 1, f"napping in {os.getpid()}, deaf"))
+    time.sleep(seconds)
+    return seconds
+
+
 @dataclass
 class BigCheckpointConfig:
     steps: int = 2

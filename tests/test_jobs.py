@@ -280,6 +280,22 @@ def test_child_ignoring_stop_is_ended_after_the_grace_period_with_its_helpers(pr
 
 
 @posix_only
+def test_a_task_ended_after_the_grace_period_reads_as_cancelled():
+    """Cancel pressed while the child cannot answer (still loading, say): the person asked for it, and is
+    told so in the words a child that answers uses (it read "stopped before it finished" before)."""
+    events = []
+    job = ChildRunner(Work.task("job_fixtures:deaf_nap", 60.0, what="comparison"), events.append)
+    deadline = time.monotonic() + 20
+    while not any(isinstance(e, Progress) for e in events):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job.stop(grace_s=0.3)
+    assert job.join(6)
+    assert isinstance(job.result, Finished) and job.result.stopped
+    assert job.result.summary["message"] == "The comparison was cancelled: it was ended before it finished (signal SIGTERM)"
+
+
+@posix_only
 @pytest.mark.parametrize(("exit_code", "how"), [(None, "signal SIGKILL"), (3, "exit code 3")])
 def test_child_dying_without_a_word_is_reported_and_recorded_as_failed(project, exit_code, how):
     config = CountConfig(steps=100, fail_at=exit_code)

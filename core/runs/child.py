@@ -215,7 +215,10 @@ class ProcessRunner:
         if self._ended_by is not None and self.work.run is None:
             # A task someone asked to stop, ended because it did not in time: what they asked for.
             # (Work keeps nothing it has not committed, and a transaction dies with its process.)
-            return Finished({"message": f"The {self.work.what} was stopped before it finished ({how})"}, stopped=True)
+            # Worded as the stop the child answers itself ("… was cancelled; …"): to the person who
+            # pressed Cancel, a child still loading torch when asked is no different.
+            return Finished({"message": f"The {self.work.what} was cancelled: it was ended before it finished ({how})"},
+                            stopped=True)
         if self._ended_by is not None:
             (message, hint), status = self._asked_end(how), "cancelled"
         else:
