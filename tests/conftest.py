@@ -168,3 +168,23 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+# -- a local stand-in for the Hugging Face hub (tests/hub_server.py) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny Llama folder for the hub to serve, built once per module."""
+    from hub_server import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("served") / "tiny-llama")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, tiny_model):
+    """The hub serving tiny_model as hub_server.REPO, HF_ENDPOINT pointing at it (hub_server.serving)."""
+    from hub_server import serving
+
+    with serving(tiny_model, tmp_path, monkeypatch) as server:
+        yield server

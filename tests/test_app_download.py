@@ -3,24 +3,13 @@ process, from a local server that answers as the hub does (tests/hub_server.py),
 Face cache; the picker then has it selected. Cancel stops a download under way."""
 
 import pytest
-from hub_server import REPO, build_tiny_model, serving
+from hub_server import REPO
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton, QWidget
 
 from rlhf_workbench.app.views.model_pickers import SpecBox
 from rlhf_workbench.core.download import human_size
 from rlhf_workbench.core.models import ModelError, resolve_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("served") / "tiny-llama")
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch, tiny_model):
-    with serving(tiny_model, tmp_path, monkeypatch) as server:
-        yield server
 
 
 @pytest.fixture

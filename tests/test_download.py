@@ -11,24 +11,13 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from hub_server import CHUNK, DECOY, REPO, Repo, build_tiny_model, serving
+from hub_server import CHUNK, DECOY, REPO, Repo
 
 from rlhf_workbench.core import download as dl
 from rlhf_workbench.core.cli import main
 from rlhf_workbench.core.errors import Stopped
 from rlhf_workbench.core.events import Progress
 from rlhf_workbench.core.models import ModelError, discover_models, resolve_model
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("served") / "tiny-llama")
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch, tiny_model):
-    with serving(tiny_model, tmp_path, monkeypatch) as server:
-        yield server
 
 
 def weights_size(folder) -> int:

@@ -241,15 +241,20 @@ def test_child_run_finishes_and_its_own_process_records_it(project):
     assert not (ctx.run_dir / "crash.log").exists()
 
 
+def _wait_for(kind, events: list, timeout_s: float = 20) -> None:
+    """Until a child has sent an event of `kind` (it is at work), within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not any(isinstance(e, kind) for e in events):
+        assert time.monotonic() < deadline, f"no {kind.__name__} event within {timeout_s} s"
+        time.sleep(0.01)
+
+
 def test_child_polite_stop_gives_cancelled_with_a_stopped_summary(project):
     config = CountConfig(steps=100_000, sleep_s=0.01)
     ctx = start_run(project, kind="reward", name="c", config=config)
     events = []
     job = ChildRunner(Work.job("job_fixtures:count", config, ctx), events.append)
-    deadline = time.monotonic() + 20
-    while not any(isinstance(e, Metric) for e in events):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_for(Metric, events)
     job.stop(grace_s=10)
     assert job.join(10)
     assert isinstance(job.result, Finished) and job.result.stopped
@@ -264,10 +269,7 @@ def test_child_ignoring_stop_is_ended_after_the_grace_period_with_its_helpers(pr
     ctx = start_run(project, kind="reward", name="deaf", config=CountConfig())
     events = []
     job = ChildRunner(Work.job("job_fixtures:deaf", CountConfig(), ctx), events.append)
-    deadline = time.monotonic() + 20
-    while not any(isinstance(e, Metric) for e in events):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_for(Metric, events)
     asked = time.monotonic()
     job.stop(grace_s=0.5)
     assert job.join(6)
@@ -285,10 +287,7 @@ def test_a_task_ended_after_the_grace_period_reads_as_cancelled():
     told so in the words a child that answers uses (it read "stopped before it finished" before)."""
     events = []
     job = ChildRunner(Work.task("job_fixtures:deaf_nap", 60.0, what="comparison"), events.append)
-    deadline = time.monotonic() + 20
-    while not any(isinstance(e, Progress) for e in events):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_for(Progress, events)
     job.stop(grace_s=0.3)
     assert job.join(6)
     assert isinstance(job.result, Finished) and job.result.stopped
@@ -319,10 +318,7 @@ def test_child_kill_ends_it_at_once_and_a_resumed_run_may_follow(project):
     ctx = start_run(project, kind="reward", name="k", config=config)
     events = []
     job = ChildRunner(Work.job("job_fixtures:count", config, ctx), events.append)
-    deadline = time.monotonic() + 20
-    while not any(isinstance(e, Metric) for e in events):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_for(Metric, events)
     job.kill()
     assert job.join(5)
     assert isinstance(job.result, Failed) and job.result.message.startswith("The run was ended before it finished")

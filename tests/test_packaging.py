@@ -171,18 +171,16 @@ def test_the_built_app_runs_the_command_line(program, tmp_path):
 
 
 @pytest.mark.packaging
-def test_the_built_app_downloads_a_model(program, tmp_path, monkeypatch):
+def test_the_built_app_downloads_a_model(program, tmp_path, hub):
     """Download… fetches through huggingface_hub, which imports parts of itself by name at run
     time: the bundle must hold them. A local stand-in for the hub (tests/hub_server.py) serves."""
-    from hub_server import REPO, build_tiny_model, serving
+    from hub_server import REPO
 
-    with serving(build_tiny_model(tmp_path / "served" / "tiny-llama"), tmp_path, monkeypatch) as hub:
-        env = _bundle_env(tmp_path)
-        done = subprocess.run([str(program), "download", REPO, "--yes"], capture_output=True, text=True, env=env,
-                              stdin=subprocess.DEVNULL, timeout=300)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
-        assert "apache-2.0" in done.stdout
-        assert any(path.endswith("/model.safetensors") for method, path, _ in hub.requests if method == "GET")
+    done = subprocess.run([str(program), "download", REPO, "--yes"], capture_output=True, text=True,
+                          env=_bundle_env(tmp_path), stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "apache-2.0" in done.stdout
+    assert any(path.endswith("/model.safetensors") for method, path, _ in hub.requests if method == "GET")
     assert list((tmp_path / "hf" / "hub").rglob("model.safetensors"))
 
 
